@@ -1,0 +1,151 @@
+"""One small generic registry, shared by models and transforms.
+
+A registry maps names to builder functions. Names may be *families* with one numeric placeholder,
+e.g. ``"rgb+{k}"``: ``get("rgb+50")`` then returns the builder with ``k=50`` bound. Registration is
+append-only (a duplicate raises unless ``override=True``) and unknown names raise with the closest
+registered names, so a typo never silently evaluates something else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Registry", "natural_key"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A family placeholder matches an unsigned decimal number; its sign, if any, is part of the template
+# ("rgb-{k}") so that names stay unambiguous and shell-safe.
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``resnet18 < resnet50 < resnet101`` (numbers compared as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _parse_number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+class Registry(Generic[F]):
+    """Name -> builder mapping with fnmatch listing, numeric families and did-you-mean errors.
+
+    Args:
+        kind: what the registry holds ("model", "transform"); used in error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, F] = {}
+        self._families: dict[str, tuple[re.Pattern[str], str]] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[F], F]:
+        """Decorator registering ``fn`` under ``name`` (default: the function's ``__name__``)."""
+
+        def decorator(fn: F) -> F:
+            self.add(name or fn.__name__, fn, override=override)
+            return fn
+
+        return decorator
+
+    def add(self, name: str, fn: F, *, override: bool = False) -> None:
+        """Register ``fn`` under ``name``; a name with one ``{param}`` placeholder is a family."""
+        if not name or name != name.strip() or any(c.isspace() for c in name) or "," in name:
+            raise ValueError(f"Expected a {self.kind} name without spaces or commas, but got {name!r}.")
+        if name in self._entries and not override:
+            raise ValueError(
+                f"A {self.kind} is already registered under the name {name!r}. "
+                f"Pick another name, or pass override=True to replace it on purpose."
+            )
+        params = _PLACEHOLDER.findall(name)
+        if len(params) > 1:
+            raise ValueError(f"Expected at most one {{param}} placeholder in {self.kind} name {name!r}.")
+        if params:
+            literal = [re.escape(part) for part in _PLACEHOLDER.split(name)[::2]]
+            pattern = re.compile(literal[0] + f"({_NUMBER})" + literal[1] + r"\Z")
+            self._families[name] = (pattern, params[0])
+        self._entries[name] = fn
+
+    def remove(self, name: str) -> None:
+        del self._entries[name]
+        self._families.pop(name, None)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Registry[F]]:
+        """Restore the registry's content on exit (for tests that register temporary entries)."""
+        entries, families = dict(self._entries), dict(self._families)
+        try:
+            yield self
+        finally:
+            self._entries, self._families = entries, families
+
+    # -- lookup -------------------------------------------------------------------------------
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._resolve(name) is not None
+
+    def _resolve(self, name: str) -> Callable[..., Any] | None:
+        if name in self._entries and name not in self._families:
+            return self._entries[name]
+        for template, (pattern, param) in self._families.items():
+            match = pattern.match(name)
+            if match:
+                return functools.partial(self._entries[template], **{param: _parse_number(match.group(1))})
+        return None
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The builder for ``name`` (family parameters bound); unknown names raise ``KeyError``."""
+        builder = self._resolve(name)
+        if builder is None:
+            raise KeyError(self.unknown_message(name))
+        return builder
+
+    def template_of(self, name: str) -> str:
+        """The registered name (or family template) that ``name`` resolves to."""
+        if name in self._entries and name not in self._families:
+            return name
+        for template, (pattern, _) in self._families.items():
+            if pattern.match(name):
+                return template
+        raise KeyError(self.unknown_message(name))
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.get(name)(**kwargs)
+
+    def unknown_message(self, name: str) -> str:
+        names = list(self._entries)
+        # Compare against family templates with the placeholder shown as a typical value too.
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        return (
+            f"Unknown {self.kind} {name!r}.{hint} "
+            f"List the registered {self.kind}s with `robust-eval --list-{self.kind}s`."
+        )
+
+    def list(self, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
+        """Registered names (family templates included) filtered by fnmatch patterns, naturally sorted."""
+
+        def as_list(patterns: str | Iterable[str] | None) -> list[str]:
+            if patterns is None:
+                return []
+            return [patterns] if isinstance(patterns, str) else list(patterns)
+
+        names = list(self._entries)
+        inc, exc = as_list(include), as_list(exclude)
+        if inc:
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in inc)]
+        if exc:
+            names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exc)]
+        return sorted(names, key=natural_key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
