@@ -122,9 +122,13 @@ class Registry(Generic[F]):
         return self.get(name)(**kwargs)
 
     def unknown_message(self, name: str) -> str:
-        names = list(self._entries)
-        # Compare against family templates with the placeholder shown as a typical value too.
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        # Families are compared with their placeholder filled by the number the user typed, so
+        # "rbg+50" suggests "rgb+50" rather than the bare template.
+        number = re.search(_NUMBER, name)
+        candidates = {
+            (_PLACEHOLDER.sub(number.group(0), n) if number and n in self._families else n): n for n in self._entries
+        }
+        close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return (
             f"Unknown {self.kind} {name!r}.{hint} "

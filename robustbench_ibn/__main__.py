@@ -1,0 +1,7 @@
+"""``python -m robustbench_ibn`` is ``robust-eval`` (handy under torchrun)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""Typed result records: per-image predictions plus everything needed to trust and redo the numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import topk_counts
+
+__all__ = ["SCHEMA_VERSION", "DomainResult", "EvalResult", "atomic_write_text", "protocol_fingerprint"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    """One row of Table 1: errors on a domain and their drops against the clean images (percent)."""
+
+    transform: str
+    label: str
+    n: int
+    top1_err: float
+    top5_err: float
+    top1_drop: float
+    top5_drop: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` so that ``path`` holds either the old content or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def protocol_fingerprint(protocol: dict[str, Any], dataset: dict[str, Any]) -> str:
+    """Hash of what makes two results comparable: data, geometry, shift definitions and precision."""
+    keyed = {
+        "dataset": {k: dataset.get(k) for k in ("n", "sha256", "limit")},
+        "geometry": protocol.get("geometry"),
+        "transforms": [{k: t[k] for k in ("name", "version", "params")} for t in protocol.get("transforms", [])],
+        "precision": protocol.get("precision"),
+    }
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EvalResult:
+    """The outcome of :func:`robustbench_ibn.evaluate` for one model.
+
+    Every number is derived from ``predictions`` (top-5 class indices per image and transform) and
+    ``labels``; nothing else is stored as a result, so later reports can compute intervals and tests.
+    """
+
+    model: str
+    weights: dict[str, Any]
+    dataset: dict[str, Any]
+    protocol: dict[str, Any]
+    environment: dict[str, Any]
+    labels: np.ndarray
+    predictions: dict[str, np.ndarray]
+    images: list[str] = field(default_factory=list)
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights.get("kind") == "random"
+
+    @property
+    def results(self) -> list[DomainResult]:
+        """Table 1's rows, clean first, drops relative to clean (0 for clean itself)."""
+        labels = {t["name"]: t["label"] for t in self.protocol["transforms"]}
+        counts = {name: topk_counts(preds, self.labels) for name, preds in self.predictions.items()}
+        base = counts["clean"]
+        return [
+            DomainResult(
+                transform=name,
+                label=labels[name],
+                n=c.n,
+                top1_err=c.top1_err,
+                top5_err=c.top5_err,
+                top1_drop=c.top1_err - base.top1_err,
+                top5_drop=c.top5_err - base.top5_err,
+            )
+            for name, c in counts.items()
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per transform: model, transform, label, n, errors and drops (percent)."""
+        frame = pd.DataFrame([r.to_dict() for r in self.results])
+        frame.insert(0, "model", self.model)
+        return frame
+
+    def summary(self) -> dict[str, Any]:
+        """The record without per-image data: what ``--format json`` prints."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "weights": self.weights,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "environment": self.environment,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full record, per-image predictions included (JSON-serializable)."""
+        record = self.summary()
+        record["images"] = list(self.images)
+        record["labels"] = self.labels.astype(int).tolist()
+        record["predictions"] = {name: p.astype(int).tolist() for name, p in self.predictions.items()}
+        return record
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the full record as JSON, atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EvalResult:
+        """Read a record written by :meth:`save`."""
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        if record.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"Expected a result record with schema_version {SCHEMA_VERSION} in {path}, "
+                f"but got {record.get('schema_version')!r}. Re-run the evaluation with this version."
+            )
+        return cls(
+            model=record["model"],
+            weights=record["weights"],
+            dataset=record["dataset"],
+            protocol=record["protocol"],
+            environment=record["environment"],
+            labels=np.asarray(record["labels"], dtype=np.int64),
+            predictions={k: np.asarray(v, dtype=np.int64).reshape(-1, 5) for k, v in record["predictions"].items()},
+            images=record.get("images", []),
+        )

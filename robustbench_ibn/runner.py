@@ -1,0 +1,232 @@
+"""evaluate(): decode each image once, apply every shift on the device, keep every image's top-5.
+
+The loop is deliberately plain: workers decode to uint8 crops, the device converts to [0, 1], runs each
+shift, normalizes inside :class:`Normalized`, and stores top-5 class indices per image and shift.
+Nothing but those predictions accumulates, so memory stays flat as the dataset grows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data import DataConfig, ImageNetVal
+from .models import create_model
+from .results import EvalResult, protocol_fingerprint
+from .transforms import Shift, create_transform, resolve_transform_names
+
+__all__ = ["Normalized", "evaluate", "resolve_device"]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+NUM_CLASSES = 1000
+TOPK = 5
+
+
+class Normalized(nn.Module):
+    """Wrap a network that expects normalized input so it takes [0, 1] pixels (shifts act before this)."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # Same arithmetic as torchvision's Normalize (subtract, then divide), so logits match the
+        # official pipeline bit for bit in fp32.
+        return self.model((images - self.mean) / self.std)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is an error, not a fallback."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("Expected a CUDA device for --device cuda, but torch sees none. Use --device cpu.")
+    return dev
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Expected precision to be one of {PRECISIONS}, but got {precision!r}.")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast is CUDA-only here; use --precision bf16 on CPU.")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _prepare_model(
+    model: str | nn.Module, weights: str, seed: int, model_kwargs: Mapping[str, Any] | None,
+    data_config: DataConfig | None,
+) -> tuple[nn.Module, str, DataConfig, dict[str, Any]]:
+    if isinstance(model, str):
+        net = create_model(model, weights, seed=seed, **dict(model_kwargs or {}))
+        name = model
+    else:
+        net, name = model, getattr(model, "model_name", type(model).__name__)
+        if model_kwargs:
+            raise ValueError("model_kwargs only apply to registered model names, not to an nn.Module.")
+    config = data_config or getattr(net, "data_config", None)
+    if config is None:
+        raise ValueError(
+            f"Expected a data config for model {name!r} (its resize, crop, interpolation, mean and std), "
+            f"but it has none. Pass data_config=DataConfig(...) to evaluate()."
+        )
+    source = getattr(net, "weights_source", None)
+    weights_record = (
+        {**source.to_dict(), "description": source.describe()}
+        if source is not None
+        else {"kind": "module", "location": None, "sha256": None, "seed": None,
+              "description": "user-supplied nn.Module (weights not tracked)"}
+    )
+    return net, name, config, weights_record
+
+
+def evaluate(
+    model: str | nn.Module,
+    data: str | os.PathLike[str] | ImageNetVal,
+    transforms: str | Sequence[str] = ("rgb+50", "r+50", "std1.5"),
+    *,
+    weights: str = "official",
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
+    labels_file: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 50,
+    workers: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    seed: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate one model on clean images and under appearance shifts.
+
+    Args:
+        model: a registered model name, or an ``nn.Module`` expecting normalized input (then give
+            ``data_config`` unless the module carries one).
+        data: an ImageNet-val folder (see :class:`~robustbench_ibn.data.ImageNetVal`) or a dataset.
+        transforms: shift names or a ``--transforms`` string (``"all"``, ``"rgb+50,std2"``); ``clean``
+            is always evaluated first as the baseline.
+        weights: ``official``, a path, a URL or ``random`` (only for model names).
+        model_kwargs: architecture arguments for a registered model.
+        data_config: overrides the model's eval geometry and normalization.
+        labels_file: labels for a flat image folder.
+        limit: evaluate a deterministic class-balanced subset of this many images.
+        batch_size: images per batch (each batch is shifted and classified once per transform).
+        workers: DataLoader decode workers (default: the number of CPU cores, at most 8).
+        device: ``auto``, ``cpu``, ``cuda`` or a torch device.
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (CUDA autocast).
+        seed: random-init seed (and the seed of any stochastic shift).
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        An :class:`~robustbench_ibn.results.EvalResult` holding per-image top-5 predictions.
+    """
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    autocast = _autocast(dev, precision)  # validates precision before any work
+    names = resolve_transform_names(transforms)
+    net, name, config, weights_record = _prepare_model(model, weights, seed, model_kwargs, data_config)
+    shifts: dict[str, Shift] = {n: create_transform(n).for_model(config.mean, config.std) for n in names}
+    dataset = data if isinstance(data, ImageNetVal) else ImageNetVal(
+        data, config, labels_file=labels_file, limit=limit
+    )
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+
+    wrapped = Normalized(net, config.mean, config.std).to(dev, memory_format=torch.channels_last).eval()
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
+    )
+    n = len(dataset)
+    labels = np.full(n, -1, dtype=np.int64)
+    # int16 holds any ImageNet class index; per-image predictions are all that grows with n.
+    predictions = {s: np.full((n, TOPK), -1, dtype=np.int16) for s in shifts}
+    loader_s = compute_s = 0.0
+
+    bar = tqdm(total=n, unit="img", desc=f"{name} x {len(shifts)} domains", disable=not progress, dynamic_ncols=True)
+    with torch.inference_mode(), autocast, bar:
+        tick = time.perf_counter()
+        for images, targets, index in loader:
+            fetched = time.perf_counter()
+            loader_s += fetched - tick
+            x = images.to(dev, non_blocking=True).float().div_(255)
+            idx = index.numpy()
+            for shift_name, shift in shifts.items():
+                logits = wrapped(shift(x).contiguous(memory_format=torch.channels_last))
+                if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+                    raise ValueError(
+                        f"Expected model {name!r} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got "
+                        f"{tuple(logits.shape)}. Give a model with an ImageNet-1k classifier."
+                    )
+                predictions[shift_name][idx] = logits.float().topk(TOPK, dim=1).indices.cpu().numpy()
+            labels[idx] = targets.numpy()
+            tick = time.perf_counter()
+            compute_s += tick - fetched
+            bar.update(len(idx))
+
+    missing = int((labels < 0).sum())
+    if missing:  # a loader that drops images must never produce numbers over a silent subset
+        raise RuntimeError(f"Expected predictions for all {n} images, but {missing} were never evaluated.")
+
+    dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root).resolve()),
+                      "description": dataset.describe()}
+    protocol: dict[str, Any] = {
+        "geometry": {k: getattr(config, k) for k in ("resize", "crop", "interpolation")},
+        "normalization": {"mean": list(config.mean), "std": list(config.std), "inside_model": True},
+        "shift_stage": "on the preprocessed crop, in [0, 1] pixel space, before normalization",
+        "transforms": [s.definition() for s in shifts.values()],
+        "precision": precision,
+        "memory_format": "channels_last",
+        "topk": TOPK,
+    }
+    protocol["fingerprint"] = protocol_fingerprint(protocol, dataset_record)
+    environment = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - started, 3),
+        "loader_wait_s": round(loader_s, 3),
+        "compute_s": round(compute_s, 3),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "batch_size": batch_size,
+        "workers": workers,
+        "seed": seed,
+        "versions": _versions(),
+    }
+    return EvalResult(
+        model=name,
+        weights=weights_record,
+        dataset=dataset_record,
+        protocol=protocol,
+        environment=environment,
+        labels=labels,
+        predictions={k: v.astype(np.int64) for k, v in predictions.items()},
+        images=[path for path, _ in dataset.samples],
+    )
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "robustbench_ibn": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }

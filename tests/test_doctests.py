@@ -1,0 +1,14 @@
+"""Run the doctested examples of public modules (the transforms folder cannot be collected by path)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["robustbench_ibn", "robustbench_ibn.metrics", "robustbench_ibn.transforms.functional"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,115 @@
+"""Table 1's photometric shifts and their parametric families.
+
+Registry names are lowercase and shell-safe; display labels follow the paper. Family members are
+parsed from the name: ``rgb+80`` is RGB+80, ``b-30`` is B-30, ``std2`` is std×2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ._base import Shift, check_images, register_transform
+from .functional import add_channel_offset, scale_contrast_about
+
+__all__ = ["Clean", "ChannelOffset", "StdScale"]
+
+_CHANNELS = {"rgb": (1.0, 1.0, 1.0), "r": (1.0, 0.0, 0.0), "g": (0.0, 1.0, 0.0), "b": (0.0, 0.0, 1.0)}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+class Clean(Shift):
+    """The unshifted images (Table 1's "origin" row)."""
+
+    label = "origin"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+class ChannelOffset(Shift):
+    """Add ``amount``/255 to the chosen channels, then clip to [0, 1]."""
+
+    def __init__(self, channels: str, amount: float) -> None:
+        super().__init__()
+        if channels not in _CHANNELS:
+            raise ValueError(f"Expected channels to be one of {sorted(_CHANNELS)}, but got {channels!r}.")
+        self.channels, self.amount = channels, float(amount)
+        self.label = f"{channels.upper()}{'+' if amount >= 0 else '-'}{_fmt(abs(amount))}"
+        self.offset = tuple(m * self.amount / 255.0 for m in _CHANNELS[channels])
+
+    def params(self) -> dict[str, Any]:
+        return {"channels": self.channels, "amount": self.amount, "scale": 255, "clip": True}
+
+    def describe(self) -> str:
+        return f"add {_fmt(self.amount)}/255 to {self.channels.upper()} in [0, 1] pixel space, clip to [0, 1]"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images, self.label)
+        return add_channel_offset(images, self.offset)
+
+
+class StdScale(Shift):
+    """Scale the deviation from the normalization mean by ``factor`` (the normalized input times factor)."""
+
+    value_range = None  # no clipping, by definition: the paper scales the network input itself
+
+    def __init__(self, factor: float, mean: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if factor <= 0:
+            raise ValueError(f"Expected the std factor to be > 0, but got {factor}.")
+        self.factor = float(factor)
+        self.mean = tuple(float(m) for m in mean) if mean is not None else None
+        self.label = f"std×{_fmt(self.factor)}"
+
+    def params(self) -> dict[str, Any]:
+        return {"factor": self.factor, "center": "normalization mean", "clip": False}
+
+    def describe(self) -> str:
+        return (
+            f"scale each pixel's deviation from the model's normalization mean by {_fmt(self.factor)}, no clipping "
+            "(the normalized network input is multiplied by the factor)"
+        )
+
+    def for_model(self, mean: Sequence[float], std: Sequence[float]) -> StdScale:
+        bound = StdScale(self.factor, mean)
+        bound.name = self.name
+        return bound
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images, self.label)
+        if self.mean is None:
+            raise RuntimeError(
+                f"{self.label} is defined relative to the model's normalization mean; "
+                f"bind it first with .for_model(mean, std)."
+            )
+        return scale_contrast_about(images, self.factor, self.mean)
+
+
+@register_transform("clean")
+def clean() -> Shift:
+    return Clean()
+
+
+def _register_offsets() -> None:
+    # Both signs of every channel group: rgb+{k}, rgb-{k}, r+{k}, ... b-{k}.
+    for channels in _CHANNELS:
+        for sign in (1, -1):
+
+            def build(k: float, _c: str = channels, _s: int = sign) -> Shift:
+                return ChannelOffset(_c, _s * k)
+
+            register_transform(f"{channels}{'+' if sign > 0 else '-'}{{k}}")(build)
+
+
+_register_offsets()
+
+
+@register_transform("std{factor}")
+def std(factor: float) -> Shift:
+    return StdScale(factor)
