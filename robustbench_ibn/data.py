@@ -1,11 +1,42 @@
-"""ImageNet validation data: discovery, canonical labels, decode + eval geometry to uint8 crops."""
+"""ImageNet validation data: discovery, canonical labels, decode + eval geometry to uint8 crops.
+
+Two folder layouts are accepted (see :class:`ImageNetVal`): the ImageFolder one (``val/<wnid>/*.JPEG``,
+any subset of the 1000 classes) and a flat folder of images plus a labels file. Labels always come
+from the canonical ImageNet-1k index shipped with the package, never from enumerating folders, so a
+folder holding only some classes still gets the indices every ImageNet classifier predicts.
+"""
 
 from __future__ import annotations
 
+import csv
+import functools
+import hashlib
+import os
+from collections import defaultdict
 from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DataConfig", "IMAGENET_MEAN", "IMAGENET_STD"]
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+
+__all__ = [
+    "DataConfig",
+    "DataError",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "LABEL_FILE_NAMES",
+    "ImageNetVal",
+    "build_transform",
+    "imagenet_classes",
+    "load_rgb",
+    "wnid_to_index",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,3 +58,320 @@ class DataConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class DataError(ValueError):
+    """A problem with the validation data: the message names the file/folder, what was expected and the fix."""
+
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+# Looked for, in this order, in the data folder and then in its parent (flat layout only).
+LABEL_FILE_NAMES = ("LOC_val_solution.csv", "val.txt", "labels.txt", "val_labels.txt")
+
+_LAYOUTS_HELP = (
+    "Accepted layouts: (1) ImageFolder: one sub-folder per class named by its ImageNet wnid "
+    "(e.g. val/n01440764/ILSVRC2012_val_00000293.JPEG), all 1000 classes or any subset; "
+    "(2) flat: the images directly in the folder plus a labels file (LOC_val_solution.csv, or "
+    "'filename label_index' lines in val.txt / labels.txt / val_labels.txt) in the folder or its parent, "
+    "or passed explicitly as labels_file."
+)
+
+
+# -- canonical class index --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _classes() -> tuple[tuple[str, str], ...]:
+    text = resources.files("robustbench_ibn").joinpath("imagenet_classes.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
+    classes = tuple((wnid, name) for _, wnid, name in rows)
+    # The file is package data; a damaged install must not silently shift every label.
+    if [int(r[0]) for r in rows] != list(range(1000)) or list(classes) != sorted(classes):
+        raise DataError("robustbench_ibn/imagenet_classes.tsv is damaged: expected indices 0..999 in sorted-wnid "
+                        "order; reinstall the package.")
+    return classes
+
+
+def imagenet_classes() -> list[tuple[str, str]]:
+    """The canonical ImageNet-1k classes as ``(wnid, name)`` in index order (sorted wnids, 0..999)."""
+    return list(_classes())
+
+
+@functools.lru_cache(maxsize=1)
+def _wnid_index() -> dict[str, int]:
+    return {wnid: i for i, (wnid, _) in enumerate(_classes())}
+
+
+def wnid_to_index() -> dict[str, int]:
+    """Mapping from wnid (``"n01440764"``) to its canonical class index (a fresh copy, safe to modify)."""
+    return dict(_wnid_index())
+
+
+# -- decoding ---------------------------------------------------------------------------------------
+def build_transform(config: DataConfig) -> T.Compose:
+    """The eval geometry of ``config`` as torchvision transforms on PIL images, ending in a uint8 tensor.
+
+    With the default config this is exactly ``Resize(256, BILINEAR) + CenterCrop(224) + PILToTensor()``,
+    the official IBN-Net eval (PIL resize, antialiased), so the output is bit-identical to it.
+    """
+    try:
+        mode = InterpolationMode(config.interpolation.lower())
+    except ValueError:
+        names = ", ".join(m.value for m in InterpolationMode)
+        msg = f"DataConfig.interpolation={config.interpolation!r} is not known; use one of: {names}."
+        raise DataError(msg) from None
+    return T.Compose([T.Resize(config.resize, interpolation=mode), T.CenterCrop(config.crop), T.PILToTensor()])
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image as RGB, like torchvision's ImageFolder ``pil_loader``.
+
+    Greyscale ("L"), CMYK, palette and RGBA images all become RGB through ``Image.convert("RGB")``.
+
+    Raises:
+        DataError: the file is missing, truncated or not an image; the message names its absolute path.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")  # convert() forces the full decode while the file is open
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {path.absolute()}: {type(exc).__name__}: {exc}. "
+                        "Remove or replace this file (e.g. re-extract it from the ImageNet archive), "
+                        "and remove its line from the labels file if there is one.") from exc
+
+
+# -- discovery --------------------------------------------------------------------------------------
+def _is_image(path: Path) -> bool:
+    # Hidden files are skipped: macOS "._x.JPEG" AppleDouble files carry an image extension but are not images.
+    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def _visible_dirs(root: Path) -> list[Path]:
+    # Hidden folders (.ipynb_checkpoints, .cache, ...) are tooling debris, not classes.
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _few(items: list[str], k: int = 5) -> str:
+    return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
+
+
+def _discover_imagefolder(root: Path, class_dirs: list[Path]) -> list[tuple[str, int]]:
+    index = _wnid_index()
+    unknown = [d.name for d in class_dirs if d.name not in index]
+    if unknown:
+        raise DataError(f"{root / unknown[0]} is not an ImageNet-1k class folder: in the ImageFolder layout every "
+                        f"sub-folder of {root} must be named by a wnid such as n01440764 "
+                        f"({len(unknown)} unknown: {_few(unknown)}). Move or remove the unknown folder(s).")
+    samples = []
+    for d in class_dirs:
+        # Walk recursively and follow links, as torchvision's ImageFolder does.
+        for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+            for name in filenames:
+                p = Path(dirpath, name)
+                if _is_image(p):
+                    samples.append((p.relative_to(root).as_posix(), index[d.name]))
+    return samples
+
+
+def _find_labels_file(root: Path) -> Path | None:
+    for folder in (root, root.parent):
+        for name in LABEL_FILE_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _read_labels(path: Path) -> dict[str, int]:
+    """Parse a labels file into {image name or stem: canonical label}."""
+    index = _wnid_index()
+    labels: dict[str, int] = {}
+
+    def put(key: str, label: int, where: str) -> None:
+        if labels.setdefault(key, label) != label:
+            raise DataError(f"{path}: {where}: {key} is listed twice with different labels "
+                            f"({labels[key]} and {label}); fix the labels file.")
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read labels file {path}: {exc}.") from exc
+    lines = text.splitlines()
+    if path.suffix.lower() == ".csv" or (lines and lines[0].replace(" ", "").startswith("ImageId,")):
+        # Kaggle LOC_val_solution.csv: "ImageId,PredictionString"; the string is "wnid x0 y0 x1 y1 [wnid ...]".
+        rows = list(csv.reader(lines))
+        if not rows or [c.strip() for c in rows[0][:2]] != ["ImageId", "PredictionString"]:
+            raise DataError(f"{path}: expected the Kaggle header 'ImageId,PredictionString' on the first line.")
+        for n, row in enumerate(rows[1:], start=2):
+            if not row or not "".join(row).strip():
+                continue
+            wnid = row[1].split()[0] if len(row) > 1 and row[1].split() else ""
+            if wnid not in index:
+                raise DataError(f"{path}, line {n}: expected 'ImageId,<wnid> ...' with an ImageNet-1k wnid, "
+                                f"got {','.join(row)!r}; fix or replace the labels file.")
+            put(row[0].strip(), index[wnid], f"line {n}")
+        return labels
+    for n, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        label_text = parts[1] if len(parts) == 2 else ""
+        # A wnid is accepted too: it is unambiguous and some exports write it instead of the index.
+        label = int(label_text) if label_text.isdigit() else index.get(label_text, -1)
+        if not 0 <= label < 1000:
+            raise DataError(f"{path}, line {n}: expected 'filename label_index' with a label in 0..999, got "
+                            f"{line.strip()!r}; fix the file or pass the right one as labels_file.")
+        put(parts[0].rsplit("/", 1)[-1], label, f"line {n}")
+    return labels
+
+
+def _discover_flat(root: Path, images: list[Path], labels_file: Path | None) -> tuple[list[tuple[str, int]], Path]:
+    if labels_file is None:
+        labels_file = _find_labels_file(root)
+        if labels_file is None:
+            raise DataError(f"{root} holds {len(images)} images directly but no labels file: looked for "
+                            f"{', '.join(LABEL_FILE_NAMES)} in {root} and {root.parent}. Pass labels_file=..., "
+                            "or sort the images into wnid sub-folders. " + _LAYOUTS_HELP)
+    labels = _read_labels(labels_file)
+    samples, missing, used = [], [], set()
+    for p in images:
+        # Kaggle ImageIds have no extension, 'filename label' files usually do: accept either.
+        key = p.name if p.name in labels else p.stem
+        if key in labels:
+            samples.append((p.name, labels[key]))
+            used.add(key)
+        else:
+            missing.append(p.name)
+    if missing:
+        raise DataError(f"{root / missing[0]} has no label in {labels_file} ({len(missing)} of {len(images)} images "
+                        f"unlabelled: {_few(missing)}). Use the labels file that belongs to these images, "
+                        "or remove the unlabelled images.")
+    absent = sorted(set(labels) - used)
+    if absent:
+        # Evaluating silently on fewer images than the labels promise would publish a number for another set.
+        raise DataError(f"{labels_file} lists {len(absent)} images that are not in {root} ({_few(absent)}). "
+                        "Restore the missing images, or give a labels file listing exactly the images present "
+                        "(use limit=N for a deliberate subset).")
+    return samples, labels_file
+
+
+def _balanced_subset(samples: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """Round-robin over classes (rank 0 of every class in label order, then rank 1, ...) until ``limit``."""
+    by_label: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for s in samples:  # samples are path-sorted, so each class's ranks are deterministic
+        by_label[s[1]].append(s)
+    groups = [by_label[k] for k in sorted(by_label)]
+    chosen: list[tuple[str, int]] = []
+    for rank in range(max(map(len, groups))):
+        for g in groups:
+            if rank < len(g):
+                chosen.append(g[rank])
+                if len(chosen) == limit:
+                    return sorted(chosen)
+    return sorted(chosen)
+
+
+class ImageNetVal(Dataset):
+    """ImageNet-style validation images with canonical labels, decoded to the model's eval geometry.
+
+    Items are ``(uint8 tensor [3, crop, crop], label, index)``; ``index`` is the position in ``samples``
+    so that per-image predictions can be stored and matched back to files.
+
+    Layouts (:attr:`layout`):
+      * ``"imagefolder"``: ``root/<wnid>/**/*.JPEG`` for all or some of the 1000 wnids. A folder that only
+        contains ``val/`` is accepted as the parent of the real root.
+      * ``"flat"``: images directly in ``root`` plus ``labels_file`` (or one found in ``root`` or its parent,
+        see :data:`LABEL_FILE_NAMES`): Kaggle's ``LOC_val_solution.csv`` or ``filename label_index`` lines.
+
+    Args:
+        root: the validation folder.
+        config: eval geometry (resize, crop, interpolation); normalization is not applied here.
+        labels_file: labels for the flat layout; auto-detected when None.
+        limit: if set, a deterministic class-balanced subset of at most this many images.
+
+    Raises:
+        DataError: missing or empty folder, unknown class folder, unlabelled images, labels for absent images.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
+                 labels_file: str | os.PathLike[str] | None = None, limit: int | None = None) -> None:
+        root = Path(root).expanduser().absolute()
+        if not root.is_dir():
+            raise DataError(f"data folder {root} does not exist or is not a folder. " + _LAYOUTS_HELP)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise DataError(f"limit must be a positive integer or None, got {limit!r}.")
+        images = sorted(p for p in root.iterdir() if _is_image(p))
+        dirs = _visible_dirs(root)
+        # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
+        if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
+            root = root / "val"
+            images = sorted(p for p in root.iterdir() if _is_image(p))
+            dirs = _visible_dirs(root)
+        self.labels_file: Path | None = None
+        if dirs:
+            if images:
+                raise DataError(f"{root} mixes class sub-folders with loose images ({_few([p.name for p in images])});"
+                                " keep one layout: move the loose images into their wnid folders or elsewhere.")
+            if labels_file is not None:
+                raise DataError(f"labels_file={labels_file} was given but {root} has class sub-folders (ImageFolder "
+                                "layout, labelled by folder name); drop labels_file or use a flat folder.")
+            self.layout = "imagefolder"
+            samples = _discover_imagefolder(root, dirs)
+        elif images:
+            self.layout = "flat"
+            given = Path(labels_file).expanduser().absolute() if labels_file is not None else None
+            if given is not None and not given.is_file():
+                raise DataError(f"labels file {given} does not exist; pass an existing labels_file or omit it to "
+                                f"auto-detect {', '.join(LABEL_FILE_NAMES)} in {root} or {root.parent}.")
+            samples, self.labels_file = _discover_flat(root, images, given)
+        else:
+            samples = []
+        if not samples:
+            raise DataError(f"no images found in {root} (image extensions: {', '.join(IMAGE_EXTENSIONS)}). "
+                            + _LAYOUTS_HELP)
+        samples.sort()
+        self.root = root
+        self.config = config
+        self.limit = limit
+        self.n_available = len(samples)
+        # A limit above the dataset size is capped rather than refused; describe() says so.
+        self.samples: list[tuple[str, int]] = samples if limit is None else _balanced_subset(samples, limit)
+        self.transform = build_transform(config)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        rel, label = self.samples[i]
+        return self.transform(load_rgb(self.root / rel)), label, i
+
+    @property
+    def labels(self) -> list[int]:
+        """Canonical labels of :attr:`samples`, in order."""
+        return [label for _, label in self.samples]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identity of the evaluated image set: size, sha256 of the sorted relative paths, layout and limit.
+
+        ``labels_sha256`` hashes the labels in sample order too, so the same files read with another
+        labels file never pass for the same protocol.
+        """
+        digest = hashlib.sha256("\n".join(sorted(rel for rel, _ in self.samples)).encode("utf-8")).hexdigest()
+        labels = hashlib.sha256(",".join(str(label) for _, label in self.samples).encode("utf-8")).hexdigest()
+        return {"n": len(self.samples), "sha256": digest, "labels_sha256": labels, "layout": self.layout,
+                "limit": self.limit}
+
+    def describe(self) -> str:
+        """One line for report headers, e.g. ``ImageNet val /data/val: 50000 images, 1000 classes, ...``."""
+        n_classes = len(set(self.labels))
+        text = f"ImageNet val {self.root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
+        if self.labels_file is not None:
+            text += f" (labels {self.labels_file.name})"
+        if self.limit is not None:
+            if self.limit >= self.n_available:
+                text += f", limit {self.limit} >= {self.n_available} available: all images used"
+            else:
+                text += f", class-balanced subset (limit {self.limit} of {self.n_available})"
+        c = self.config
+        text += f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
+        return text + f", sha256 {self.fingerprint()['sha256'][:12]}"

@@ -55,7 +55,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def protocol_fingerprint(protocol: dict[str, Any], dataset: dict[str, Any]) -> str:
     """Hash of what makes two results comparable: data, geometry, shift definitions and precision."""
     keyed = {
-        "dataset": {k: dataset.get(k) for k in ("n", "sha256", "limit")},
+        "dataset": {k: dataset.get(k) for k in ("n", "sha256", "labels_sha256", "limit")},
         "geometry": protocol.get("geometry"),
         "transforms": [{k: t[k] for k in ("name", "version", "params")} for t in protocol.get("transforms", [])],
         "precision": protocol.get("precision"),

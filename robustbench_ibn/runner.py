@@ -142,9 +142,17 @@ def evaluate(
     names = resolve_transform_names(transforms)
     net, name, config, weights_record = _prepare_model(model, weights, seed, model_kwargs, data_config)
     shifts: dict[str, Shift] = {n: create_transform(n).for_model(config.mean, config.std) for n in names}
-    dataset = data if isinstance(data, ImageNetVal) else ImageNetVal(
-        data, config, labels_file=labels_file, limit=limit
-    )
+    if isinstance(data, ImageNetVal):
+        dataset = data
+        if (dataset.config.resize, dataset.config.crop, dataset.config.interpolation) != (
+            config.resize, config.crop, config.interpolation
+        ):
+            raise ValueError(
+                f"Expected the dataset's geometry to be model {name!r}'s (resize {config.resize}, crop {config.crop}, "
+                f"{config.interpolation}), but got {dataset.config}. Build ImageNetVal with the model's data_config."
+            )
+    else:
+        dataset = ImageNetVal(data, config, labels_file=labels_file, limit=limit)
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
