@@ -295,7 +295,8 @@ class ImageNetVal(Dataset):
 
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  labels_file: str | os.PathLike[str] | None = None, limit: int | None = None) -> None:
-        root = Path(root).expanduser().absolute()
+        # abspath, not resolve(): normalizes "a/../b" for the record but keeps the user's symlinks.
+        root = Path(os.path.abspath(Path(root).expanduser()))
         if not root.is_dir():
             raise DataError(f"data folder {root} does not exist or is not a folder. " + _LAYOUTS_HELP)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

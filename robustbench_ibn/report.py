@@ -45,19 +45,17 @@ def table1_frame(results: Sequence[EvalResult]) -> pd.DataFrame:
 
 
 def header_lines(result: EvalResult) -> list[str]:
-    """What the numbers are: model, weights (loudly when random), images, data, precision."""
+    """What the numbers are: model, weights (loudly when random), data, protocol."""
     weights = result.weights.get("description", result.weights.get("kind"))
     if result.is_random:
         weights = f"!!! {weights} !!!"
-    limit = result.dataset.get("limit")
-    subset = f" (class-balanced subset, --limit {limit})" if limit else ""
+    protocol = result.protocol
     return [
         f"model: {result.model}",
         f"weights: {weights}",
-        f"images: {result.dataset['n']}{subset} from {result.dataset.get('description', result.dataset.get('root'))}",
-        f"protocol: {result.protocol['precision']}, resize {result.protocol['geometry']['resize']} "
-        f"+ centre crop {result.protocol['geometry']['crop']} ({result.protocol['geometry']['interpolation']}), "
-        f"fingerprint {result.protocol.get('fingerprint', '?')}",
+        f"data: {result.dataset.get('description', result.dataset.get('root'))}",
+        f"protocol: {protocol['precision']}, shifts on the {protocol['geometry']['crop']}px crop before normalization, "
+        f"fingerprint {protocol.get('fingerprint', '?')}",
         "cells: top-1/top-5 error % (drop vs origin)",
     ]
 
@@ -97,5 +95,6 @@ def format_report(results: Sequence[EvalResult], fmt: str = "markdown") -> str:
     headers = [line for r in results for line in header_lines(r)]
     if fmt == "latex":
         return _latex(frame, headers)
-    table = tabulate(frame, headers=["transform", *frame.columns], tablefmt="github", stralign="right")
+    table = tabulate(frame, headers=["transform", *frame.columns], tablefmt="github",
+                     colalign=("left", *("right",) * len(frame.columns)))
     return "\n".join([*(f"{h}  " for h in headers), "", table])
