@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .data import DataConfig, ImageNetVal
 from .models import create_model
 from .results import EvalResult, protocol_fingerprint
-from .transforms import Shift, create_transform, resolve_transform_names
+from .transforms import Shift, check_shift_output, create_transform, resolve_transform_names
 
 __all__ = ["Normalized", "evaluate", "resolve_device"]
 
@@ -166,6 +166,7 @@ def evaluate(
     # int16 holds any ImageNet class index; per-image predictions are all that grows with n.
     predictions = {s: np.full((n, TOPK), -1, dtype=np.int16) for s in shifts}
     loader_s = compute_s = 0.0
+    checked: set[str] = set()
 
     bar = tqdm(total=n, unit="img", desc=f"{name} x {len(shifts)} domains", disable=not progress, dynamic_ncols=True)
     with torch.inference_mode(), autocast, bar:
@@ -175,8 +176,13 @@ def evaluate(
             loader_s += fetched - tick
             x = images.to(dev, non_blocking=True).float().div_(255)
             idx = index.numpy()
+            keys = [dataset.samples[i][0] for i in idx]
             for shift_name, shift in shifts.items():
-                logits = wrapped(shift(x).contiguous(memory_format=torch.channels_last))
+                shifted = shift.apply_batch(x, keys)
+                if shift_name not in checked:  # plug-ins are checked on their first batch
+                    check_shift_output(shift, x, shifted)
+                    checked.add(shift_name)
+                logits = wrapped(shifted.contiguous(memory_format=torch.channels_last))
                 if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
                     raise ValueError(
                         f"Expected model {name!r} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got "

@@ -122,3 +122,27 @@ def test_builder_must_return_a_shift():
         register_transform("notashift")(lambda: torch.nn.Identity())
         with pytest.raises(TransformError, match="Expected transform 'notashift' to build"):
             create_transform("notashift")
+
+
+@pytest.mark.parametrize(
+    "make_output,message",
+    [
+        (lambda x: x[:, :2], "keep the batch shape"),
+        (lambda x: (x * 255).to(torch.uint8), "floating-point"),
+        (lambda x: x * float("nan"), "finite"),
+        (lambda x: x + 2, "declared range"),
+        (lambda x: x.numpy(), "torch.Tensor"),
+    ],
+)
+def test_first_batch_check_names_the_shift(make_output, message):
+    from robustbench_ibn.transforms import Shift, check_shift_output
+
+    class Broken(Shift):
+        def forward(self, images):
+            return make_output(images)
+
+    shift = Broken()
+    shift.name = "broken"
+    x = torch.rand(2, 3, 4, 4)
+    with pytest.raises(TransformError, match=rf"transform 'broken' .*{message}"):
+        check_shift_output(shift, x, shift.apply_batch(x, ["a", "b"]))

@@ -19,6 +19,7 @@ __all__ = [
     "create_transform",
     "list_transforms",
     "resolve_transform_names",
+    "check_shift_output",
 ]
 
 # Table 1's rows in the paper's order; ``--transforms all`` means exactly these.
@@ -58,6 +59,15 @@ class Shift(nn.Module):
     def describe(self) -> str:
         """One sentence saying what the shift does, for the protocol record."""
         return (self.__doc__ or type(self).__name__).strip().splitlines()[0]
+
+    def apply_batch(self, images: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+        """What the runner calls: the shift of a batch whose images are identified by ``keys``.
+
+        ``keys`` are the images' relative paths. Deterministic shifts ignore them; a shift that caches its
+        output (an expensive generator) or draws random numbers (seeded per image, so results do not
+        depend on batch size, worker or rank count) overrides this.
+        """
+        return self(images)
 
     def for_model(self, mean: Sequence[float], std: Sequence[float]) -> Shift:
         """This shift bound to a model's normalization (only shifts defined relative to it override this)."""
@@ -141,3 +151,29 @@ def check_images(images: torch.Tensor, where: str) -> None:
         raise TransformError(
             f"Expected {where} input to be a float tensor [B, 3, H, W], but got {tuple(images.shape)} {images.dtype}."
         )
+
+
+def check_shift_output(shift: Shift, images: torch.Tensor, out: object) -> None:
+    """Check a shift's output on a batch (the runner does this on the first batch of every shift).
+
+    A shift must return a tensor of the input's shape, floating dtype and device, with finite values
+    inside its declared ``value_range``; a failure names the shift and what was expected.
+    """
+    where = f"transform {shift.name!r} ({type(shift).__module__}.{type(shift).__name__})"
+    if not isinstance(out, torch.Tensor):
+        raise TransformError(f"Expected {where} to return a torch.Tensor, but got {type(out).__name__}.")
+    if out.shape != images.shape:
+        raise TransformError(f"Expected {where} to keep the batch shape {tuple(images.shape)}, but got {tuple(out.shape)}.")
+    if not out.is_floating_point():
+        raise TransformError(f"Expected {where} to return a floating-point tensor, but got {out.dtype}.")
+    if out.device != images.device:
+        raise TransformError(f"Expected {where} to return a tensor on {images.device}, but got {out.device}.")
+    if not torch.isfinite(out).all():
+        raise TransformError(f"Expected {where} to return finite values, but got NaN or Inf.")
+    if shift.value_range is not None:
+        low, high = shift.value_range
+        got_low, got_high = out.min().item(), out.max().item()
+        if got_low < low or got_high > high:
+            raise TransformError(
+                f"Expected {where} to stay in its declared range [{low}, {high}], but got [{got_low:.4g}, {got_high:.4g}]."
+            )
