@@ -2,15 +2,43 @@
 
 Predictions are integer arrays ``[N, k]`` (top-k class indices, best first) and labels ``[N]``.
 Counts are kept as integers; percentages are derived once, at the end.
+
+Uncertainty comes from the same stored predictions: a seeded, vectorized **paired bootstrap over
+images** (every statistic of one resample, every domain's error, every drop, the flip rates, is
+computed on the same resampled images, so a drop's interval accounts for the clean and shifted errors
+being measured on the same pictures), a binomial (Wilson) reference interval, and McNemar's paired
+test between two models. Severity curves are summarized by their area and the doubling severity.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["TopkCounts", "topk_correct", "topk_counts"]
+__all__ = [
+    "BOOTSTRAP_METHOD",
+    "McNemarResult",
+    "TopkCounts",
+    "bootstrap_means",
+    "curve_auc",
+    "doubling_severity",
+    "flip_rate",
+    "mcnemar",
+    "percentile_interval",
+    "prediction_uncertainty",
+    "topk_correct",
+    "topk_counts",
+    "wilson_interval",
+]
+
+BOOTSTRAP_METHOD = "paired percentile bootstrap over images (same resampled images for every domain)"
+# Resample rows are drawn in chunks whose size depends only on n, so a seed gives the same numbers
+# on every machine; about 4M indices per chunk keeps memory flat for the full 50k-image val set.
+_CHUNK_INDICES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -54,3 +82,250 @@ def topk_counts(predictions: np.ndarray, labels: np.ndarray) -> TopkCounts:
         correct1=int(topk_correct(predictions, labels, 1).sum()),
         correct5=int(topk_correct(predictions, labels, 5).sum()),
     )
+
+
+def flip_rate(reference: np.ndarray, shifted: np.ndarray) -> float:
+    """Percent of images whose top-1 prediction differs between ``reference`` and ``shifted`` ``[N, k]``.
+
+    Example:
+        >>> flip_rate(np.array([[1, 2], [3, 4], [5, 6], [7, 8]]), np.array([[1, 0], [4, 3], [5, 6], [0, 7]]))
+        50.0
+    """
+    reference, shifted = np.asarray(reference), np.asarray(shifted)
+    if reference.shape[0] != shifted.shape[0] or reference.ndim != 2 or shifted.ndim != 2:
+        raise ValueError(f"Expected two prediction arrays [N, k] of one N, but got {reference.shape} and {shifted.shape}.")
+    return 100.0 * float(np.mean(reference[:, 0] != shifted[:, 0])) if len(reference) else float("nan")
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Column means of ``values`` ``[N, D]`` over ``n_boot`` resamples of its rows: ``[n_boot, D]``.
+
+    Every resample draws N row indices with replacement; all D columns of one resample use the same
+    rows (paired). Vectorized: each chunk of resamples becomes a count matrix ``[b, N]`` (how often each
+    row was drawn) multiplied by ``values``. Deterministic for a given ``seed``, N and ``n_boot``.
+
+    Example:
+        >>> samples = bootstrap_means(np.array([[0.0], [1.0]]), n_boot=4000, seed=0)
+        >>> samples.shape, round(float(samples.mean()), 1)
+        ((4000, 1), 0.5)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError(f"Expected values [N, D] with N >= 1, but got shape {values.shape}.")
+    if n_boot < 1:
+        raise ValueError(f"Expected n_boot >= 1, but got {n_boot}.")
+    n = values.shape[0]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, _CHUNK_INDICES // n))
+    out = np.empty((n_boot, values.shape[1]), dtype=np.float64)
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        out[start:start + b] = counts.astype(np.float64) @ values / n
+    return out
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """The central ``level`` percentile interval of bootstrap ``samples`` ``[B, ...]``: ``[2, ...]`` (low, high)."""
+    if not 0 < level < 1:
+        raise ValueError(f"Expected level in (0, 1), but got {level}.")
+    alpha = 100.0 * (1.0 - level) / 2.0
+    return np.percentile(np.asarray(samples), [alpha, 100.0 - alpha], axis=0)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion, as fractions (the bootstrap's reference).
+
+    Example:
+        >>> [round(x, 4) for x in wilson_interval(500, 2000)]
+        [0.2315, 0.2694]
+    """
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n and n >= 1, but got successes={successes}, n={n}.")
+    z = _normal_quantile(0.5 + level / 2.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _normal_quantile(q: float) -> float:
+    # Inverse of the standard normal CDF by bisection on erf (exact to ~1e-12; no scipy needed).
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def prediction_uncertainty(
+    labels: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    *,
+    baseline: str = "clean",
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Intervals for every error, drop and flip rate of one model, from its stored predictions.
+
+    One paired bootstrap over images: each resample draws the same images for every domain, so the
+    interval of a drop (shifted minus ``baseline`` error) and of the mean drop over the shifts use
+    matched clean and shifted errors. All values are percent.
+
+    Returns:
+        ``{"method", "n_boot", "seed", "level", "rows": [...], "mean_drop": {...}}``: one row per domain
+        with ``top1_err_ci``, ``top5_err_ci``, ``top1_drop_ci``, ``top5_drop_ci`` (``[low, high]``),
+        ``flip_rate`` and ``flip_rate_ci`` (share of images whose top-1 prediction differs from the
+        baseline's); ``mean_drop`` holds the mean top-1/top-5 drop over the non-baseline domains and
+        their intervals (``None`` when there is no shift).
+    """
+    labels = np.asarray(labels)
+    names = list(predictions)
+    if baseline not in predictions:
+        raise ValueError(f"Expected the baseline domain {baseline!r} among the predictions, but got {names}.")
+    base = np.asarray(predictions[baseline])
+    columns = []
+    for name in names:
+        preds = np.asarray(predictions[name])
+        columns += [~topk_correct(preds, labels, 1), ~topk_correct(preds, labels, 5), preds[:, 0] != base[:, 0]]
+    values = np.stack(columns, axis=1).astype(np.float64)  # [N, 3 * domains]: top-1 wrong, top-5 wrong, flipped
+    samples = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed)
+    samples = samples.reshape(n_boot, len(names), 3)
+    errors, flips = samples[:, :, :2], samples[:, :, 2]
+    drops = errors - errors[:, names.index(baseline)][:, None, :]
+    err_ci, drop_ci, flip_ci = (percentile_interval(x, level) for x in (errors, drops, flips))
+    point = 100.0 * values.mean(axis=0).reshape(len(names), 3)
+
+    def pair(ci: np.ndarray, *index: int) -> list[float]:
+        return [float(ci[(0, *index)]), float(ci[(1, *index)])]
+
+    rows = [
+        {
+            "transform": name,
+            "top1_err_ci": pair(err_ci, i, 0),
+            "top5_err_ci": pair(err_ci, i, 1),
+            "top1_drop_ci": pair(drop_ci, i, 0),
+            "top5_drop_ci": pair(drop_ci, i, 1),
+            "flip_rate": float(point[i, 2]),
+            "flip_rate_ci": pair(flip_ci, i),
+        }
+        for i, name in enumerate(names)
+    ]
+    shifted = [i for i, name in enumerate(names) if name != baseline]
+    mean_drop: dict[str, Any] = {"top1": None, "top1_ci": None, "top5": None, "top5_ci": None, "n_shifts": len(shifted)}
+    if shifted:
+        point_drop = point[shifted, :2].mean(axis=0) - point[names.index(baseline), :2]
+        mean_ci = percentile_interval(drops[:, shifted].mean(axis=1), level)
+        mean_drop.update(top1=float(point_drop[0]), top1_ci=pair(mean_ci, 0), top5=float(point_drop[1]),
+                         top5_ci=pair(mean_ci, 1))
+    return {"method": BOOTSTRAP_METHOD, "n_boot": n_boot, "seed": seed, "level": level, "rows": rows,
+            "mean_drop": mean_drop}
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """McNemar's paired test of two classifiers on the same images.
+
+    ``only_a``: images model A gets right and model B wrong; ``only_b`` the reverse. ``method`` is
+    ``"exact"`` (two-sided binomial test of ``only_a`` against Bin(only_a + only_b, 1/2)) or
+    ``"chi2-cc"`` (chi-square with one degree of freedom and Edwards' continuity correction).
+    """
+
+    only_a: int
+    only_b: int
+    statistic: float | None
+    p_value: float
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"only_a": self.only_a, "only_b": self.only_b, "statistic": self.statistic,
+                "p_value": self.p_value, "method": self.method}
+
+
+# Below this many discordant images the exact binomial test is used (the chi-square approximation is
+# poor there); at or above it, chi-square with continuity correction.
+MCNEMAR_EXACT_BELOW = 25
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, method: str = "auto") -> McNemarResult:
+    """McNemar's test on paired per-image correctness (boolean ``[N]`` each, same images, same order).
+
+    ``method="auto"`` uses the exact binomial test when fewer than 25 images are discordant and the
+    chi-square test with continuity correction otherwise; ``"exact"`` and ``"chi2-cc"`` force one.
+
+    Example:
+        >>> a = np.array([True] * 10 + [False] * 2 + [True] * 8)
+        >>> b = np.array([False] * 10 + [True] * 2 + [True] * 8)
+        >>> r = mcnemar(a, b)
+        >>> (r.only_a, r.only_b, r.method, round(r.p_value, 4))
+        (10, 2, 'exact', 0.0386)
+    """
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"Expected two boolean arrays [N] of one N, but got {a.shape} and {b.shape}.")
+    if method not in ("auto", "exact", "chi2-cc"):
+        raise ValueError(f"Expected method to be one of ('auto', 'exact', 'chi2-cc'), but got {method!r}.")
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    discordant = only_a + only_b
+    if method == "auto":
+        method = "exact" if discordant < MCNEMAR_EXACT_BELOW else "chi2-cc"
+    if discordant == 0:
+        return McNemarResult(only_a, only_b, 0.0 if method == "chi2-cc" else None, 1.0, method)
+    if method == "exact":
+        k = min(only_a, only_b)
+        # P(X <= k) for X ~ Bin(discordant, 1/2), summed in log space so large counts do not overflow.
+        log_terms = [math.lgamma(discordant + 1) - math.lgamma(i + 1) - math.lgamma(discordant - i + 1)
+                     for i in range(k + 1)]
+        top = max(log_terms)
+        tail = math.exp(top + math.log(sum(math.exp(t - top) for t in log_terms)) - discordant * math.log(2))
+        return McNemarResult(only_a, only_b, None, min(1.0, 2.0 * tail), method)
+    statistic = (abs(only_a - only_b) - 1.0) ** 2 / discordant
+    return McNemarResult(only_a, only_b, statistic, math.erfc(math.sqrt(statistic / 2.0)), method)
+
+
+def curve_auc(severities: Sequence[float], errors: Sequence[float]) -> float:
+    """Area under an error-vs-severity curve by the trapezoid rule (severity units x percent).
+
+    Example:
+        >>> curve_auc([10, 20, 40], [30.0, 40.0, 60.0])
+        1350.0
+    """
+    x, y = np.asarray(severities, dtype=float), np.asarray(errors, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"Expected matching severities and errors with at least 2 points, but got {x.shape}, {y.shape}.")
+    if np.any(np.diff(x) <= 0):
+        raise ValueError(f"Expected strictly increasing severities, but got {x.tolist()}.")
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+
+
+def doubling_severity(severities: Sequence[float], errors: Sequence[float], clean_error: float) -> float | None:
+    """The lowest severity at which the error reaches twice ``clean_error``, linearly interpolated.
+
+    The curve is the measured points joined by straight lines. If the first point is already at or
+    above double, its severity is returned (an upper bound: start the sweep at the identity, e.g.
+    ``rgb+0`` or ``std1``, to interpolate from the origin). ``None`` when the curve never gets there
+    (always the case for a clean error of 50% or more).
+
+    Example:
+        >>> doubling_severity([10, 20, 30], [20.0, 30.0, 50.0], clean_error=20.0)
+        25.0
+        >>> doubling_severity([10, 20], [20.0, 30.0], clean_error=20.0) is None
+        True
+    """
+    x, y = np.asarray(severities, dtype=float), np.asarray(errors, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"Expected matching non-empty severities and errors, but got {x.shape}, {y.shape}.")
+    target = 2.0 * clean_error
+    if y[0] >= target:
+        return float(x[0])
+    for i in range(1, len(x)):
+        if y[i] >= target:
+            return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
+    return None

@@ -13,7 +13,7 @@ import difflib
 import fnmatch
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "natural_key"]
@@ -47,19 +47,26 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, F] = {}
         self._families: dict[str, tuple[re.Pattern[str], str]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[F], F]:
+    def register(
+        self, name: str | None = None, *, override: bool = False, meta: Mapping[str, Any] | None = None
+    ) -> Callable[[F], F]:
         """Decorator registering ``fn`` under ``name`` (default: the function's ``__name__``)."""
 
         def decorator(fn: F) -> F:
-            self.add(name or fn.__name__, fn, override=override)
+            self.add(name or fn.__name__, fn, override=override, meta=meta)
             return fn
 
         return decorator
 
-    def add(self, name: str, fn: F, *, override: bool = False) -> None:
-        """Register ``fn`` under ``name``; a name with one ``{param}`` placeholder is a family."""
+    def add(self, name: str, fn: F, *, override: bool = False, meta: Mapping[str, Any] | None = None) -> None:
+        """Register ``fn`` under ``name``; a name with one ``{param}`` placeholder is a family.
+
+        ``meta`` is free-form metadata kept with the entry (see :meth:`meta`); by default it records the
+        module the builder was defined in as ``origin``.
+        """
         if not name or name != name.strip() or any(c.isspace() for c in name) or "," in name:
             raise ValueError(f"Expected a {self.kind} name without spaces or commas, but got {name!r}.")
         if name in self._entries and not override:
@@ -75,19 +82,22 @@ class Registry(Generic[F]):
             pattern = re.compile(literal[0] + f"({_NUMBER})" + literal[1] + r"\Z")
             self._families[name] = (pattern, params[0])
         self._entries[name] = fn
+        self._meta[name] = {"origin": getattr(fn, "__module__", None) or "", **dict(meta or {})}
 
     def remove(self, name: str) -> None:
         del self._entries[name]
         self._families.pop(name, None)
+        self._meta.pop(name, None)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Registry[F]]:
         """Restore the registry's content on exit (for tests that register temporary entries)."""
         entries, families = dict(self._entries), dict(self._families)
+        meta = {name: dict(m) for name, m in self._meta.items()}
         try:
             yield self
         finally:
-            self._entries, self._families = entries, families
+            self._entries, self._families, self._meta = entries, families, meta
 
     # -- lookup -------------------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:
@@ -110,13 +120,32 @@ class Registry(Generic[F]):
         return builder
 
     def template_of(self, name: str) -> str:
-        """The registered name (or family template) that ``name`` resolves to."""
-        if name in self._entries and name not in self._families:
+        """The registered name (or family template) that ``name`` resolves to (a template resolves to itself)."""
+        if name in self._entries:
             return name
         for template, (pattern, _) in self._families.items():
             if pattern.match(name):
                 return template
         raise KeyError(self.unknown_message(name))
+
+    def parse(self, name: str) -> tuple[str, dict[str, int | float]]:
+        """``"rgb+80"`` -> ``("rgb+{k}", {"k": 80})``: the template and the family parameter it binds."""
+        template = self.template_of(name)
+        if template not in self._families or name == template:
+            return template, {}
+        pattern, param = self._families[template]
+        match = pattern.match(name)
+        assert match is not None  # template_of matched it
+        return template, {param: _parse_number(match.group(1))}
+
+    def family_param(self, name: str) -> str | None:
+        """The placeholder name of ``name``'s family (``"k"`` for ``rgb+{k}`` and ``rgb+80``), else ``None``."""
+        family = self._families.get(self.template_of(name))
+        return family[1] if family else None
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """The metadata of ``name``'s entry (of its family for a member), as stored: updates stick."""
+        return self._meta[self.template_of(name)]
 
     def create(self, name: str, **kwargs: Any) -> Any:
         return self.get(name)(**kwargs)

@@ -1,23 +1,44 @@
 """Table 1 style reports: pure functions from results to text.
 
 The layout follows the paper: one row per transform (origin first), one column per model, cells
-``top1/top5`` error with the drops in brackets, two decimals.
+``top1/top5`` error with the drops in brackets, two decimals. On request (``ci=True``) every cell gets a
+second row with its 95% bootstrap intervals, followed by the flip rates and, for two or more models,
+McNemar's paired test of every pair of models on every shift. Severity sweeps (several members of one
+family, e.g. ``rgb+10:100:10``) are summarized per model by the area under the error curve and the
+severity at which the top-1 error doubles. JSON always carries all of it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from .results import DomainResult, EvalResult
+from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
+from .results import SCHEMA_VERSION, DomainResult, EvalResult
 
-__all__ = ["FORMATS", "format_report", "header_lines", "table1_cell", "table1_frame"]
+__all__ = [
+    "FORMATS",
+    "column_names",
+    "format_report",
+    "header_lines",
+    "paired_tests",
+    "severity_curves",
+    "table1_cell",
+    "table1_frame",
+]
 
 FORMATS = ("markdown", "latex", "csv", "json")
+CI_LABEL = "95% CI"
+# A family member's name when its record predates the declared severities: the number is the parameter.
+_MEMBER = re.compile(r"(?P<family>.*?)(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<suffix>\D*)\Z")
 
 
 def table1_cell(row: DomainResult) -> str:
@@ -28,36 +49,262 @@ def table1_cell(row: DomainResult) -> str:
     return cell
 
 
-def table1_frame(results: Sequence[EvalResult]) -> pd.DataFrame:
-    """Rows: transform labels in evaluation order; columns: models; cells: :func:`table1_cell`."""
-    columns: dict[str, dict[str, str]] = {}
+def _interval(ci: Sequence[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _ci_cell(ci_row: dict[str, Any]) -> str:
+    """``[23.1, 25.4]/[6.5, 7.7]``, plus the drops' intervals in brackets for a shifted row."""
+    cell = f"{_interval(ci_row['top1_err_ci'])}/{_interval(ci_row['top5_err_ci'])}"
+    if ci_row["transform"] != "clean":
+        cell += f" ({_interval(ci_row['top1_drop_ci'])}/{_interval(ci_row['top5_drop_ci'])})"
+    return cell
+
+
+def column_names(results: Sequence[EvalResult]) -> list[str]:
+    """One column name per result: the model, ``(random init)`` when so, the weights' hash if names collide."""
+    base = [r.model + (" (random init)" if r.is_random else "") for r in results]
+    names = list(base)
+    for i, result in enumerate(results):
+        if base.count(base[i]) > 1:
+            sha = result.weights.get("sha256")
+            tag = f"sha256 {sha[:8]}" if sha else f"seed {result.weights.get('seed')}" if result.is_random else ""
+            names[i] = f"{result.model} ({tag or result.weights.get('kind', '?')})"
+    tagged = list(names)
+    for i, name in enumerate(tagged):  # still colliding (same model and weights twice): number them
+        if tagged.count(name) > 1:
+            names[i] = f"{name} #{tagged[:i + 1].count(name)}"
+    return names
+
+
+def _domain_order(results: Sequence[EvalResult]) -> tuple[list[str], dict[str, str]]:
     order: list[str] = []
+    labels: dict[str, str] = {}
     for result in results:
-        column = result.model + (" (random init)" if result.is_random else "")
-        columns[column] = {}
         for row in result.results:
-            columns[column][row.label] = table1_cell(row)
-            if row.label not in order:
-                order.append(row.label)
-    frame = pd.DataFrame(columns, index=order).fillna("")
-    frame.index.name = "transform"
+            if row.transform not in labels:
+                order.append(row.transform)
+                labels[row.transform] = row.label
+    return order, labels
+
+
+def table1_frame(
+    results: Sequence[EvalResult], uncertainty: Sequence[dict[str, Any]] | None = None
+) -> pd.DataFrame:
+    """Rows: transform labels in evaluation order; columns: models; cells: :func:`table1_cell`.
+
+    With ``uncertainty`` (one :meth:`EvalResult.uncertainty` per result) every row is followed by a
+    ``95% CI`` row holding the intervals of the errors and drops. A model that did not evaluate a row
+    has an empty cell there.
+    """
+    order, labels = _domain_order(results)
+    columns = column_names(results)
+    by_model = [{row.transform: row for row in result.results} for result in results]
+    ci_by_model = [{row["transform"]: row for row in u["rows"]} for u in uncertainty] if uncertainty else None
+    index, body = [], []
+    for name in order:
+        index.append(labels[name])
+        body.append([table1_cell(rows[name]) if name in rows else "" for rows in by_model])
+        if ci_by_model is not None:
+            index.append(CI_LABEL)
+            body.append([_ci_cell(ci[name]) if name in ci else "" for ci in ci_by_model])
+    frame = pd.DataFrame(body, index=pd.Index(index, name="transform"), columns=columns)
     return frame
+
+
+def _flip_frame(results: Sequence[EvalResult], uncertainty: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    order, labels = _domain_order(results)
+    shifted = [n for n in order if n != "clean"]
+    ci_by_model = [{row["transform"]: row for row in u["rows"]} for u in uncertainty]
+    body = [
+        [f"{ci[name]['flip_rate']:.2f} {_interval(ci[name]['flip_rate_ci'])}" if name in ci else "" for ci in ci_by_model]
+        for name in shifted
+    ]
+    return pd.DataFrame(body, index=pd.Index([labels[n] for n in shifted], name="transform"),
+                        columns=column_names(results))
+
+
+def _same_images(a: EvalResult, b: EvalResult) -> bool:
+    if len(a.labels) != len(b.labels) or not np.array_equal(a.labels, b.labels):
+        return False
+    if a.images and b.images:
+        return list(a.images) == list(b.images)
+    return a.dataset.get("sha256") == b.dataset.get("sha256")
+
+
+def paired_tests(results: Sequence[EvalResult], method: str = "auto") -> list[dict[str, Any]]:
+    """McNemar's test (top-1 correctness) for every pair of results on every domain both evaluated.
+
+    Pairs are only formed between results on the same images in the same order (else the pair is
+    listed with ``"paired": false`` and no test). ``method``: see :func:`robustbench_ibn.metrics.mcnemar`
+    (``auto``: exact binomial below 25 discordant images, chi-square with continuity correction above).
+    Differences are ``a - b`` in top-1 error (percent).
+    """
+    names = column_names(results)
+    tests: list[dict[str, Any]] = []
+    for (i, a), (j, b) in combinations(enumerate(results), 2):
+        if not _same_images(a, b):
+            tests.append({"a": names[i], "b": names[j], "paired": False,
+                          "reason": "different images or labels: no paired test"})
+            continue
+        for name in (n for n in a.predictions if n in b.predictions):
+            ca = topk_correct(a.predictions[name], a.labels, 1)
+            cb = topk_correct(b.predictions[name], b.labels, 1)
+            test = mcnemar(ca, cb, method=method)
+            tests.append({"a": names[i], "b": names[j], "paired": True, "transform": name, "metric": "top1",
+                          "top1_err_diff": 100.0 * (float(np.mean(~ca)) - float(np.mean(~cb))), **test.to_dict()})
+    return tests
+
+
+def _mcnemar_frame(results: Sequence[EvalResult], tests: list[dict[str, Any]]) -> pd.DataFrame | None:
+    order, labels = _domain_order(results)
+    pairs: dict[str, dict[str, str]] = {}
+    for t in tests:
+        if not t["paired"]:
+            continue
+        cell = f"p={_p(t['p_value'])} ({t['only_a']} vs {t['only_b']}, {t['method']})"
+        pairs.setdefault(f"{t['a']} vs {t['b']}", {})[t["transform"]] = cell
+    if not pairs:
+        return None
+    body = [[cells.get(name, "") for cells in pairs.values()] for name in order]
+    return pd.DataFrame(body, index=pd.Index([labels[n] for n in order], name="transform"), columns=list(pairs))
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _severity_points(result: EvalResult) -> dict[str, dict[str, Any]]:
+    """Family -> {param, identity, members: [(value, name)]} from the recorded shift definitions."""
+    families: dict[str, dict[str, Any]] = {}
+    for definition in result.protocol.get("transforms", []):
+        name = definition["name"]
+        if name == "clean":
+            continue
+        severity = definition.get("severity")
+        if severity:
+            family, param, value, identity = (severity["family"], severity["param"], float(severity["value"]),
+                                              severity.get("identity"))
+        else:  # records without declared severities: the trailing number of the name
+            match = _MEMBER.match(name)
+            if match is None:
+                continue
+            family = match["family"] + "{}" + match["suffix"]
+            param, value, identity = "severity", float(match["value"]), None
+        entry = families.setdefault(family, {"param": param, "identity": identity, "members": []})
+        entry["members"].append((value, name))
+    return families
+
+
+def severity_curves(result: EvalResult, uncertainty: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Error against severity for every family with two or more evaluated members (a sweep).
+
+    The curve holds the measured members sorted by severity; when the family declares the severity
+    at which it changes nothing (``identity``: 0 for ``rgb+K``, 1 for ``stdF``) and the sweep lies above
+    it, the clean error is the curve's first point at that severity (``includes_origin``). Summaries:
+    ``auc_top1``/``auc_top5`` (trapezoid over severity, percent x severity units), ``mean_top1_err``
+    (the area divided by the severity range) and ``doubling_severity`` (where the top-1 error first
+    reaches twice the clean error, linearly interpolated; ``None`` if never).
+    """
+    rows = {r.transform: r for r in result.results}
+    ci = {row["transform"]: row for row in uncertainty["rows"]} if uncertainty else {}
+    clean = rows["clean"]
+    curves = []
+    for family, info in _severity_points(result).items():
+        members = sorted(info["members"])
+        if len(members) < 2:
+            continue
+        values = [v for v, _ in members]
+        names = [n for _, n in members]
+        identity = info["identity"]
+        includes_origin = identity is not None and float(identity) < values[0]
+        if includes_origin:
+            values, names = [float(identity), *values], ["clean", *names]
+        top1 = [rows[n].top1_err for n in names]
+        top5 = [rows[n].top5_err for n in names]
+        span = values[-1] - values[0]
+        auc1 = curve_auc(values, top1)
+        curves.append({
+            "model": result.model,
+            "family": family,
+            "param": info["param"],
+            "identity": identity,
+            "includes_origin": includes_origin,
+            "transforms": names,
+            "severities": values,
+            "top1_err": top1,
+            "top5_err": top5,
+            "top1_err_ci": [ci[n]["top1_err_ci"] for n in names] if ci else None,
+            "clean_top1_err": clean.top1_err,
+            "auc_top1": auc1,
+            "auc_top5": curve_auc(values, top5),
+            "mean_top1_err": auc1 / span,
+            "doubling_severity": doubling_severity(values, top1, clean.top1_err),
+        })
+    return curves
+
+
+def _curve_frame(results: Sequence[EvalResult], curves: list[list[dict[str, Any]]]) -> pd.DataFrame | None:
+    names = column_names(results)
+    body, index = [], []
+    for column, model_curves in zip(names, curves):
+        for c in model_curves:
+            doubling = "never" if c["doubling_severity"] is None else f"{c['doubling_severity']:.4g}"
+            span = f"{c['severities'][0]:g}..{c['severities'][-1]:g}" + (" (from origin)" if c["includes_origin"] else "")
+            index.append(column)
+            body.append([c["family"], span, f"{c['auc_top1']:.1f}", f"{c['mean_top1_err']:.2f}", doubling])
+    if not body:
+        return None
+    return pd.DataFrame(body, index=pd.Index(index, name="model"),
+                        columns=["family", "severities", "AUC top-1", "mean top-1 err", "top-1 err doubles at"])
 
 
 def header_lines(result: EvalResult) -> list[str]:
     """What the numbers are: model, weights (loudly when random), data, protocol."""
-    weights = result.weights.get("description", result.weights.get("kind"))
-    if result.is_random:
-        weights = f"!!! {weights} !!!"
     protocol = result.protocol
     return [
         f"model: {result.model}",
-        f"weights: {weights}",
+        f"weights: {_weights_text(result)}",
         f"data: {result.dataset.get('description', result.dataset.get('root'))}",
         f"protocol: {protocol['precision']}, shifts on the {protocol['geometry']['crop']}px crop before normalization, "
         f"fingerprint {protocol.get('fingerprint', '?')}",
         "cells: top-1/top-5 error % (drop vs origin)",
     ]
+
+
+def _weights_text(result: EvalResult) -> str:
+    weights = result.weights.get("description", result.weights.get("kind"))
+    return f"!!! {weights} !!!" if result.is_random else str(weights)
+
+
+def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) -> list[str]:
+    if len(results) == 1:
+        lines = header_lines(results[0])
+    else:
+        names = column_names(results)
+        lines = [f"models: {', '.join(r.model for r in results)}"]
+        weights = [_weights_text(r) for r in results]
+        if len(set(weights)) == 1:
+            lines.append(f"weights: {weights[0]} (every model)")
+        else:
+            lines += [f"weights {name}: {w}" for name, w in zip(names, weights)]
+        data = [str(r.dataset.get("description", r.dataset.get("root"))) for r in results]
+        lines += [f"data: {data[0]}"] if len(set(data)) == 1 else [f"data {n}: {d}" for n, d in zip(names, data)]
+        protocols = [
+            f"{r.protocol['precision']}, shifts on the {r.protocol['geometry']['crop']}px crop before normalization, "
+            f"fingerprint {r.protocol.get('fingerprint', '?')}"
+            for r in results
+        ]
+        if len(set(protocols)) == 1:
+            lines.append(f"protocol: {protocols[0]}")
+        else:
+            lines += [f"protocol {n}: {p}" for n, p in zip(names, protocols)]
+            lines.append("note: the columns differ in protocol (data, geometry, shift set or precision); "
+                         "compare them with care")
+        lines.append("cells: top-1/top-5 error % (drop vs origin)")
+    if ci:
+        lines.append(f"intervals: 95% {BOOTSTRAP_METHOD}, {n_boot} resamples, seed {seed}")
+    return lines
 
 
 def _latex_escape(text: str) -> str:
@@ -67,34 +314,110 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def _latex(frame: pd.DataFrame, headers: list[str]) -> str:
-    lines = [f"% {h}" for h in headers]
-    lines += [
+def _latex(frame: pd.DataFrame, first: str = "Transform") -> list[str]:
+    lines = [
         r"\begin{tabular}{l" + "c" * len(frame.columns) + "}",
         r"\toprule",
-        " & ".join(["Transform", *(_latex_escape(c) for c in frame.columns)]) + r" \\",
+        " & ".join([first, *(_latex_escape(str(c)) for c in frame.columns)]) + r" \\",
         r"\midrule",
     ]
-    lines += [" & ".join([_latex_escape(str(i)), *row]) + r" \\" for i, row in zip(frame.index, frame.values)]
+    for label, row in zip(frame.index, frame.values):
+        if label == CI_LABEL:
+            cells = [r"\scriptsize " + _latex_escape(str(c)) if c else "" for c in row]
+            lines.append(" & ".join([r"\scriptsize " + _latex_escape(CI_LABEL), *cells]) + r" \\")
+        else:
+            lines.append(" & ".join([_latex_escape(str(label)), *(_latex_escape(str(c)) for c in row)]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines)
+    return lines
 
 
-def format_report(results: Sequence[EvalResult], fmt: str = "markdown") -> str:
-    """Render results as ``markdown`` (with a header), ``latex`` (booktabs), ``csv`` (long) or ``json``."""
+def _markdown(frame: pd.DataFrame, first: str = "transform") -> str:
+    # Cells are already formatted text: no number parsing (it would drop the decimals of "10000.0").
+    return tabulate(frame, headers=[first, *frame.columns], tablefmt="github", disable_numparse=True,
+                    colalign=("left", *("right",) * len(frame.columns)))
+
+
+def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The JSON report: one result's summary (with intervals and curves), or every model's plus paired tests."""
+    summaries = []
+    for result in results:
+        summary = result.summary(n_boot=n_boot, seed=seed)
+        curves = severity_curves(result, summary["uncertainty"])
+        if curves:
+            summary["curves"] = curves
+        summaries.append(summary)
+    if len(results) == 1:
+        return summaries[0]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "columns": column_names(results),
+        "models": summaries,
+        "paired_tests": paired_tests(results),
+        "paired_test_method": "McNemar on top-1 correctness: exact two-sided binomial below 25 discordant "
+                              "images, chi-square with continuity correction otherwise",
+    }
+
+
+def format_report(
+    results: Sequence[EvalResult], fmt: str = "markdown", *, ci: bool = False, n_boot: int = 1000, seed: int = 0
+) -> str:
+    """Render results as ``markdown`` (with a header), ``latex`` (booktabs), ``csv`` (long) or ``json``.
+
+    Args:
+        results: one column per result (Table 1 layout, rows matched by transform name).
+        fmt: one of :data:`FORMATS`.
+        ci: add the 95% bootstrap intervals, flip rates and (two or more models) McNemar's tests to the
+            text formats. JSON always carries them.
+        n_boot: bootstrap resamples.
+        seed: bootstrap seed (with the same seed and images, every model is resampled identically).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"Expected format to be one of {FORMATS}, but got {fmt!r}.")
+    if not results:
+        raise ValueError("Expected at least one result to report, but got none.")
     if fmt == "json":
-        payload = [r.summary() for r in results]
-        return json.dumps(payload[0] if len(payload) == 1 else payload, indent=2)
+        return json.dumps(report_json(results, n_boot=n_boot, seed=seed), indent=2)
+    uncertainty = [r.uncertainty(n_boot=n_boot, seed=seed) for r in results] if ci else None
     if fmt == "csv":
+        frames = []
+        for i, (name, result) in enumerate(zip(column_names(results), results)):
+            frame = result.to_frame()
+            frame["model"] = name
+            if uncertainty is not None:
+                ci_rows = {row["transform"]: row for row in uncertainty[i]["rows"]}
+                for key in ("top1_err", "top5_err", "top1_drop", "top5_drop", "flip_rate"):
+                    bounds = np.array([ci_rows[t][f"{key}_ci"] for t in frame["transform"]])
+                    if key == "flip_rate":
+                        frame[key] = [ci_rows[t]["flip_rate"] for t in frame["transform"]]
+                    frame[f"{key}_lo"], frame[f"{key}_hi"] = bounds[:, 0], bounds[:, 1]
+            frames.append(frame)
         buffer = io.StringIO()
-        pd.concat([r.to_frame() for r in results]).to_csv(buffer, index=False, float_format="%.4f")
+        pd.concat(frames).to_csv(buffer, index=False, float_format="%.4f")
         return buffer.getvalue().rstrip("\n")
-    frame = table1_frame(results)
-    headers = [line for r in results for line in header_lines(r)]
+
+    frame = table1_frame(results, uncertainty)
+    headers = _headers(results, ci, n_boot, seed)
+    extras: list[tuple[str, pd.DataFrame, str]] = []
+    if uncertainty is not None:
+        extras.append(("flip rate: % of images whose top-1 prediction differs from origin's [95% CI]",
+                       _flip_frame(results, uncertainty), "transform"))
+        if len(results) > 1:
+            mc = _mcnemar_frame(results, paired_tests(results))
+            if mc is not None:
+                extras.append(("McNemar's test, top-1, per pair of models (images only the first / only the second "
+                               "gets right; exact binomial below 25 discordant images, else chi-square with "
+                               "continuity correction)", mc, "transform"))
+    curves = [severity_curves(r, u) for r, u in zip(results, uncertainty or [None] * len(results))]
+    curve_frame = _curve_frame(results, curves)
+    if curve_frame is not None:
+        extras.append(("severity sweeps: area under the top-1 error curve (trapezoid, % x severity), its mean "
+                       "over the range, and the severity where the top-1 error doubles vs origin", curve_frame,
+                       "model"))
     if fmt == "latex":
-        return _latex(frame, headers)
-    table = tabulate(frame, headers=["transform", *frame.columns], tablefmt="github",
-                     colalign=("left", *("right",) * len(frame.columns)))
-    return "\n".join([*(f"{h}  " for h in headers), "", table])
+        lines = [f"% {h}" for h in headers] + [r"% needs \usepackage{booktabs}"] + _latex(frame)
+        for title, extra, first in extras:
+            lines += ["", f"% {title}", *_latex(extra, first.capitalize())]
+        return "\n".join(lines)
+    parts = ["\n".join(f"{h}  " for h in headers), _markdown(frame)]
+    parts += [f"{title}:\n\n{_markdown(extra, first)}" for title, extra, first in extras]
+    return "\n\n".join(parts)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import topk_counts
+from .metrics import prediction_uncertainty, topk_counts
 
 __all__ = ["SCHEMA_VERSION", "DomainResult", "EvalResult", "atomic_write_text", "protocol_fingerprint"]
 
@@ -57,7 +57,9 @@ def protocol_fingerprint(protocol: dict[str, Any], dataset: dict[str, Any]) -> s
     keyed = {
         "dataset": {k: dataset.get(k) for k in ("n", "sha256", "labels_sha256", "limit")},
         "geometry": protocol.get("geometry"),
-        "transforms": [{k: t[k] for k in ("name", "version", "params")} for t in protocol.get("transforms", [])],
+        # "stochastic" holds a random shift's run seed: another seed is another set of images.
+        "transforms": [{k: t[k] for k in ("name", "version", "params", "stochastic") if k in t}
+                       for t in protocol.get("transforms", [])],
         "precision": protocol.get("precision"),
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
@@ -109,8 +111,19 @@ class EvalResult:
         frame.insert(0, "model", self.model)
         return frame
 
-    def summary(self) -> dict[str, Any]:
-        """The record without per-image data: what ``--format json`` prints."""
+    def uncertainty(self, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+        """95% intervals of every error and drop, flip rates and the mean drop, from the stored predictions.
+
+        See :func:`robustbench_ibn.metrics.prediction_uncertainty` (paired bootstrap over images, seeded).
+        """
+        return prediction_uncertainty(self.labels, self.predictions, n_boot=n_boot, seed=seed, level=level)
+
+    def summary(self, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+        """The record without per-image data: what ``--format json`` prints.
+
+        ``uncertainty`` holds the bootstrap intervals (``n_boot`` resamples, ``seed``) of every row of
+        ``results``, the flip rates and the mean drop (:meth:`uncertainty`).
+        """
         return {
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -119,6 +132,7 @@ class EvalResult:
             "protocol": self.protocol,
             "environment": self.environment,
             "results": [r.to_dict() for r in self.results],
+            "uncertainty": self.uncertainty(n_boot=n_boot, seed=seed),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -23,9 +24,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .data import DataConfig, ImageNetVal
+from .distributed import all_gather, init_from_env
 from .models import create_model
 from .results import EvalResult, protocol_fingerprint
-from .transforms import Shift, check_shift_output, create_transform, resolve_transform_names
+from .state import RunState, batch_grid, default_state_root, run_key
+from .plugins import load_entry_points
+from .transforms import (
+    Shift,
+    TransformError,
+    check_shift_output,
+    prepare_transforms,
+    resolve_transform_names,
+    shift_context,
+)
 
 __all__ = ["Normalized", "evaluate", "resolve_device"]
 
@@ -112,6 +123,8 @@ def evaluate(
     precision: str = "fp32",
     seed: int = 0,
     progress: bool = True,
+    state_dir: str | os.PathLike[str] | None = None,
+    transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> EvalResult:
     """Evaluate one model on clean images and under appearance shifts.
 
@@ -132,6 +145,12 @@ def evaluate(
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (CUDA autocast).
         seed: random-init seed (and the seed of any stochastic shift).
         progress: show a tqdm bar on stderr.
+        state_dir: where finished batches are committed as the run goes, so that the same call resumes
+            after a crash or kill (default: ``$ROBUSTBENCH_IBN_CACHE/runs`` or
+            ``~/.cache/robustbench_ibn/runs``); removed once the result is complete.
+        transform_weights: shift name -> weights file or URL for shifts that take weights
+            (``{"monet": "style_monet.pth"}``; default: their official files, from the torch hub cache or
+            downloaded).
 
     Returns:
         An :class:`~robustbench_ibn.results.EvalResult` holding per-image top-5 predictions.
@@ -139,9 +158,14 @@ def evaluate(
     started = time.perf_counter()
     dev = resolve_device(device)
     autocast = _autocast(dev, precision)  # validates precision before any work
+    load_entry_points()  # installed plug-in packages (idempotent; ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1 skips)
     names = resolve_transform_names(transforms)
+    # Shifts are built and set up first (generator weights found, downloaded, hashed): a shift that cannot
+    # run stops the call before any model is built or image decoded.
+    prepared = prepare_transforms(names, weights=transform_weights, progress=progress)
     net, name, config, weights_record = _prepare_model(model, weights, seed, model_kwargs, data_config)
-    shifts: dict[str, Shift] = {n: create_transform(n).for_model(config.mean, config.std) for n in names}
+    # bind: the model's normalization (std×F) and the run seed (stochastic shifts seed per image from it).
+    shifts: dict[str, Shift] = {n: s.bind(config.mean, config.std, seed=seed) for n, s in prepared.items()}
     if isinstance(data, ImageNetVal):
         dataset = data
         if (dataset.config.resize, dataset.config.crop, dataset.config.interpolation) != (
@@ -157,49 +181,10 @@ def evaluate(
         raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
 
+    rank, world, dev = init_from_env(dev)
     wrapped = Normalized(net, config.mean, config.std).to(dev, memory_format=torch.channels_last).eval()
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
-    )
     n = len(dataset)
-    labels = np.full(n, -1, dtype=np.int64)
-    # int16 holds any ImageNet class index; per-image predictions are all that grows with n.
-    predictions = {s: np.full((n, TOPK), -1, dtype=np.int16) for s in shifts}
-    loader_s = compute_s = 0.0
-    checked: set[str] = set()
-
-    bar = tqdm(total=n, unit="img", desc=f"{name} x {len(shifts)} domains", disable=not progress, dynamic_ncols=True)
-    with torch.inference_mode(), autocast, bar:
-        tick = time.perf_counter()
-        for images, targets, index in loader:
-            fetched = time.perf_counter()
-            loader_s += fetched - tick
-            x = images.to(dev, non_blocking=True).float().div_(255)
-            idx = index.numpy()
-            keys = [dataset.samples[i][0] for i in idx]
-            for shift_name, shift in shifts.items():
-                shifted = shift.apply_batch(x, keys)
-                if shift_name not in checked:  # plug-ins are checked on their first batch
-                    check_shift_output(shift, x, shifted)
-                    checked.add(shift_name)
-                logits = wrapped(shifted.contiguous(memory_format=torch.channels_last))
-                if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
-                    raise ValueError(
-                        f"Expected model {name!r} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got "
-                        f"{tuple(logits.shape)}. Give a model with an ImageNet-1k classifier."
-                    )
-                predictions[shift_name][idx] = logits.float().topk(TOPK, dim=1).indices.cpu().numpy()
-            labels[idx] = targets.numpy()
-            tick = time.perf_counter()
-            compute_s += tick - fetched
-            bar.update(len(idx))
-
-    missing = int((labels < 0).sum())
-    if missing:  # a loader that drops images must never produce numbers over a silent subset
-        raise RuntimeError(f"Expected predictions for all {n} images, but {missing} were never evaluated.")
-
-    dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root).resolve()),
-                      "description": dataset.describe()}
+    dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root)), "description": dataset.describe()}
     protocol: dict[str, Any] = {
         "geometry": {k: getattr(config, k) for k in ("resize", "crop", "interpolation")},
         "normalization": {"mean": list(config.mean), "std": list(config.std), "inside_model": True},
@@ -210,6 +195,74 @@ def evaluate(
         "topk": TOPK,
     }
     protocol["fingerprint"] = protocol_fingerprint(protocol, dataset_record)
+
+    # The run's state is keyed by everything that determines its predictions, batch size included
+    # (the batch grid), so the same command finds and resumes it; any change starts afresh.
+    key = run_key({"model": name, "weights": weights_record, "model_kwargs": dict(model_kwargs or {}),
+                   "dataset": dataset_record, "protocol": protocol, "batch_size": batch_size})
+    state = RunState(Path(state_dir or default_state_root()) / key, list(shifts), rank=rank)
+    batches = batch_grid(n, batch_size, rank, world)
+    loader_s = compute_s = 0.0
+    checked: set[str] = set()
+    with state:
+        done = state.done()
+        todo = [b for b in batches if b.k not in done]
+        resumed = sum(b.stop - b.start for b in batches if b.k in done)
+        if resumed and progress:
+            print(f"{name}: resuming, {resumed} of {sum(b.stop - b.start for b in batches)} images already done "
+                  f"(state in {state.directory})", file=sys.stderr)
+        loader = DataLoader(dataset, batch_sampler=[b.indices for b in todo], num_workers=workers,
+                            pin_memory=dev.type == "cuda")
+        bar = tqdm(total=sum(b.stop - b.start for b in batches), initial=resumed, unit="img",
+                   desc=f"{name} x {len(shifts)} domains", disable=not progress or rank != 0, dynamic_ncols=True)
+        with torch.inference_mode(), autocast, bar:
+            tick = time.perf_counter()
+            for batch, (images, targets, index) in zip(todo, loader):
+                fetched = time.perf_counter()
+                loader_s += fetched - tick
+                x = images.to(dev, non_blocking=True).float().div_(255)
+                keys = [dataset.samples[i][0] for i in index.tolist()]
+                top5: dict[str, np.ndarray] = {}
+                for shift_name, shift in shifts.items():
+                    try:
+                        shifted = shift.apply_batch(x, keys)
+                    except TransformError:
+                        raise
+                    except Exception as err:  # a plug-in's bug: say which shift, where it lives, on which images
+                        raise TransformError(
+                            f"{shift_context(shift)} raised {type(err).__name__} on the batch starting with "
+                            f"{keys[0]!r}: {err}"
+                        ) from err
+                    if shift_name not in checked:  # plug-ins are checked on their first batch
+                        check_shift_output(shift, x, shifted)
+                        checked.add(shift_name)
+                    logits = wrapped(shifted.contiguous(memory_format=torch.channels_last))
+                    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+                        raise ValueError(
+                            f"Expected model {name!r} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got "
+                            f"{tuple(logits.shape)}. Give a model with an ImageNet-1k classifier."
+                        )
+                    # int16 holds any ImageNet class index; per-image predictions are all that is kept.
+                    top5[shift_name] = logits.float().topk(TOPK, dim=1).indices.cpu().numpy().astype(np.int16)
+                state.commit(batch, targets.numpy(), top5)
+                tick = time.perf_counter()
+                compute_s += tick - fetched
+                bar.update(len(keys))
+        mine = [(b.start, labels_, preds) for b, labels_, preds in state.iter_done(batches)]
+
+    labels = np.full(n, -1, dtype=np.int64)
+    predictions = {s: np.full((n, TOPK), -1, dtype=np.int64) for s in shifts}
+    for part in all_gather(mine):
+        for start, labels_, preds in part:
+            labels[start:start + len(labels_)] = labels_
+            for s in shifts:
+                predictions[s][start:start + len(labels_)] = preds[s]
+    missing = int((labels < 0).sum())
+    if missing:  # a loader that drops images must never produce numbers over a silent subset
+        raise RuntimeError(f"Expected predictions for all {n} images, but {missing} were never evaluated.")
+    if rank == 0:
+        state.clear()  # the result now holds every prediction; the state is no longer needed
+
     environment = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 3),
@@ -228,7 +281,7 @@ def evaluate(
         protocol=protocol,
         environment=environment,
         labels=labels,
-        predictions={k: v.astype(np.int64) for k, v in predictions.items()},
+        predictions=predictions,
         images=[path for path, _ in dataset.samples],
     )
 

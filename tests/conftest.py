@@ -9,8 +9,26 @@ import pytest
 import torch
 from torch import nn
 
+from robustbench_ibn.models.calibrate import calibrate_random_init
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE_VAL = SHARED_DATA / "imagenet-sample" / "val"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Run state and caches of every test go to a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _no_style_weights(tmp_path_factory, monkeypatch):
+    """No test finds or downloads real CycleGAN weights: an empty torch hub cache, official URLs on a closed
+    local port. Tests that need a generator pass their own file (random weights in the official layout)."""
+    from robustbench_ibn.transforms import cyclegan
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path_factory.mktemp("hub")), raising=False)
+    monkeypatch.setattr(cyclegan, "URL_TEMPLATE", "http://127.0.0.1:9/{file}")
 
 
 @pytest.fixture(scope="session")
@@ -39,30 +57,6 @@ def calibration_batch(sample_val: Path) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(0, 480, 10)]).float().div(255)
 
 
-def calibrate_bn(model: nn.Module, images: torch.Tensor, mean, std) -> nn.Module:
-    """Calibrate a random-init ResNet on real ``images`` so that it is not degenerate.
-
-    Every BatchNorm's running statistics become their average over the images. Then the classifier's
-    bias is set to cancel the mean logit: pooled ReLU features share a large positive mean, which
-    would otherwise hand every image the same class.
-    """
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    x = (images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    model.train()
-    with torch.no_grad():
-        for chunk in x.split(16):
-            model(chunk)
-        model.eval()
-        logits = torch.cat([model(chunk) for chunk in x.split(16)])
-        mu, sigma = logits.mean(0), logits.std(0)
-        model.fc.weight /= sigma[:, None]
-        model.fc.bias.sub_(mu).div_(sigma)
-    return model
-
-
 @pytest.fixture(scope="session")
 def calibrated_models(calibration_batch: torch.Tensor) -> dict[str, nn.Module]:
     """resnet50 and resnet50_ibn_b with seeded random weights and data-calibrated BN statistics."""
@@ -72,5 +66,5 @@ def calibrated_models(calibration_batch: torch.Tensor) -> dict[str, nn.Module]:
     for name in ("resnet50", "resnet50_ibn_b"):
         model = create_model(name, weights="random", seed=0)
         cfg = model.data_config
-        models[name] = calibrate_bn(model, calibration_batch, cfg.mean, cfg.std)
+        models[name] = calibrate_random_init(model, calibration_batch, cfg.mean, cfg.std)
     return models

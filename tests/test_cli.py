@@ -89,7 +89,7 @@ def test_limit_is_reported(capsys, sample_val):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--model", "resnet50_ibn", "--transforms", "std2"], "Did you mean: resnet50_ibn_b, resnet50_ibn_a"),
+        (["--model", "resnet50_ibn", "--transforms", "std2"], "Did you mean: resnet50_ibn_d, resnet50_ibn_c, resnet50_"),
         (["--model", "resnet18_ibn_b", "--transforms", "rgb+5O"], "Unknown transform 'rgb+5O'"),
         (["--model", "resnet18_ibn_b", "--transforms", "all"], "--transforms rgb+50,r+50,std1.5"),
         (["--model", "resnet152_ibn_a", "--transforms", "std2"], "has no published weights"),
@@ -141,7 +141,9 @@ def test_missing_data_is_a_usage_error(capsys, monkeypatch):
 def test_console_script_lists_registries():
     exe = Path(sys.executable).with_name("robust-eval")
     out = subprocess.run([str(exe), "--list-models", "resnet50*"], capture_output=True, text=True, check=True).stdout
-    assert [line.split()[0] for line in out.splitlines()] == ["resnet50", "resnet50_ibn_a", "resnet50_ibn_b"]
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "resnet50", "resnet50_ibn_a", "resnet50_ibn_a2", "resnet50_ibn_ad", "resnet50_ibn_b", "resnet50_ibn_c",
+        "resnet50_ibn_d"]
     assert "9ca61e85" in out and "22.54/6.32" in out
     out = subprocess.run([str(exe), "--list-transforms"], capture_output=True, text=True, check=True).stdout
     assert "std×1.5" in out and "rgb+{k}" in out and "monet" in out

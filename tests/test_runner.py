@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from conftest import calibrate_bn, few_images
+from conftest import few_images
 from robustbench_ibn import DataConfig, EvalResult, create_model, evaluate
 from robustbench_ibn.data import ImageNetVal
+from robustbench_ibn.models.calibrate import calibrate_random_init
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def data(sample_val, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model(calibration_batch):
     net = create_model("resnet18_ibn_a", weights="random", seed=1)
-    return calibrate_bn(net, calibration_batch, net.data_config.mean, net.data_config.std)
+    return calibrate_random_init(net, calibration_batch, net.data_config.mean, net.data_config.std)
 
 
 def reference_top5(model, root: Path, shift) -> np.ndarray:

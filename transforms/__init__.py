@@ -10,28 +10,48 @@ from ._base import (
     TRANSFORMS,
     Shift,
     TransformError,
+    TransformSpec,
     check_shift_output,
     create_transform,
     list_transforms,
+    prepare_transforms,
     register_transform,
     resolve_transform_names,
+    shift_context,
+    transform_spec,
 )
 from .functional import add_channel_offset, scale_contrast_about
 from .photometric import ChannelOffset, Clean, StdScale
+from .color import ColorTemperature, Contrast, Gamma, Greyscale, HueRotation, Saturation  # the catalogue  # isort: skip
+from .degradation import GaussianNoise, JpegReencode  # isort: skip
+from .cyclegan import CycleGANStyle  # registers monet, cezanne, ukiyoe, vangogh  # isort: skip
 
 __all__ = [
     "TABLE1",
     "TRANSFORMS",
     "ChannelOffset",
     "Clean",
+    "ColorTemperature",
+    "Contrast",
+    "CycleGANStyle",
+    "Gamma",
+    "GaussianNoise",
+    "Greyscale",
+    "HueRotation",
+    "JpegReencode",
+    "Saturation",
     "Shift",
     "StdScale",
     "TransformError",
+    "TransformSpec",
     "add_channel_offset",
     "check_shift_output",
     "create_transform",
     "list_transforms",
+    "prepare_transforms",
     "register_transform",
     "resolve_transform_names",
     "scale_contrast_about",
+    "shift_context",
+    "transform_spec",
 ]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import decimal
+import hashlib
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,10 +22,15 @@ __all__ = [
     "TRANSFORMS",
     "TABLE1",
     "TransformError",
+    "TransformSpec",
+    "transform_spec",
+    "shift_context",
     "register_transform",
     "create_transform",
     "list_transforms",
     "resolve_transform_names",
+    "expand_transform_range",
+    "prepare_transforms",
     "check_shift_output",
 ]
 
@@ -42,11 +54,22 @@ class Shift(nn.Module):
         label: display label as in the paper (``RGB+50``).
         version: bumped whenever the definition changes numbers; part of the protocol fingerprint.
         value_range: the range the output is declared to stay in (``None``: unbounded, e.g. std×1.5).
+        stochastic: ``True`` for a shift that draws random numbers; it must draw them from
+            :meth:`generator_for` (one generator per image key) so that a run replays bit for bit.
+        seed: the run seed (set by :meth:`bind`; ``evaluate(seed=...)``, ``--seed``).
+        origin: where the shift comes from: its module, or the plug-in file / module / entry point that
+            registered it (set by :func:`create_transform`; named in every error about the shift).
+        severity: for a family member, ``{"family": "rgb+{k}", "param": "k", "value": 50, "identity": 0}``
+            (set by :func:`create_transform`), so sweeps and reports can group members by family.
     """
 
     label: str = ""
     version: int = 1
     value_range: tuple[float, float] | None = (0.0, 1.0)
+    stochastic: bool = False
+    seed: int = 0
+    origin: str = ""
+    severity: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,15 +96,67 @@ class Shift(nn.Module):
         """This shift bound to a model's normalization (only shifts defined relative to it override this)."""
         return self
 
+    def prepare(self, *, progress: bool = True) -> None:
+        """Acquire what the shift needs (weights, downloads) before any model is built or image decoded.
+
+        The runner calls this once per shift at set-up (:func:`prepare_transforms`). Shifts that need
+        nothing keep this no-op; one that cannot run raises :class:`TransformError` saying what to do, so
+        a run stops before doing any work. ``progress``: show download/long-work progress on stderr.
+        """
+
+    def bind(self, mean: Sequence[float], std: Sequence[float], *, seed: int = 0) -> Shift:
+        """This shift ready for a run (what the runner calls): :meth:`for_model`, then the run ``seed``.
+
+        Name, origin and severity carry over when ``for_model`` returns a new module.
+        """
+        bound = self.for_model(mean, std)
+        if bound is not self:
+            for attr in ("name", "origin", "severity"):
+                if not getattr(bound, attr):
+                    setattr(bound, attr, getattr(self, attr))
+        bound.seed = int(seed)
+        return bound
+
+    def generator_for(self, key: str, device: torch.device | str | None = None) -> torch.Generator:
+        """A ``torch.Generator`` seeded from (run seed, shift name, parameters, image ``key``).
+
+        A stochastic shift draws each image's random numbers from its own generator, so the pixels an
+        image gets do not depend on batch size, batch order, worker or rank count. Generators live on
+        ``device`` (CPU by default): the same key gives the same numbers on one device type, but CPU
+        and CUDA generators produce different streams.
+
+        Example:
+            >>> from robustbench_ibn.transforms import create_transform
+            >>> noise = create_transform("noise20")
+            >>> a = torch.rand(3, generator=noise.generator_for("n01440764/a.JPEG"))
+            >>> b = torch.rand(3, generator=noise.generator_for("n01440764/a.JPEG"))
+            >>> torch.equal(a, b)
+            True
+        """
+        identity = [int(self.seed), self.name or type(self).__qualname__, self.params(), str(key)]
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
+        generator = torch.Generator(device=device if device is not None else "cpu")
+        generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        return generator
+
+    def generators(self, keys: Sequence[str], device: torch.device | str | None = None) -> list[torch.Generator]:
+        """One :meth:`generator_for` per image key, in order."""
+        return [self.generator_for(key, device) for key in keys]
+
     def definition(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "name": self.name,
             "label": self.label,
             "version": self.version,
             "params": self.params(),
             "description": self.describe(),
             "value_range": list(self.value_range) if self.value_range is not None else None,
+            "severity": self.severity,
+            "origin": self.origin or type(self).__module__,
         }
+        if self.stochastic:
+            record["stochastic"] = {"seed": int(self.seed), "per_image": "seeded from (seed, name, params, image path)"}
+        return record
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.params().items())
@@ -90,11 +165,117 @@ class Shift(nn.Module):
 TRANSFORMS: Registry[Callable[..., Shift]] = Registry("transform")
 
 
+def _format_number(value: float) -> str:
+    # Positional notation only: registry names do not accept exponents ("1e-05").
+    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """What a registered shift or family declares about itself (see :func:`register_transform`).
+
+    Attributes:
+        name: registered name or family template (``rgb+{k}``).
+        param: the family's parameter (its placeholder, ``k``); ``None`` for a single shift.
+        identity: the parameter value at which the shift changes nothing (``rgb+0``, ``std1``); ``None``
+            when there is none (JPEG is lossy at every quality).
+        example: a representative parameter value (listings, docs and the catalogue tests use it).
+        param_help: what the parameter means, e.g. ``"offset K on the 0-255 scale"``.
+        origin: the module that registered it, or the plug-in file / module / entry point.
+    """
+
+    name: str
+    param: str | None = None
+    identity: float | None = None
+    example: float | None = None
+    param_help: str = ""
+    origin: str = ""
+
+    @property
+    def is_family(self) -> bool:
+        return self.param is not None
+
+    def member(self, value: float) -> str:
+        """The registry name of the family member with parameter ``value``: ``member(80) == "rgb+80"``."""
+        if self.param is None:
+            raise TransformError(f"Expected a family to take a parameter value, but {self.name!r} is a single shift.")
+        return self.name.replace("{" + self.param + "}", _format_number(value))
+
+    @property
+    def example_name(self) -> str | None:
+        """A concrete name to build: the example member of a family, the name itself otherwise."""
+        if self.param is None:
+            return self.name
+        return self.member(self.example) if self.example is not None else None
+
+
+def transform_spec(name: str) -> TransformSpec:
+    """The :class:`TransformSpec` of a registered name, family template or family member."""
+    try:
+        template = TRANSFORMS.template_of(name)
+    except KeyError as err:
+        raise TransformError(err.args[0]) from None
+    meta = TRANSFORMS.meta(template)
+    return TransformSpec(
+        name=template,
+        param=TRANSFORMS.family_param(template),
+        identity=meta.get("identity"),
+        example=meta.get("example"),
+        param_help=meta.get("param_help", ""),
+        origin=meta.get("origin", ""),
+    )
+
+
 def register_transform(
-    name: str | None = None, *, override: bool = False
+    name: str | None = None,
+    *,
+    identity: float | None = None,
+    example: float | None = None,
+    param_help: str = "",
+    override: bool = False,
 ) -> Callable[[Callable[..., Shift]], Callable[..., Shift]]:
-    """Register a shift builder. ``name`` may be a family with one numeric placeholder: ``"rgb+{k}"``."""
-    return TRANSFORMS.register(name, override=override)
+    """Register a shift builder. ``name`` may be a family with one numeric placeholder: ``"rgb+{k}"``.
+
+    A family declares its parameter (the severity) so sweeps, reports, listings and the catalogue tests
+    treat it like the built-in ones: ``identity`` is the value that changes nothing (``0`` for an
+    offset, ``1`` for a factor; leave ``None`` if there is none), ``example`` a representative value,
+    ``param_help`` what the value means.
+
+    Example:
+        >>> from robustbench_ibn.transforms import TRANSFORMS, create_transform
+        >>> from robustbench_ibn.transforms.photometric import ChannelOffset
+        >>> with TRANSFORMS.snapshot():
+        ...     @register_transform("bluecast+{k}", identity=0, example=20, param_help="K/255 added to blue")
+        ...     def bluecast(k):
+        ...         return ChannelOffset("b", k)
+        ...     create_transform("bluecast+20").severity["value"]
+        20
+    """
+
+    def decorator(fn: Callable[..., Shift]) -> Callable[..., Shift]:
+        key = name or fn.__name__
+        described = {"identity": identity, "example": example}
+        if "{" not in key and (identity is not None or example is not None or param_help):
+            raise ValueError(
+                f"Expected identity/example/param_help only for a family name with a {{param}} placeholder, "
+                f"but {key!r} is a single shift."
+            )
+        for what, value in described.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"Expected {what} of {key!r} to be a number >= 0 (names carry no sign), but got {value!r}.")
+        TRANSFORMS.add(key, fn, override=override, meta={**described, "param_help": param_help})
+        return fn
+
+    return decorator
+
+
+def shift_context(shift: Shift) -> str:
+    """``transform 'mycast+30' (plug-in file my_shifts.py, class MyCast)``: how errors name a shift."""
+    cls = type(shift)
+    origin = shift.origin or cls.__module__
+    where = f"{origin}.{cls.__qualname__}" if origin == cls.__module__ else f"{origin}, class {cls.__qualname__}"
+    return f"transform {shift.name or cls.__qualname__!r} ({where})"
 
 
 def create_transform(name: str, **kwargs: Any) -> Shift:
@@ -103,12 +284,26 @@ def create_transform(name: str, **kwargs: Any) -> Shift:
         builder = TRANSFORMS.get(name)
     except KeyError as err:
         raise TransformError(err.args[0]) from None
-    shift = builder(**kwargs)
+    spec = transform_spec(name)
+    try:
+        shift = builder(**kwargs)
+    except TransformError:
+        raise
+    except Exception as err:
+        raise TransformError(
+            f"Could not build transform {name!r} (registered by {spec.origin}): {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(shift, Shift):
         raise TransformError(
-            f"Expected transform {name!r} to build a robustbench_ibn.transforms.Shift, but got {type(shift).__name__}."
+            f"Expected transform {name!r} to build a robustbench_ibn.transforms.Shift, but got {type(shift).__name__} "
+            f"(registered by {spec.origin})."
         )
     shift.name = name
+    shift.origin = spec.origin
+    if spec.param is not None:
+        _, values = TRANSFORMS.parse(name)
+        shift.severity = {"family": spec.name, "param": spec.param, "value": values[spec.param],
+                          "identity": spec.identity}
     return shift
 
 
@@ -119,17 +314,64 @@ def list_transforms(
     return TRANSFORMS.list(include, exclude)
 
 
+_RANGE = re.compile(r"(?P<prefix>.*?)(?P<start>\d+(?:\.\d*)?|\.\d+):(?P<stop>\d+(?:\.\d*)?|\.\d+)"
+                    r":(?P<step>\d+(?:\.\d*)?|\.\d+)(?P<suffix>.*)\Z")
+MAX_RANGE_MEMBERS = 1000
+
+
+def expand_transform_range(item: str) -> list[str]:
+    """``rgb+10:100:10`` -> ``["rgb+10", "rgb+20", ..., "rgb+100"]``: a severity sweep over a family.
+
+    ``START:STOP:STEP`` replaces the family's number; STOP is included and must be START plus a whole
+    number of STEPs. Decimal arithmetic, so ``std1.2:2.0:0.2`` gives exactly std1.2, std1.4, ..., std2.
+
+    Example:
+        >>> expand_transform_range("std1.2:2.0:0.4")
+        ['std1.2', 'std1.6', 'std2']
+    """
+    usage = "a family name with START:STOP:STEP in place of its number, e.g. rgb+10:100:10 or std1.2:2.0:0.2"
+    match = _RANGE.match(item.strip())
+    if match is None:
+        raise TransformError(f"Expected a severity range ({usage}), but got {item!r}.")
+    start, stop, step = (decimal.Decimal(match[k]) for k in ("start", "stop", "step"))
+    if step <= 0:
+        raise TransformError(f"Expected a range step > 0 in {item!r}, but got {match['step']}.")
+    if start > stop:
+        raise TransformError(f"Expected a range START <= STOP in {item!r}, but got {match['start']} > {match['stop']}.")
+    count, rest = divmod(stop - start, step)
+    if rest != 0:
+        raise TransformError(
+            f"Expected STOP - START to be a whole number of STEPs in {item!r} (STOP is included), but "
+            f"{match['stop']} - {match['start']} is not a multiple of {match['step']}."
+        )
+    if count + 1 > MAX_RANGE_MEMBERS:
+        raise TransformError(f"Expected at most {MAX_RANGE_MEMBERS} shifts in range {item!r}, but got {int(count) + 1}.")
+
+    def member(value: decimal.Decimal) -> str:
+        text = format(value.normalize(), "f")
+        return f"{match['prefix']}{text}{match['suffix']}"
+
+    first = member(start)
+    if first not in TRANSFORMS or TRANSFORMS.family_param(first) is None:
+        raise TransformError(
+            f"Expected a range over a family with a numeric parameter ({usage}), but {first!r} from {item!r} is "
+            f"not a family member. {TRANSFORMS.unknown_message(first) if first not in TRANSFORMS else ''}".rstrip()
+        )
+    return [member(start + i * step) for i in range(int(count) + 1)]
+
+
 def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     """Expand a ``--transforms`` value into the ordered list of shifts to run, ``clean`` first.
 
-    ``all`` is Table 1's set. Unknown names and missing pieces raise *before* any work is done.
+    ``all`` is Table 1's set; ``FAMILY START:STOP:STEP`` (``rgb+10:100:10``) is a severity sweep
+    (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names: list[str] = ["clean"]
     for item in (i.strip() for i in items):
         if not item:
             continue
-        expanded = list(TABLE1) if item == "all" else [item]
+        expanded = list(TABLE1) if item == "all" else expand_transform_range(item) if ":" in item else [item]
         for name in expanded:
             if name not in TRANSFORMS:
                 if name in TABLE1:
@@ -143,6 +385,47 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def prepare_transforms(
+    names: Sequence[str], *, weights: Mapping[str, str | os.PathLike[str]] | None = None, progress: bool = True
+) -> dict[str, Shift]:
+    """Build the shifts ``names`` and run their set-up (:meth:`Shift.prepare`): the run's first step.
+
+    Args:
+        names: resolved shift names (:func:`resolve_transform_names`).
+        weights: shift name -> local file or URL, for shifts whose builder takes ``weights``
+            (``--transform-weights monet=PATH``). Entries for shifts not in ``names`` are unused.
+        progress: passed to :meth:`Shift.prepare`.
+
+    Raises:
+        TransformError: an unknown name in ``weights``, weights for a shift that takes none, or a shift whose
+            set-up fails (for a Table 1 row, the message also says how to run the other rows).
+    """
+    weights = dict(weights or {})
+    for key in weights:
+        if key not in TRANSFORMS:
+            raise TransformError(f"--transform-weights: {TRANSFORMS.unknown_message(key)}")
+        parameters = inspect.signature(TRANSFORMS.get(key)).parameters
+        if "weights" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            raise TransformError(f"Expected --transform-weights only for shifts that take weights, but {key!r} takes none.")
+    shifts: dict[str, Shift] = {}
+    for name in names:
+        shift = create_transform(name, **({"weights": weights[name]} if name in weights else {}))
+        try:
+            shift.prepare(progress=progress)
+        except TransformError as err:
+            others = [n for n in TABLE1 if n != name and n in TRANSFORMS]
+            if name in TABLE1 and others:
+                raise TransformError(f"{err} Or run the other Table 1 rows with '--transforms {','.join(others)}'.") from err
+            raise
+        except Exception as err:
+            if shift.origin.startswith("robustbench_ibn"):
+                raise
+            # A plug-in's set-up failed: name it (its module or file) rather than surface a bare traceback.
+            raise TransformError(f"{shift_context(shift)} failed in prepare(): {type(err).__name__}: {err}") from err
+        shifts[name] = shift
+    return shifts
 
 
 def check_images(images: torch.Tensor, where: str) -> None:
@@ -159,7 +442,7 @@ def check_shift_output(shift: Shift, images: torch.Tensor, out: object) -> None:
     A shift must return a tensor of the input's shape, floating dtype and device, with finite values
     inside its declared ``value_range``; a failure names the shift and what was expected.
     """
-    where = f"transform {shift.name!r} ({type(shift).__module__}.{type(shift).__name__})"
+    where = shift_context(shift)
     if not isinstance(out, torch.Tensor):
         raise TransformError(f"Expected {where} to return a torch.Tensor, but got {type(out).__name__}.")
     if out.shape != images.shape:

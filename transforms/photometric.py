@@ -104,12 +104,16 @@ def _register_offsets() -> None:
             def build(k: float, _c: str = channels, _s: int = sign) -> Shift:
                 return ChannelOffset(_c, _s * k)
 
-            register_transform(f"{channels}{'+' if sign > 0 else '-'}{{k}}")(build)
+            register_transform(
+                f"{channels}{'+' if sign > 0 else '-'}{{k}}", identity=0, example=50,
+                param_help=f"K/255 {'added to' if sign > 0 else 'subtracted from'} {channels.upper()}, clipped",
+            )(build)
 
 
 _register_offsets()
 
 
-@register_transform("std{factor}")
+@register_transform("std{factor}", identity=1, example=1.5,
+                    param_help="factor on the deviation from the normalization mean, no clipping")
 def std(factor: float) -> Shift:
     return StdScale(factor)

@@ -1,10 +1,13 @@
-"""Models: the IBN-Net family with official keys, torchvision baselines, the registry and weights."""
+"""Models: the IBN-Net zoo with official keys, the paper's variants, torchvision baselines, adapters for
+torchvision / timm / torch.hub backbones, the registry and weights."""
 
-from ._api import MODELS, ModelInfo, create_model, list_models, model_info, register_model
+from ._api import MODELS, ModelInfo, create_model, list_models, model_info, register_model, register_resolver
+from ._classes import ClassMapped
 from ._weights import WeightsSource, load_weights
 
-# Importing the architecture modules fills the registry.
-from . import resnet_ibn, torchvision_resnet  # noqa: E402,F401  isort: skip
+# Importing the architecture modules fills the registry; adapters register the tv:/timm:/hub: resolvers.
+from . import resnet_ibn, resnext_ibn, se_resnet_ibn, densenet_ibn, torchvision_resnet  # noqa: E402,F401  isort: skip
+from . import adapters  # noqa: E402,F401  isort: skip
 
-__all__ = ["MODELS", "ModelInfo", "WeightsSource", "create_model", "list_models", "load_weights", "model_info",
-           "register_model"]
+__all__ = ["MODELS", "ClassMapped", "ModelInfo", "WeightsSource", "create_model", "list_models", "load_weights",
+           "model_info", "register_model", "register_resolver"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +11,10 @@ from torch import nn
 
 from ..data import DataConfig
 from ..registry import Registry
+from ._classes import apply_class_map
 from ._weights import WeightsSource, load_weights
 
-__all__ = ["ModelInfo", "MODELS", "register_model", "create_model", "list_models", "model_info"]
+__all__ = ["ModelInfo", "MODELS", "register_model", "register_resolver", "create_model", "list_models", "model_info"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class ModelInfo:
         paper: citation of the architecture.
         license: licence of the code/weights.
         checkpoint_filter: maps a loaded state_dict to this model's keys (quirks live here, not in the loader).
+        tags: short labels shown by ``--list-models`` (``"paper-variant"``, ``"torchvision"``, ...).
+        load_official: for weights published through a library's own API (torchvision, timm, torch.hub) rather
+            than a plain file URL: ``fn(**kwargs) -> (model, WeightsSource)`` builds the model with them.
     """
 
     name: str
@@ -44,14 +48,21 @@ class ModelInfo:
     paper: str = ""
     license: str = ""
     checkpoint_filter: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    tags: tuple[str, ...] = ()
+    load_official: Callable[..., tuple[nn.Module, WeightsSource]] | None = None
 
     @property
     def has_weights(self) -> bool:
-        return self.url is not None
+        return self.url is not None or self.load_official is not None
 
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 _INFOS: dict[str, ModelInfo] = {}
+# Names outside the registry: "prefix:rest" resolvers (tv:, timm:, hub:) and fallbacks for plain names (any
+# torchvision classifier). A resolver returns (builder, info), or None when the name is not one of its models.
+Resolver = Callable[[str], tuple[Callable[..., nn.Module], ModelInfo] | None]
+_PREFIXES: dict[str, tuple[Resolver, str]] = {}
+_FALLBACKS: list[Resolver] = []
 
 
 def register_model(
@@ -73,9 +84,39 @@ def register_model(
     return decorator
 
 
+def register_resolver(prefix: str | None, resolver: Resolver, usage: str = "") -> None:
+    """Let :func:`create_model` build names the registry does not hold.
+
+    Args:
+        prefix: names ``"<prefix>:<rest>"`` go to ``resolver(rest)``, which raises ``KeyError`` for an unknown
+            rest. ``None``: ``resolver(name)`` is tried for plain unregistered names and returns ``None`` when
+            it does not know them.
+        resolver: ``fn(name) -> (builder, ModelInfo) | None``.
+        usage: how to spell such names, for error messages (``"tv:NAME"``).
+    """
+    if prefix is None:
+        _FALLBACKS.append(resolver)
+    else:
+        _PREFIXES[prefix] = (resolver, usage or f"{prefix}:NAME")
+
+
+def _resolve(name: str) -> tuple[Callable[..., nn.Module], ModelInfo]:
+    if name in MODELS:
+        return MODELS.get(name), _INFOS[MODELS.template_of(name)]
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        found = _PREFIXES[prefix][0](rest)
+    else:
+        found = next((f for f in (fallback(name) for fallback in _FALLBACKS) if f is not None), None)
+    if found is None:
+        usages = ", ".join(usage for _, usage in _PREFIXES.values())
+        raise KeyError(MODELS.unknown_message(name) + (f" Other backbones: {usages}." if usages else ""))
+    return found
+
+
 def model_info(name: str) -> ModelInfo:
-    """The :class:`ModelInfo` of a registered model."""
-    return _INFOS[MODELS.template_of(name)]
+    """The :class:`ModelInfo` of a registered model, or of an adapter name (``tv:NAME``, ``timm:NAME``, ...)."""
+    return _resolve(name)[1]
 
 
 def list_models(include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
@@ -83,16 +124,21 @@ def list_models(include: str | Iterable[str] | None = None, exclude: str | Itera
     return MODELS.list(include, exclude)
 
 
-def create_model(name: str, weights: str = "official", *, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """Build a registered model and load its weights.
+def create_model(
+    name: str, weights: str = "official", *, seed: int = 0, class_map: Sequence[int] | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a registered model (or an adapter name: ``tv:NAME``, ``timm:NAME``, ``hub:REPO:ENTRY``) with its weights.
 
     Args:
-        name: registered model name.
+        name: registered model name, or a backbone from torchvision / timm / torch.hub (see ``adapters``).
         weights: ``"official"`` (the published file, downloaded into the torch hub cache and
             hash-checked), a local path, an ``http(s)://`` URL, or ``"random"`` (explicit, seeded random
             init; every result made with it says so).
         seed: seed of the random init (the architecture is always built under it, so ``random``
             weights are reproducible).
+        class_map: for a classifier whose outputs are not the 1000 ImageNet-1k classes, the ImageNet-1k index of
+            each output; the model is then wrapped in :class:`~robustbench_ibn.models.ClassMapped`. Without it
+            such a model is an error.
         **kwargs: architecture arguments passed to the builder.
 
     Returns:
@@ -100,12 +146,17 @@ def create_model(name: str, weights: str = "official", *, seed: int = 0, **kwarg
         ``data_config`` (:class:`~robustbench_ibn.data.DataConfig`) and ``weights_source``
         (:class:`WeightsSource`).
     """
-    builder = MODELS.get(name)
-    info = model_info(name)
+    builder, info = _resolve(name)
+    source: WeightsSource | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(**kwargs)
-    source: WeightsSource = load_weights(model, weights, info=info, seed=seed)
+        if weights == "official" and info.load_official is not None:
+            model, source = info.load_official(**kwargs)
+        else:
+            model = builder(**kwargs)
+    if source is None:
+        source = load_weights(model, weights, info=info, seed=seed)
+    model = apply_class_map(model, class_map, name)  # after loading: checkpoints keep the bare model's keys
     model.model_name = name
     model.data_config = info.data_config
     model.weights_source = source

@@ -1,0 +1,164 @@
+"""Throughput of robustbench-ibn's evaluate() against the official IBN-Net evaluation loop, in one run.
+
+The reference is IBN-Net's imagenet.py eval, once per domain: torchvision ImageFolder with
+Resize(256), CenterCrop(224), ToTensor(), <shift>, Normalize(...), a DataLoader, the model in eval mode
+(default memory format, fp32), one full pass with decode per domain. Both loops use the same model,
+images, threads and workers; times are wall clock, so only the ratios mean something on a shared machine.
+
+    python bench/bench_eval.py                 # ResNet-50, 500 shared images, 4 domains
+    python bench/bench_eval.py --n 100 --model resnet18
+
+It prints: throughput ratio (reference time / ours) and whether predictions are identical; our overhead
+(end-to-end wall / pure forward time of the same batches); loader wait vs compute; bf16 speed and how
+many top-1 predictions change against fp32; peak RSS at 100 vs N images (separate processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
+
+import robustbench_ibn as rb
+from robustbench_ibn.data import ImageNetVal
+from robustbench_ibn.models.calibrate import calibrate_random_init
+
+ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample" / "val"
+SHIFTS = "rgb+50,r+50,std1.5"
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def subset(n: int, dest: Path) -> Path:
+    """The first n shared images as an ImageFolder tree of symlinks."""
+    for class_dir in sorted(ROOT.iterdir())[:n]:
+        (dest / class_dir.name).mkdir(parents=True)
+        for image in class_dir.iterdir():
+            (dest / class_dir.name / image.name).symlink_to(image)
+    return dest
+
+
+def reference_shifts() -> dict[str, T.Lambda]:
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    return {
+        "clean": T.Lambda(lambda x: x),
+        "rgb+50": T.Lambda(lambda x: (x + 50 / 255).clamp(0, 1)),
+        "r+50": T.Lambda(lambda x: torch.cat([(x[:1] + 50 / 255).clamp(0, 1), x[1:]])),
+        "std1.5": T.Lambda(lambda x: mean + 1.5 * (x - mean)),
+    }
+
+
+def reference_loop(model: torch.nn.Module, root: Path, batch: int, workers: int) -> dict[str, np.ndarray]:
+    out = {}
+    model = model.to(memory_format=torch.contiguous_format).eval()
+    for name, shift in reference_shifts().items():
+        pipeline = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), shift, T.Normalize(MEAN, STD)])
+        loader = DataLoader(datasets.ImageFolder(str(root), pipeline), batch_size=batch, num_workers=workers)
+        with torch.no_grad():
+            out[name] = np.concatenate([model(x).topk(5, 1).indices.numpy() for x, _ in loader])
+    return out
+
+
+def forward_only(model: torch.nn.Module, root: Path, batch: int) -> float:
+    """Pure model time of our batches: preloaded crops, channels_last, 4 domains' worth of forwards."""
+    dataset = ImageNetVal(root)
+    crops = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
+    wrapped = rb.runner.Normalized(model, MEAN, STD).to(memory_format=torch.channels_last).eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(4):
+            for x in crops.split(batch):
+                wrapped(x.contiguous(memory_format=torch.channels_last))
+    return time.perf_counter() - start
+
+
+def peak_mb() -> float:
+    """This process's peak RSS in MiB. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a
+    child started from a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only)")
+
+
+def peak_rss_mb(n: int, model: str, batch: int, workers: int) -> float:
+    """Peak RSS of a fresh process evaluating n images x 4 domains (random weights)."""
+    code = (
+        "import sys, tempfile, robustbench_ibn as rb; from pathlib import Path;"
+        "sys.path.insert(0, %r); from bench_eval import peak_mb, subset;"
+        "d = subset(%d, Path(tempfile.mkdtemp()) / 'val');"
+        "rb.evaluate(%r, d, %r, weights='random', batch_size=%d, workers=%d, progress=False,"
+        " state_dir=tempfile.mkdtemp());"
+        "print(peak_mb())"
+    ) % (str(Path(__file__).parent), n, model, SHIFTS, batch, workers)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp())
+    root = subset(args.n, tmp / "val")
+
+    # Calibrated random weights, so that "identical predictions" is a real check (see calibrate_random_init).
+    model = rb.create_model(args.model, weights="random")
+    calib = torch.stack([ImageNetVal(ROOT)[i][0] for i in range(0, 500, 10)]).float().div(255)
+    calibrate_random_init(model, calib, MEAN, STD)
+
+    t0 = time.perf_counter()
+    ref = reference_loop(model, root, args.batch_size, args.workers)
+    ref_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ours = rb.evaluate(model, root, SHIFTS, batch_size=args.batch_size, workers=args.workers, progress=False,
+                       state_dir=tmp / "state")
+    ours_s = time.perf_counter() - t0
+    forward_s = forward_only(model, root, args.batch_size)
+
+    t0 = time.perf_counter()
+    bf16 = rb.evaluate(model, root, SHIFTS, batch_size=args.batch_size, workers=args.workers, progress=False,
+                       precision="bf16", state_dir=tmp / "state")
+    bf16_s = time.perf_counter() - t0
+
+    top1_same = all(np.array_equal(ours.predictions[k][:, 0], ref[k][:, 0]) for k in ref)
+    top5_same = all(np.array_equal(np.sort(ours.predictions[k], 1), np.sort(ref[k], 1)) for k in ref)
+    changed = {k: int((bf16.predictions[k][:, 0] != ours.predictions[k][:, 0]).sum()) for k in ref}
+    env = ours.environment
+    report = {
+        "model": args.model, "images": args.n, "domains": 4, "batch_size": args.batch_size,
+        "workers": args.workers, "threads": args.threads,
+        "reference_s": round(ref_s, 2), "ours_s": round(ours_s, 2),
+        "throughput_ratio": round(ref_s / ours_s, 3),
+        "identical_top1": top1_same, "identical_top5_sets": top5_same,
+        "pure_forward_s": round(forward_s, 2), "overhead_ratio": round(ours_s / forward_s, 3),
+        "loader_wait_s": env["loader_wait_s"], "compute_s": env["compute_s"],
+        "bf16_s": round(bf16_s, 2), "bf16_speedup": round(ours_s / bf16_s, 3),
+        "bf16_top1_changed": changed, "bf16_top1_changed_share": round(sum(changed.values()) / (4 * args.n), 4),
+    }
+    if not args.skip_memory:
+        report["peak_rss_mb_100"] = round(peak_rss_mb(100, args.model, args.batch_size, args.workers), 1)
+        report[f"peak_rss_mb_{args.n}"] = round(peak_rss_mb(args.n, args.model, args.batch_size, args.workers), 1)
+        report["rss_growth"] = round(report[f"peak_rss_mb_{args.n}"] / report["peak_rss_mb_100"] - 1, 4)
+    report["this_process_peak_rss_mb"] = round(peak_mb(), 1)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""``robust-divergence``: flags -> :func:`robustbench_ibn.divergence.feature_divergence`. Table on stdout,
+progress and errors on stderr (exit 2 for bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from .cli import DATA_ENV, parse_kwargs, parse_transform_weights
+from .data import DataError
+from .divergence import EPS, divergence_json, divergence_table, feature_divergence, plot_divergence, save_divergence
+from .models import model_info
+from .models._weights import WeightsError
+from .plugins import PluginError, load_entry_points, load_plugins
+from .transforms import TransformError
+
+__all__ = ["build_parser", "main"]
+
+PROG = "robust-divergence"
+CALIBRATE_DEFAULT = 64
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Feature divergence between two image domains at every layer position (IBN-Net Sec. 4.3, "
+        "Fig. 2 and 5): per channel the spatial mean per image, a Gaussian per domain, the symmetric KL, "
+        "averaged over channels.",
+    )
+    parser.add_argument("--model", required=True,
+                        help="registered model name, or a comma list (one line per model in the plot)")
+    parser.add_argument("--model-kwargs", type=parse_kwargs, default={}, metavar="K=V[,K=V]",
+                        help="architecture arguments, e.g. in_ratio=0.25")
+    parser.add_argument("--weights", default="official",
+                        help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
+                        "random init; add --calibrate)")
+    parser.add_argument("--seed", type=int, default=0, help="random-init seed and stochastic shifts' seed")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--domains", metavar="A,B",
+                      help="two shifts of the same images of --data (clean,monet; clean,rgb+50; r+50,std1.5): each "
+                      "image is decoded once and both shifts are applied to it")
+    mode.add_argument("--domains-dirs", metavar="DIR_A,DIR_B",
+                      help="two image folders (ImageNet-labelled or any images), e.g. two datasets")
+    mode.add_argument("--content-split", action="store_true",
+                      help="the paper's content gap: clean images of --data, the first half of the classes present "
+                      "(by canonical index; 0-499 on ImageNet val) against the second half")
+    parser.add_argument("--data", default=None,
+                        help=f"ImageNet val folder for --domains and --content-split (default: ${DATA_ENV})")
+    parser.add_argument("--labels", default=None, help="labels file for a flat image folder")
+    parser.add_argument("--layers", default=None, metavar="NAME[,NAME...]",
+                        help="module names to measure (default for ResNet-style models: the paper's positions, the "
+                        "stem's ReLU and every residual block, found from the structure)")
+    parser.add_argument("--calibrate", nargs="?", type=int, const=CALIBRATE_DEFAULT, default=None, metavar="N",
+                        help="with --weights random: calibrate BatchNorm statistics and classifier on N evenly spaced "
+                        f"clean images (default N: {CALIBRATE_DEFAULT}) so the random network is not degenerate")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="a deterministic subset of N images (class-balanced; per folder with --domains-dirs)")
+    parser.add_argument("--eps", type=float, default=EPS,
+                        help=f"added to every per-channel variance so constant channels stay finite (default {EPS:g})")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU cores, max 8)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
+                        metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
+                        "monet=style_monet.pth")
+    parser.add_argument("--format", default="markdown", choices=("markdown", "json", "csv"),
+                        help="what is printed on stdout")
+    parser.add_argument("--output", default=None, metavar="FILE.json",
+                        help="write the record (run description and every row) as JSON")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="line plot of divergence against layer position, one line per model (.png/.svg/.pdf)")
+    parser.add_argument("--plot-scale", default="linear", choices=("linear", "log"), help="y axis of --plot")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                        help="load custom shifts or models from a Python file or module (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data = args.data or os.environ.get(DATA_ENV)
+    if not args.domains_dirs and not data:
+        parser.error(f"--data is required with --domains and --content-split (or set ${DATA_ENV})")
+    if args.calibrate is not None and args.weights != "random":
+        parser.error("--calibrate re-estimates the BatchNorm statistics of a random-init model; use it only with "
+                     "--weights random (trained weights carry their own statistics)")
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    try:
+        load_entry_points()
+        load_plugins(args.plugin)
+        for name in models:  # every name is checked before the first model is built
+            model_info(name)
+        frame = feature_divergence(
+            models, data, args.domains, domain_dirs=args.domains_dirs, content_split=args.content_split or False,
+            layers=[n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None,
+            weights=args.weights, model_kwargs=args.model_kwargs, calibrate=args.calibrate, labels_file=args.labels,
+            limit=args.limit, batch_size=args.batch_size, workers=args.workers, device=args.device, seed=args.seed,
+            eps=args.eps, progress=not args.no_progress,
+            transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+        )
+        if args.format == "json":
+            print(json.dumps(divergence_json(frame), indent=1))
+        elif args.format == "csv":
+            print(frame.to_csv(index=False), end="")
+        else:
+            print(divergence_table(frame))
+        if args.output:
+            print(f"{PROG}: record written to {save_divergence(frame, args.output)}", file=sys.stderr)
+        if args.plot:
+            path = plot_divergence(frame, args.plot, log=args.plot_scale == "log")
+            print(f"{PROG}: plot written to {path}", file=sys.stderr)
+    except (PluginError, DataError, WeightsError, TransformError, KeyError, ValueError, RuntimeError,
+            OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Figures from stored results: severity curves and Table 1 drop bars (matplotlib, no display needed).
+
+Figures are built with matplotlib's object API on the Agg canvas, never through ``pyplot``, so nothing
+global changes and no display is needed. The file type follows the extension (``.png``, ``.svg``,
+``.pdf``). matplotlib is an optional dependency (``pip install 'robustbench-ibn[plot]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .report import column_names, severity_curves
+from .results import EvalResult
+
+__all__ = ["PLOT_KINDS", "plot_drop_bars", "plot_report", "plot_severity_curves"]
+
+PLOT_KINDS = ("auto", "curves", "bars")
+_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - matplotlib is a test dependency
+        raise RuntimeError(
+            "Plots need matplotlib, which is not installed. Install it with: pip install 'robustbench-ibn[plot]'."
+        ) from err
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in _SUFFIXES:
+        raise ValueError(f"Expected a plot file ending in one of {_SUFFIXES}, but got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No creation date or software version in the file: the same results give the same bytes.
+    metadata = {"Software": None} if path.suffix.lower() == ".png" else {"Date": None}
+    if path.suffix.lower() == ".pdf":
+        metadata = {"CreationDate": None, "Producer": None}
+    figure.savefig(path, metadata=metadata)
+    return path
+
+
+def _is_random(results: Sequence[EvalResult]) -> str:
+    return " (RANDOM-INIT weights: not accuracy)" if any(r.is_random for r in results) else ""
+
+
+def plot_severity_curves(
+    results: Sequence[EvalResult], path: str | os.PathLike[str], *, ci: bool = True, n_boot: int = 1000, seed: int = 0
+) -> Path:
+    """Top-1 error against severity, one panel per swept family, one line per model.
+
+    With ``ci`` a band shows each point's 95% bootstrap interval; a dotted line marks twice each model's
+    clean error (where the doubling severity is read).
+    """
+    curves_per_model = [
+        severity_curves(r, r.uncertainty(n_boot=n_boot, seed=seed) if ci else None) for r in results
+    ]
+    families = list(dict.fromkeys(c["family"] for curves in curves_per_model for c in curves))
+    if not families:
+        raise ValueError(
+            "Expected a severity sweep (two or more members of one family, e.g. --transforms rgb+10:100:10) to plot "
+            "curves, but the results have none. Use the bar chart (--plot-kind bars) instead."
+        )
+    cols = min(3, len(families))
+    rows = -(-len(families) // cols)
+    figure = _figure(4.2 * cols, 3.2 * rows)
+    axes = figure.subplots(rows, cols, squeeze=False).ravel()
+    names = column_names(results)
+    colours = [f"C{i % 10}" for i in range(len(results))]
+    for ax, family in zip(axes, families):
+        for name, colour, curves in zip(names, colours, curves_per_model):
+            for c in (c for c in curves if c["family"] == family):
+                ax.plot(c["severities"], c["top1_err"], marker="o", markersize=3, color=colour, label=name)
+                if c["top1_err_ci"] is not None:
+                    low = [b[0] for b in c["top1_err_ci"]]
+                    high = [b[1] for b in c["top1_err_ci"]]
+                    ax.fill_between(c["severities"], low, high, color=colour, alpha=0.15, linewidth=0)
+                if 2 * c["clean_top1_err"] <= 100:
+                    ax.axhline(2 * c["clean_top1_err"], color=colour, linestyle=":", linewidth=0.8)
+        ax.set_title(family)
+        param = next(c["param"] for curves in curves_per_model for c in curves if c["family"] == family)
+        ax.set_xlabel(f"severity ({param})")
+        ax.set_ylabel("top-1 error (%)")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(families):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    figure.suptitle("Error vs severity" + _is_random(results), fontsize=10)
+    return _save(figure, path)
+
+
+def plot_drop_bars(
+    results: Sequence[EvalResult], path: str | os.PathLike[str], *, ci: bool = True, n_boot: int = 1000, seed: int = 0
+) -> Path:
+    """Table 1 as grouped bars: per shift and model, the top-1 drop (left) and the flip rate (right).
+
+    The drop is the shifted minus the origin top-1 error; the flip rate the share of images whose top-1
+    prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
+    """
+    order: list[str] = []
+    labels: dict[str, str] = {}
+    for result in results:
+        for row in result.results:
+            if row.transform != "clean" and row.transform not in labels:
+                order.append(row.transform)
+                labels[row.transform] = row.label
+    if not order:
+        raise ValueError("Expected at least one shift besides clean to plot drops, but got none.")
+    names = column_names(results)
+    width = 0.8 / len(results)
+    figure = _figure(2 * max(3.5, 1.2 + len(order) * (0.5 + 0.25 * len(results))), 3.4)
+    drop_ax, flip_ax = figure.subplots(1, 2)
+    for i, (name, result) in enumerate(zip(names, results)):
+        rows = {r.transform: r for r in result.results}
+        uncertainty = {r["transform"]: r for r in result.uncertainty(n_boot=n_boot, seed=seed)["rows"]}
+        present = [t for t in order if t in rows]
+        xs = [order.index(t) + (i - (len(results) - 1) / 2) * width for t in present]
+        for ax, value, key in ((drop_ax, lambda t: rows[t].top1_drop, "top1_drop_ci"),
+                               (flip_ax, lambda t: uncertainty[t]["flip_rate"], "flip_rate_ci")):
+            heights = [value(t) for t in present]
+            yerr = None
+            if ci:
+                yerr = [[max(0.0, h - uncertainty[t][key][0]) for t, h in zip(present, heights)],
+                        [max(0.0, uncertainty[t][key][1] - h) for t, h in zip(present, heights)]]
+            ax.bar(xs, heights, width=width * 0.95, yerr=yerr, capsize=2, label=name, color=f"C{i % 10}")
+    for ax, ylabel in ((drop_ax, "top-1 drop vs origin (pp)"), (flip_ax, "flip rate: top-1 changed (%)")):
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(order)), [labels[t] for t in order])
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    drop_ax.legend(fontsize=7)
+    figure.suptitle("Per shift and model" + (", 95% CI" if ci else "") + _is_random(results), fontsize=10)
+    return _save(figure, path)
+
+
+def plot_report(
+    results: Sequence[EvalResult], path: str | os.PathLike[str], kind: str = "auto", *, ci: bool = True,
+    n_boot: int = 1000, seed: int = 0,
+) -> Path:
+    """``--plot FILE``: severity curves when the results hold a sweep (``auto``), else the drop bars."""
+    if kind not in PLOT_KINDS:
+        raise ValueError(f"Expected plot kind to be one of {PLOT_KINDS}, but got {kind!r}.")
+    if kind == "auto":
+        kind = "curves" if any(severity_curves(r) for r in results) else "bars"
+    plot = plot_severity_curves if kind == "curves" else plot_drop_bars
+    return plot(results, path, ci=ci, n_boot=n_boot, seed=seed)

@@ -1,0 +1,320 @@
+"""On-disk cache of stylized crops (the CycleGAN shifts), and the ``robust-cache`` command.
+
+Generating a Monet crop costs ~0.25 s on a CPU core pair (about 3 hours for ImageNet val), so every
+stylized crop is kept on disk and shared by every model evaluated later. Layout::
+
+    <root>/style/<namespace>/meta.json                 what made the entries (generator sha256, variant)
+    <root>/style/<namespace>/<H>x<W>/<k[:2]>/<k>.png   one stylized crop, 8-bit RGB, lossless
+
+* ``root`` is ``$ROBUSTBENCH_IBN_CACHE``, else ``$XDG_CACHE_HOME/robustbench_ibn``, else
+  ``~/.cache/robustbench_ibn``.
+* ``namespace`` names the generator and the stylization variant, e.g. ``monet-3f0c...e1-crop-round-v1``
+  (style, the first 16 hex digits of the generator file's sha256, the variant). Another weights file or
+  another definition of the shift never reads these entries.
+* ``k`` is :func:`content_key` of the *input* crop: the sha256 of its 8-bit pixels and shape. It is exact
+  (two crops share an entry only if every input byte is equal) and independent of file names and folder
+  layouts, so the same image under another path or dataset copy reuses its entry.
+
+Entries are written atomically (a private temporary file in the same folder, then ``os.replace``), so an
+interrupted run leaves only whole entries and the next run continues where it stopped. Concurrent runs
+may both generate an entry; the last ``os.replace`` wins and both contents are the same crop. Each PNG
+carries the sha256 of its own pixels; a read that does not match it is treated as a miss.
+
+This module imports nothing from the runner (the transforms use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from .results import atomic_write_text
+
+__all__ = [
+    "CACHE_ENV",
+    "StyleCache",
+    "clear_cache",
+    "content_key",
+    "default_cache_root",
+    "cache_info",
+    "main",
+    "style_cache_dir",
+    "verify_cache",
+]
+
+CACHE_ENV = "ROBUSTBENCH_IBN_CACHE"
+_META = "meta.json"
+_PIXELS_TEXT = "robustbench_ibn.pixels_sha256"
+_INPUT_TEXT = "robustbench_ibn.input"
+_PNG_LEVEL = 1  # zlib level: 3-4x faster to write than the default 6, about 10% larger on these crops
+
+
+def default_cache_root() -> Path:
+    """``$ROBUSTBENCH_IBN_CACHE``, else ``$XDG_CACHE_HOME/robustbench_ibn``, else ``~/.cache/robustbench_ibn``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "robustbench_ibn"
+
+
+def style_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder holding the stylized-crop namespaces (``<root>/style``)."""
+    return (Path(root).expanduser() if root is not None else default_cache_root()) / "style"
+
+
+def content_key(pixels: np.ndarray) -> str:
+    """Exact identity of an input crop: sha256 over its dtype, shape and bytes (C order).
+
+    8-bit crops (the runner's case) hash their bytes; any other array hashes its own dtype's bytes, so two
+    inputs share a key only if they are identical.
+    """
+    arr = np.ascontiguousarray(pixels)
+    h = hashlib.sha256(f"{arr.dtype.str}:{'x'.join(map(str, arr.shape))}:".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _pixels_sha(hwc: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(hwc).tobytes()).hexdigest()
+
+
+class StyleCache:
+    """One namespace of stylized crops: ``get``/``put`` 8-bit ``[H, W, 3]`` arrays by input key.
+
+    Args:
+        namespace: folder name identifying generator and variant (shell-safe; see the module docstring).
+        meta: JSON-serializable description written to ``meta.json`` on the first ``put``.
+        root: cache root (default :func:`default_cache_root`).
+    """
+
+    def __init__(self, namespace: str, meta: Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> None:
+        if not namespace or "/" in namespace or namespace.startswith("."):
+            raise ValueError(f"Expected a plain folder name as cache namespace, but got {namespace!r}.")
+        self.dir = style_cache_dir(root) / namespace
+        self.meta = dict(meta)
+        self._meta_written = False
+
+    def path(self, key: str, height: int, width: int) -> Path:
+        return self.dir / f"{height}x{width}" / key[:2] / f"{key}.png"
+
+    def get(self, key: str, height: int, width: int) -> np.ndarray | None:
+        """The cached ``[H, W, 3]`` uint8 crop, or None (absent, unreadable or failing its pixel hash)."""
+        path = self.path(key, height, width)
+        try:
+            with Image.open(path) as img:
+                img.load()
+                arr = np.array(img.convert("RGB") if img.mode != "RGB" else img)
+                stored = img.text.get(_PIXELS_TEXT)  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, SyntaxError) as e:  # truncated/corrupt file: regenerate it
+            warnings.warn(f"ignoring unreadable cache entry {path} ({e}); it will be regenerated", stacklevel=2)
+            return None
+        if arr.shape != (height, width, 3) or stored != _pixels_sha(arr):
+            warnings.warn(f"ignoring cache entry {path}: wrong size or pixel hash; it will be regenerated",
+                          stacklevel=2)
+            return None
+        return arr
+
+    def put(self, key: str, hwc: np.ndarray, source: str = "") -> Path:
+        """Store an 8-bit ``[H, W, 3]`` crop atomically; ``source`` (e.g. the image path) is kept as a note."""
+        if hwc.dtype != np.uint8 or hwc.ndim != 3 or hwc.shape[2] != 3:
+            raise ValueError(f"Expected a uint8 [H, W, 3] array, but got {hwc.dtype} {tuple(hwc.shape)}.")
+        if not self._meta_written:
+            self._write_meta()
+        path = self.path(key, hwc.shape[0], hwc.shape[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = PngImagePlugin.PngInfo()
+        info.add_text(_PIXELS_TEXT, _pixels_sha(hwc))
+        info.add_text(_INPUT_TEXT, key + (f" {source}" if source else ""))
+        buf = io.BytesIO()
+        image = Image.fromarray(np.ascontiguousarray(hwc), "RGB")
+        image.save(buf, format="PNG", pnginfo=info, compress_level=_PNG_LEVEL)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def _write_meta(self) -> None:
+        meta_path = self.dir / _META
+        if meta_path.is_file():
+            try:
+                existing = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                existing = None
+            if existing == self.meta:
+                self._meta_written = True
+                return
+        atomic_write_text(meta_path, json.dumps(self.meta, indent=1, sort_keys=True) + "\n")
+        self._meta_written = True
+
+
+# --- inspection: info, verify, clear ------------------------------------------------------------------------
+
+
+@dataclass
+class NamespaceInfo:
+    """What one cache namespace holds."""
+
+    name: str
+    path: Path
+    entries: int
+    bytes: int
+    geometries: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+
+
+def _namespaces(root: str | os.PathLike[str] | None) -> Iterator[Path]:
+    base = style_cache_dir(root)
+    if base.is_dir():
+        yield from sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _entries(namespace: Path) -> Iterator[Path]:
+    for geometry in sorted(p for p in namespace.iterdir() if p.is_dir()):
+        yield from sorted(geometry.glob("*/*.png"))
+
+
+def cache_info(root: str | os.PathLike[str] | None = None) -> list[NamespaceInfo]:
+    """Every namespace with its entry count, size on disk, geometries and ``meta.json``."""
+    out = []
+    for ns in _namespaces(root):
+        geometries: dict[str, int] = {}
+        total = count = 0
+        for entry in _entries(ns):
+            count += 1
+            total += entry.stat().st_size
+            geometries[entry.parent.parent.name] = geometries.get(entry.parent.parent.name, 0) + 1
+        try:
+            meta = json.loads((ns / _META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        out.append(NamespaceInfo(ns.name, ns, count, total, geometries, meta))
+    return out
+
+
+def verify_cache(
+    root: str | os.PathLike[str] | None = None, *, delete_bad: bool = False
+) -> tuple[int, list[tuple[Path, str]]]:
+    """Decode every entry and check its size (from its folder), file name and stored pixel hash.
+
+    Returns ``(number of good entries, [(path, problem), ...])``; with ``delete_bad`` the bad ones (and
+    stale temporary files from killed writers) are removed, so the next run regenerates them.
+    """
+    good, bad = 0, []
+    for ns in _namespaces(root):
+        for tmp in ns.glob("*/*/.*.tmp"):
+            bad.append((tmp, "leftover temporary file of an interrupted write"))
+        for entry in _entries(ns):
+            problem = _check_entry(entry)
+            if problem:
+                bad.append((entry, problem))
+            else:
+                good += 1
+    if delete_bad:
+        for path, _ in bad:
+            path.unlink(missing_ok=True)
+    return good, bad
+
+
+def _check_entry(entry: Path) -> str | None:
+    try:
+        height, width = (int(v) for v in entry.parent.parent.name.split("x"))
+    except ValueError:
+        return f"folder {entry.parent.parent.name!r} is not <H>x<W>"
+    try:
+        with Image.open(entry) as img:
+            img.load()
+            arr = np.asarray(img)
+            text = dict(img.text)  # type: ignore[attr-defined]
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"unreadable ({e})"
+    if arr.shape != (height, width, 3) or arr.dtype != np.uint8:
+        return f"expected an 8-bit RGB {height}x{width} image, got {arr.dtype} {arr.shape}"
+    if text.get(_PIXELS_TEXT) != _pixels_sha(arr):
+        return "pixels do not match their stored sha256"
+    if not text.get(_INPUT_TEXT, "").startswith(entry.stem):
+        return "file name does not match the input key stored inside"
+    return None
+
+
+def clear_cache(root: str | os.PathLike[str] | None = None, pattern: str | None = None) -> list[NamespaceInfo]:
+    """Delete the namespaces whose name starts with ``pattern`` (all when None); returns what was removed."""
+    removed = [ns for ns in cache_info(root) if pattern is None or ns.name.startswith(pattern)]
+    for ns in removed:
+        shutil.rmtree(ns.path)
+    return removed
+
+
+# --- robust-cache -------------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``robust-cache [--dir ROOT] {info,verify,clear}``: inspect the stylized-crop cache."""
+    parser = argparse.ArgumentParser(prog="robust-cache", description="Show, verify or clear the cache of "
+                                     "stylized crops (Monet and the other CycleGAN shifts).")
+    parser.add_argument("--dir", default=None, metavar="ROOT",
+                        help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="list namespaces (style, generator sha256, variant) with entry counts and sizes")
+    verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
+    verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
+    clear = sub.add_parser("clear", help="delete cached crops")
+    clear.add_argument("prefix", nargs="?", default=None,
+                       help="only namespaces starting with this (e.g. 'monet' or 'monet-3f0c'); default: all")
+    args = parser.parse_args(argv)
+    base = style_cache_dir(args.dir)
+    if args.command == "info":
+        infos = cache_info(args.dir)
+        print(f"cache: {base}" + ("" if infos else " (empty)"))
+        for ns in infos:
+            meta = ns.meta or {}
+            geoms = ", ".join(f"{g}: {c}" for g, c in ns.geometries.items()) or "-"
+            print(f"{ns.name}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms})")
+            if meta:
+                print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
+                print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
+        return 0
+    if args.command == "verify":
+        good, bad = verify_cache(args.dir, delete_bad=args.delete_bad)
+        for path, problem in bad:
+            print(f"BAD {path}: {problem}", file=sys.stderr)
+        action = " (deleted; they will be regenerated)" if bad and args.delete_bad else ""
+        print(f"cache: {base}: {good} good, {len(bad)} bad entries{action}")
+        return 1 if bad and not args.delete_bad else 0
+    removed = clear_cache(args.dir, args.prefix)
+    for ns in removed:
+        print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
+    print(f"cache: {base}: cleared {len(removed)} namespace(s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

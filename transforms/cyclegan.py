@@ -1,0 +1,488 @@
+"""The CycleGAN style shifts: Table 1's Monet row, plus Cézanne, Ukiyo-e and Van Gogh.
+
+The generator is the official pretrained CycleGAN ``resnet_9blocks`` (junyanz/pytorch-CycleGAN-and-pix2pix,
+``--model test --no_dropout``), rebuilt with the official class names and ``state_dict`` keys so the
+published ``style_<name>.pth`` files load with strict keys. The files carry stray InstanceNorm running
+statistics from a 2018 version of the code; exactly those entries are dropped before the strict load, as
+the official loader does, so the generator always normalizes with per-image statistics (keeping them in eval
+mode would change the output by up to 2.0 on the [-1, 1] scale).
+
+Protocol of the crop shifts (``monet``, ``cezanne``, ``ukiyoe``, ``vangogh``), recorded in every result:
+
+* the generator runs on the model's preprocessed crop (224x224 by default), on the evaluation device, in
+  fp32 whatever ``--precision`` says (so the stylized images do not depend on the classifier's precision);
+* input ``x`` in [0, 1] goes in as ``(x - 0.5) / 0.5`` in [-1, 1] (torchvision's Normalize, as the official
+  test pipeline does), the output ``y`` comes back as ``(y + 1) / 2``;
+* the output is **quantized to 8 bits by rounding**: ``round((y + 1) / 2 * 255) / 255``. Every other input
+  the classifier sees is an 8-bit image, the official tool's own output is an 8-bit PNG, and an 8-bit result
+  can be cached losslessly, so a cached crop equals a freshly generated one bit for bit. Rounding rather
+  than the official tool's truncation keeps the quantization unbiased (truncation darkens by 0.5/255 on
+  average); the ``official`` pipeline below truncates, to match the tool's files;
+* sides that are not multiples of 4 (the generator's two stride-2 stages) are reflection-padded, centred,
+  to the next multiple of 4 (at least 8), and the output is cropped back to the input's size and position.
+  Without this the generator would silently return ``4 * ceil(n / 4)`` pixels per side.
+
+The official test pipeline (squash the whole image to 256x256 bicubic, generator, truncate to 8 bits, save
+PNG; the classifier then applies its own resize and crop) needs the uncropped image, which a crop shift
+never sees. It is offered as :func:`stylize_official` (one PIL image) and :func:`stylize_folder` (a
+stylized copy of a validation folder, evaluated with ``robust-eval --data COPY --transforms clean``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from ..models._weights import WeightsError, _extract_state_dict, cached_download, file_sha256
+from ..stylecache import StyleCache, content_key
+from ._base import Shift, TransformError, check_images, register_transform
+
+__all__ = [
+    "STYLES",
+    "CycleGANStyle",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "drop_legacy_instance_norm_stats",
+    "load_generator",
+    "official_url",
+    "stylize",
+    "stylize_folder",
+    "stylize_official",
+]
+
+# Official file names; the URL is URL_TEMPLATE with the file name (plain http, as the official script uses).
+URL_TEMPLATE = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{file}"
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """One published CycleGAN photo-to-painting generator."""
+
+    name: str  # registry name
+    label: str  # display label
+    file: str  # official file name, also its name in the torch hub cache
+    painter: str  # what it imitates, for the description
+
+
+STYLES: dict[str, StyleInfo] = {
+    s.name: s
+    for s in (
+        StyleInfo("monet", "Monet", "style_monet.pth", "Claude Monet's paintings"),
+        StyleInfo("cezanne", "Cézanne", "style_cezanne.pth", "Paul Cézanne's paintings"),
+        StyleInfo("ukiyoe", "Ukiyo-e", "style_ukiyoe.pth", "Ukiyo-e prints"),
+        StyleInfo("vangogh", "Van Gogh", "style_vangogh.pth", "Vincent van Gogh's paintings"),
+    )
+}
+
+ARCHITECTURE = (
+    "resnet_9blocks, ngf 64, InstanceNorm (no affine, no running stats), reflection padding, no dropout, tanh"
+)
+VARIANT = "crop-round-v1"  # cache namespace suffix; change it (and Shift.version) whenever the outputs change
+_GENERATOR_BATCH = {"cpu": 1, "cuda": 16}  # CPU: batching is slower per image (reference/cyclegan.md, sec. 6)
+
+
+def official_url(style: str) -> str:
+    """The official download URL of a style's generator."""
+    return URL_TEMPLATE.format(file=STYLES[style].file)
+
+
+# --- the generator (official names and keys) ----------------------------------------------------------------
+
+
+class ResnetBlock(nn.Module):
+    """``x + conv_block(x)``: reflect-pad, 3x3 conv, IN, ReLU, reflect-pad, 3x3 conv, IN (no ReLU after the sum)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+def _norm(channels: int) -> nn.InstanceNorm2d:
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResnetGenerator(nn.Module):
+    """The official CycleGAN ``ResnetGenerator`` (test configuration): [-1, 1] images in, [-1, 1] out.
+
+    ``model`` is the official ``nn.Sequential`` whose indices make up the 48 ``state_dict`` keys
+    (``model.1.weight`` ... ``model.26.bias``).
+    """
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True)
+        ]
+        for i in range(2):  # downsampling
+            mult = 2**i
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True), _norm(ngf * mult * 2),
+                       nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
+        for i in range(2):  # upsampling
+            mult = 2 ** (2 - i)
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1,
+                                          bias=True), _norm(ngf * mult // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7, bias=True), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def drop_legacy_instance_norm_stats(state_dict: Mapping[str, Any], model: nn.Module) -> OrderedDict[str, Any]:
+    """The official loader's fix for pre-0.4 files: drop InstanceNorm running stats the model does not hold.
+
+    For every key owned by an InstanceNorm layer, ``running_mean``/``running_var`` are dropped when the layer
+    has no such buffer, and ``num_batches_tracked`` always; every other key is kept (so the strict load that
+    follows still reports any genuine mismatch).
+    """
+    kept: OrderedDict[str, Any] = OrderedDict()
+    for key, value in state_dict.items():
+        *path, leaf = key.split(".")
+        owner: nn.Module | None = model
+        for part in path:
+            owner = getattr(owner, part, None) if isinstance(owner, nn.Module) else None
+        if isinstance(owner, nn.modules.instancenorm._InstanceNorm):
+            if leaf == "num_batches_tracked":
+                continue
+            if leaf in ("running_mean", "running_var") and getattr(owner, leaf, None) is None:
+                continue
+        kept[key] = value
+    return kept
+
+
+def load_generator(path: str | os.PathLike[str]) -> ResnetGenerator:
+    """Build the generator and load an official-layout file strictly (48 keys, or 117 with the legacy IN stats).
+
+    Raises:
+        TransformError: the file is unreadable or does not fit the architecture (missing, unexpected and
+            mis-shaped keys are listed).
+    """
+    path = Path(path)
+    generator = ResnetGenerator()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        state = drop_legacy_instance_norm_stats(_extract_state_dict(obj, path), generator)
+    except WeightsError as e:
+        raise TransformError(str(e)) from e
+    except Exception as e:  # corrupt, truncated, not a torch file, or pickled objects weights_only refuses
+        raise TransformError(
+            f"cannot read {path} as a CycleGAN generator checkpoint ({type(e).__name__}: {str(e)[:200]}). Expected "
+            "the official style_<name>.pth file (a torch.save'd state_dict); re-download it."
+        ) from e
+    expected = generator.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} expected {list(expected[k].shape)} got {list(v.shape)}" for k, v in state.items()
+                 if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        lines = [f"{path} does not fit the CycleGAN generator ({ARCHITECTURE}): {len(missing)} missing, "
+                 f"{len(unexpected)} unexpected, {len(misshaped)} mis-shaped key(s)."]
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                more = f", ... and {len(keys) - 8} more" if len(keys) > 8 else ""
+                lines.append(f"  {what}: {', '.join(keys[:8])}{more}")
+        lines.append("Expected an official style_<name>.pth file (48 keys model.1.weight ... model.26.bias, plus "
+                     "optional legacy InstanceNorm running stats). Generators trained with dropout (keys "
+                     "conv_block.6.*) or another --netG/--ngf are not this architecture.")
+        raise TransformError("\n".join(lines))
+    generator.load_state_dict(state, strict=True)
+    return generator.eval().requires_grad_(False)
+
+
+# --- the functional layer -----------------------------------------------------------------------------------
+
+
+def _pad_to_multiple(
+    x: torch.Tensor, multiple: int = 4, minimum: int = 8
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Reflection-pad H and W, centred, to a multiple of ``multiple`` (at least ``minimum``)."""
+    h, w = x.shape[-2:]
+    if min(h, w) < 5:
+        raise TransformError(
+            f"Expected images of at least 5x5 pixels for the CycleGAN generator (two stride-2 stages), but got {h}x{w}."
+        )
+    ph, pw = max(minimum, -(-h // multiple) * multiple) - h, max(minimum, -(-w // multiple) * multiple) - w
+    pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # left, right, top, bottom
+    return (F.pad(x, pads, mode="reflect") if ph or pw else x), pads
+
+
+def stylize(generator: nn.Module, images: torch.Tensor, *, rounding: str = "round") -> torch.Tensor:
+    """The generator on a float ``[B, 3, H, W]`` batch in [0, 1]; returns the 8-bit result as uint8.
+
+    Input goes in as ``(x - 0.5) / 0.5``; the output ``y`` becomes ``(y + 1) / 2 * 255``, rounded
+    (``rounding="round"``, this project's protocol) or truncated (``"floor"``, the official tool's
+    ``tensor2im``), in fp32 with autocast off. Any H, W >= 5: non-multiples of 4 are reflection-padded
+    (centred) and the output cropped back, so the result has the input's size.
+    """
+    if rounding not in ("round", "floor"):
+        raise ValueError(f"Expected rounding to be 'round' or 'floor', but got {rounding!r}.")
+    h, w = images.shape[-2:]
+    with torch.autocast(images.device.type, enabled=False):
+        x, (left, _, top, _) = _pad_to_multiple((images.float() - 0.5) / 0.5)
+        y = generator(x)[..., top:top + h, left:left + w]
+        scaled = (y + 1) / 2.0 * 255.0  # the official float32 arithmetic, in its order
+    scaled = scaled.round() if rounding == "round" else scaled.floor()
+    return scaled.clamp_(0, 255).to(torch.uint8)
+
+
+def _generator_batch_size(device: torch.device) -> int:
+    return _GENERATOR_BATCH.get(device.type, 4)
+
+
+def stylize_official(image: Image.Image, generator: nn.Module, *, device: str | torch.device = "cpu") -> Image.Image:
+    """The official CycleGAN test pipeline on one image: the 256x256 8-bit PNG content the tool would save.
+
+    ``convert("RGB")``, squash to 256x256 (PIL bicubic, aspect ratio not kept), ``ToTensor``, ``Normalize(0.5,
+    0.5)``, generator, ``(y + 1) / 2 * 255`` truncated to uint8. The classifier's own resize and crop are then
+    applied by the evaluation, as to any image file.
+    """
+    squashed = image.convert("RGB").resize((256, 256), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(squashed).copy()).permute(2, 0, 1)[None].to(device).float().div(255)
+    generator = generator.to(device)
+    with torch.inference_mode():
+        out = stylize(generator, x, rounding="floor")[0]
+    return Image.fromarray(out.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def stylize_folder(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], style: str = "monet", *,
+    weights: str | os.PathLike[str] | None = None, labels_file: str | os.PathLike[str] | None = None,
+    limit: int | None = None, device: str = "auto", progress: bool = True,
+) -> Path:
+    """Write the official-pipeline stylization of a validation folder, ready for ``--transforms clean``.
+
+    Every image ``src/<rel>.<ext>`` becomes ``dst/<rel>.png`` (256x256, :func:`stylize_official`). For a flat
+    folder a ``val.txt`` (``filename label_index``) is written beside the images; class sub-folders keep their
+    wnid names. Existing outputs are kept (an interrupted run continues). Returns ``dst``.
+    """
+    from ..data import ImageNetVal, load_rgb  # the transforms package must not import data at module level
+
+    shift = CycleGANStyle(style, weights)
+    shift.prepare(progress=progress)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    generator = shift.generator.to(dev)
+    dataset = ImageNetVal(src, labels_file=labels_file, limit=limit)
+    dst = Path(dst)
+    lines = []
+    bar = tqdm(dataset.samples, desc=f"{shift.label} (official pipeline)", unit="img", disable=not progress)
+    for rel, label in bar:
+        out = dst / Path(rel).with_suffix(".png")
+        lines.append(f"{out.name} {label}")
+        if out.is_file():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        stylize_official(load_rgb(dataset.root / rel), generator, device=dev).save(tmp, format="PNG")
+        os.replace(tmp, out)
+    if dataset.layout == "flat":
+        (dst / "val.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dst
+
+
+# --- the shift ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    generator: ResnetGenerator
+    sha256: str
+    location: str
+    source: str  # "path" (--transform-weights), "hub cache" or "download"
+
+
+class CycleGANStyle(Shift):
+    """A CycleGAN photo-to-painting generator applied to the crop, 8-bit output, cached on disk.
+
+    Args:
+        style: ``monet``, ``cezanne``, ``ukiyoe`` or ``vangogh``.
+        weights: a local generator file or URL; default: the torch hub cache copy of the official file if
+            present, else a download from the official URL into that cache.
+        url: the official URL (override for mirrors and tests).
+        cache: keep stylized crops on disk (:mod:`robustbench_ibn.stylecache`) and reuse them.
+        cache_dir: cache root (default ``$ROBUSTBENCH_IBN_CACHE`` or ``~/.cache/robustbench_ibn``).
+        generator_batch_size: images per generator call (default: 1 on CPU, 16 on CUDA).
+
+    Weights are found and loaded by :meth:`prepare` (the runner calls it at set-up, before any model is
+    built or image decoded); :meth:`definition` then records the file's sha256.
+    """
+
+    version = 1
+
+    def __init__(
+        self, style: str = "monet", weights: str | os.PathLike[str] | None = None, *, url: str | None = None,
+        cache: bool = True, cache_dir: str | os.PathLike[str] | None = None, generator_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise TransformError(f"Expected style to be one of {sorted(STYLES)}, but got {style!r}.")
+        if generator_batch_size is not None and generator_batch_size < 1:
+            raise TransformError(f"Expected generator_batch_size >= 1, but got {generator_batch_size}.")
+        self.style = STYLES[style]
+        self.name = style
+        self.label = self.style.label
+        self.weights = os.fspath(weights) if weights is not None else None
+        self.url = url or official_url(style)
+        self.use_cache = cache
+        self.cache_dir = cache_dir
+        self.generator_batch_size = generator_batch_size
+        self.progress = False
+        self.generated = 0  # images run through the generator by this instance (cache misses included)
+        self.cache_hits = 0
+        self._loaded: _Loaded | None = None
+        self._cache: StyleCache | None = None
+
+    # -- description -------------------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        loaded = self._loaded
+        return {
+            "style": self.style.file.removesuffix(".pth"),
+            "generator": ARCHITECTURE,
+            "generator_sha256": loaded.sha256 if loaded else None,
+            "input": "the model's crop, (x - 0.5) / 0.5 in [-1, 1]",
+            "output": "(y + 1) / 2, rounded to 8 bits",
+            "odd_sizes": "reflection-padded (centred) to a multiple of 4, output cropped back",
+            "precision": "fp32",
+        }
+
+    def describe(self) -> str:
+        return (f"CycleGAN photo-to-{self.style.label} generator (official style_{self.name}) on the crop, "
+                "output rounded to 8 bits")
+
+    def definition(self) -> dict[str, Any]:
+        out = super().definition()
+        loaded = self._loaded
+        out["weights"] = {"official_url": self.url, "location": loaded.location if loaded else None,
+                          "source": loaded.source if loaded else None, "sha256": loaded.sha256 if loaded else None}
+        return out
+
+    # -- set-up --------------------------------------------------------------------------------------------
+    def prepare(self, *, progress: bool = True) -> None:
+        """Find, (download,) hash and load the generator; raise TransformError saying what to do if impossible."""
+        self.progress = progress
+        if self._loaded is not None:
+            return
+        path, source = self._locate(progress)
+        sha = file_sha256(path)
+        self._loaded = _Loaded(load_generator(path), sha, str(Path(path).resolve()), source)
+        if self.use_cache:
+            namespace = f"{self.name}-{sha[:16]}-{VARIANT}"
+            meta = {"style": self.name, "generator_sha256": sha, "weights_location": self._loaded.location,
+                    "variant": VARIANT, "shift_version": self.version, "description": self.describe(),
+                    "params": self.params()}
+            self._cache = StyleCache(namespace, meta, self.cache_dir)
+
+    def _locate(self, progress: bool) -> tuple[Path, str]:
+        flag = f"--transform-weights {self.name}=/path/to/{self.style.file}"
+        if self.weights is not None and not self.weights.startswith(("http://", "https://")):
+            path = Path(self.weights).expanduser()
+            if not path.is_file():
+                raise TransformError(f"{flag.split('=')[0]}={self.weights}: no such file ({path.absolute()}). "
+                                     f"Expected the {self.style.file} generator (official URL {self.url}).")
+            return path, "path"
+        url = self.weights or self.url
+        hub_file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        source = "hub cache" if hub_file.is_file() else "download"
+        try:
+            return cached_download(url, None, progress=progress), source
+        except WeightsError as e:
+            raise TransformError(
+                f"the {self.label} shift needs the CycleGAN generator weights {self.style.file}, which are not on this "
+                f"machine (looked for {hub_file}) and could not be downloaded from {url} ({e.__cause__ or e}). "
+                f"Download that file elsewhere and pass {flag} (or put it at {hub_file})."
+            ) from e
+
+    @property
+    def generator(self) -> ResnetGenerator:
+        if self._loaded is None:
+            self.prepare(progress=self.progress)
+        assert self._loaded is not None
+        return self._loaded.generator
+
+    # -- application ---------------------------------------------------------------------------------------
+    def _generate(self, images: torch.Tensor) -> torch.Tensor:
+        """Fresh uint8 stylization of a batch, in generator-sized chunks, with a progress bar."""
+        generator = self.generator
+        if next(generator.parameters()).device != images.device:
+            generator.to(images.device)
+        step = self.generator_batch_size or _generator_batch_size(images.device)
+        out = []
+        with torch.inference_mode(), tqdm(total=len(images), desc=f"{self.label}: generating", unit="img",
+                                          leave=False, position=1, dynamic_ncols=True, mininterval=0,
+                                          disable=not self.progress or len(images) < 2) as bar:
+            for chunk in images.split(step):
+                out.append(stylize(generator, chunk))
+                bar.update(len(chunk))
+        self.generated += len(images)
+        return torch.cat(out)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Freshly generated (never cached) stylization: float, 8-bit values, same shape/device."""
+        check_images(images, self.label)
+        return self._generate(images).to(images.dtype).div_(255)
+
+    def apply_batch(self, images: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+        """The stylization of a batch, read from the cache where present; misses are generated and stored.
+
+        The cache key is the input crop's content (:func:`~robustbench_ibn.stylecache.content_key` of its 8-bit
+        pixels), not ``keys``; the paths are only kept as a note inside each entry.
+        """
+        check_images(images, self.label)
+        if not self.use_cache:
+            return self(images)
+        if self._cache is None:
+            self.prepare(progress=self.progress)
+        assert self._cache is not None
+        height, width = images.shape[-2:]
+        cpu = images.detach().float().cpu()
+        as_bytes = (cpu * 255).round_().clamp_(0, 255)
+        exact = torch.equal(as_bytes / 255, cpu)  # the runner's crops: u8 / 255, so exactly representable
+        pixels = as_bytes.to(torch.uint8).numpy() if exact else cpu.numpy()
+        out = torch.empty(images.shape, dtype=torch.uint8)
+        misses = []
+        for i in range(len(images)):
+            cached = self._cache.get(content_key(pixels[i]), height, width)
+            if cached is None:
+                misses.append(i)
+            else:
+                out[i] = torch.from_numpy(cached).permute(2, 0, 1)
+        self.cache_hits += len(images) - len(misses)
+        if misses:
+            fresh = self._generate(images[torch.tensor(misses, device=images.device)]).cpu()
+            for j, i in enumerate(misses):
+                out[i] = fresh[j]
+                self._cache.put(content_key(pixels[i]), fresh[j].permute(1, 2, 0).numpy(),
+                                source=str(keys[i]) if i < len(keys) else "")
+        return out.to(images.device).to(images.dtype).div_(255)
+
+
+def _register() -> None:
+    for style in STYLES:
+
+        def build(weights: str | os.PathLike[str] | None = None, *, _style: str = style, **kwargs: Any) -> Shift:
+            return CycleGANStyle(_style, weights, **kwargs)
+
+        build.__name__ = style
+        register_transform(style)(build)
+
+
+_register()
