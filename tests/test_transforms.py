@@ -97,13 +97,6 @@ def test_resolve_names():
         resolve_transform_names("rbg+50")
 
 
-def test_all_stops_before_work_when_monet_is_missing():
-    if "monet" in TRANSFORMS:
-        pytest.skip("monet is registered in this installation")
-    with pytest.raises(TransformError, match=r"'monet'.*--transforms rgb\+50,r\+50,std1\.5"):
-        resolve_transform_names("all")
-
-
 def test_register_a_custom_shift():
     with TRANSFORMS.snapshot():
         @register_transform("mycast{k}")

@@ -212,10 +212,16 @@ def test_se_acts_before_the_addition() -> None:
 
 
 def test_fixed_pooling_kept() -> None:
-    assert type(meta_build("resnext50_ibn_a").avgpool) is nn.AvgPool2d
-    model = random_model("densenet121_ibn_a")
-    with torch.no_grad(), pytest.raises(RuntimeError):  # 192 px -> final map 6x6: the fixed 7x7 pool fails
-        model(torch.rand(1, 3, 192, 192))
+    """The official fixed pools (ibn_zoo.md 9.9), checked by shape on the meta device (no compute)."""
+    resnext, densenet = meta_build("resnext50_ibn_a").eval(), meta_build("densenet121_ibn_a").eval()
+    assert type(resnext.avgpool) is nn.AvgPool2d and resnext.avgpool.kernel_size == 7
+    with torch.device("meta"):
+        assert resnext(torch.empty(1, 3, 320, 320)).shape == (1, 1000)  # 10x10 map: silently the top-left 7x7
+        assert densenet(torch.empty(1, 3, 224, 224)).shape == (1, 1000)
+        with pytest.raises(RuntimeError, match="too small"):  # 192 px -> 6x6 map: the fixed 7x7 pool fails
+            densenet(torch.empty(1, 3, 192, 192))
+        with pytest.raises(RuntimeError):  # 256 px -> 8x8 map -> 2x2 pooled: the classifier gets 4x the features
+            densenet(torch.empty(1, 3, 256, 256))
 
 
 @pytest.mark.parametrize("name", ["resnext50_ibn_a", "se_resnet50_ibn_a", "densenet121_ibn_a"])
