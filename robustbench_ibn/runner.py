@@ -80,6 +80,35 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _classify(model: nn.Module, images: torch.Tensor, where: str) -> np.ndarray:
+    """Top-5 class indices (int16: any ImageNet index fits; predictions are all a run keeps).
+
+    A CUDA out-of-memory error retries the batch in halves, and says so, rather than losing the run;
+    each image's prediction does not depend on its batch-mates.
+    """
+    try:
+        logits = model(images.contiguous(memory_format=torch.channels_last))
+    except torch.cuda.OutOfMemoryError:
+        if images.shape[0] == 1:
+            raise
+        half = images.shape[0] // 2
+        print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
+              f"Pass a smaller --batch-size to avoid this.", file=sys.stderr)
+        torch.cuda.empty_cache()
+        return np.concatenate([_classify(model, images[:half], where), _classify(model, images[half:], where)])
+    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+        raise ValueError(
+            f"Expected {where} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got {tuple(logits.shape)}. "
+            f"Give a model with an ImageNet-1k classifier (or a class_map)."
+        )
+    if not torch.isfinite(logits).all():
+        raise RuntimeError(
+            f"{where}: the logits hold NaN or Inf, so no prediction is meaningful. Check the weights, or use "
+            f"--precision fp32 if a reduced precision overflowed."
+        )
+    return logits.float().topk(TOPK, dim=1).indices.cpu().numpy().astype(np.int16)
+
+
 def _prepare_model(
     model: str | nn.Module, weights: str, seed: int, model_kwargs: Mapping[str, Any] | None,
     data_config: DataConfig | None,
@@ -236,14 +265,8 @@ def evaluate(
                     if shift_name not in checked:  # plug-ins are checked on their first batch
                         check_shift_output(shift, x, shifted)
                         checked.add(shift_name)
-                    logits = wrapped(shifted.contiguous(memory_format=torch.channels_last))
-                    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
-                        raise ValueError(
-                            f"Expected model {name!r} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got "
-                            f"{tuple(logits.shape)}. Give a model with an ImageNet-1k classifier."
-                        )
-                    # int16 holds any ImageNet class index; per-image predictions are all that is kept.
-                    top5[shift_name] = logits.float().topk(TOPK, dim=1).indices.cpu().numpy().astype(np.int16)
+                    where = f"model {name!r} under shift {shift_name!r} on the batch starting with {keys[0]!r}"
+                    top5[shift_name] = _classify(wrapped, shifted, where)
                 state.commit(batch, targets.numpy(), top5)
                 tick = time.perf_counter()
                 compute_s += tick - fetched

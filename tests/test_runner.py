@@ -109,3 +109,36 @@ def test_bf16_runs_and_is_recorded(model, data):
     assert result.protocol["fingerprint"] != fp32.protocol["fingerprint"]
     agree = (result.predictions["clean"][:, 0] == fp32.predictions["clean"][:, 0]).mean()
     assert agree >= 0.5
+
+
+class _Head(torch.nn.Module):
+    """A tiny 'classifier' whose logits are a fixed function of the image (1000 classes)."""
+
+    def __init__(self, fail_above: int | None = None, poison: bool = False) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 1000)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
+        torch.nn.init.zeros_(self.proj.bias)
+        self.fail_above, self.poison, self.calls = fail_above, poison, []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        if self.fail_above is not None and x.shape[0] > self.fail_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        out = self.proj(x.mean((2, 3)))
+        return out * float("nan") if self.poison else out
+
+
+def test_out_of_memory_retries_in_halves_and_says_so(data, capsys):
+    reference = evaluate(_Head(), data, "rgb+50", data_config=DataConfig(), batch_size=6, workers=0, progress=False)
+    flaky = _Head(fail_above=2)
+    result = evaluate(flaky, data, "rgb+50", data_config=DataConfig(), batch_size=6, workers=0, progress=False)
+    assert "CUDA out of memory with 6 images" in capsys.readouterr().err
+    assert max(s for s in flaky.calls if s <= 2) == 2  # the retried halves, then quarters
+    for name in reference.predictions:
+        assert np.array_equal(result.predictions[name], reference.predictions[name])
+
+
+def test_nan_logits_stop_the_run_naming_model_shift_and_batch(data):
+    with pytest.raises(RuntimeError, match=r"model '_Head' under shift 'clean' on the batch starting with .*NaN"):
+        evaluate(_Head(poison=True), data, "rgb+50", data_config=DataConfig(), workers=0, progress=False)
