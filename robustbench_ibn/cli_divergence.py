@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    data = args.data or os.environ.get(DATA_ENV)
+    if args.domains_dirs and args.data:
+        parser.error("--data is not used with --domains-dirs: the two folders are the data")
+    data = None if args.domains_dirs else args.data or os.environ.get(DATA_ENV)
     if not args.domains_dirs and not data:
         parser.error(f"--data is required with --domains and --content-split (or set ${DATA_ENV})")
     if args.calibrate is not None and args.weights != "random":

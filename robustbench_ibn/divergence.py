@@ -402,13 +402,12 @@ class _ImageSet(Dataset):
         return text + f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
 
 
-def _open_folder(root: str | os.PathLike[str], config: DataConfig, limit: int | None,
-                 labels_file: str | os.PathLike[str] | None = None) -> ImageNetVal | _ImageSet:
+def _open_folder(root: str | os.PathLike[str], config: DataConfig, limit: int | None) -> ImageNetVal | _ImageSet:
     """An ImageNet-labelled folder when it is one (class-balanced ``limit``), any image folder otherwise."""
     try:
-        return ImageNetVal(root, config, labels_file=labels_file, limit=limit)
+        return ImageNetVal(root, config, limit=limit)
     except DataError:
-        if labels_file is not None or not Path(root).is_dir():
+        if not Path(root).is_dir():
             raise
         return _ImageSet(root, config, limit)
 
@@ -516,6 +515,9 @@ def feature_divergence(
     model_list = [models] if isinstance(models, (str, nn.Module)) else list(models)
     if not model_list:
         raise ValueError("Expected at least one model, but got none.")
+    named = [m for m in model_list if isinstance(m, str)]
+    if len(set(named)) != len(named):
+        raise ValueError(f"Expected distinct models, but got {named}.")
     given = [domains is not None, domain_dirs is not None, bool(content_split)]
     if sum(given) != 1:
         raise ValueError("Expected exactly one way of defining the two domains: domains='A,B' (two shifts of the "
@@ -529,6 +531,8 @@ def feature_divergence(
         raise ValueError(f"Expected eps to be a finite number >= 0, but got {eps}.")
     if domain_dirs is None and data is None:
         raise ValueError("Expected an image folder (data=...) for shifted domains or the content split.")
+    if domain_dirs is not None and data is not None:
+        raise ValueError("Expected no data=... with domain_dirs: the two folders are the data.")
     dev = resolve_device(device)
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     load_entry_points()
@@ -542,7 +546,8 @@ def feature_divergence(
     elif domain_dirs is not None:
         dirs = _as_pair([os.fspath(d) for d in domain_dirs] if not isinstance(domain_dirs, str) else domain_dirs,
                         "domain folders")
-        plan = _Plan("dirs", dirs, (Path(dirs[0]).name or dirs[0], Path(dirs[1]).name or dirs[1]), dirs=dirs)
+        short = (Path(dirs[0]).name, Path(dirs[1]).name)
+        plan = _Plan("dirs", dirs, short if all(short) and short[0] != short[1] else dirs, dirs=dirs)
     else:
         plan = _Plan("content", ("classes-first-half", "classes-second-half"), ("classes 1st half", "classes 2nd half"))
 
@@ -551,6 +556,8 @@ def feature_divergence(
     domain_records: list[dict[str, Any]] = []
     for model in model_list:
         net, name, config, weights_record = _build(model, weights, seed, model_kwargs, data_config)
+        if any(record["name"] == name for record in model_records):
+            raise ValueError(f"Expected distinct models, but got {name!r} twice (rename a module's model_name).")
         key = (config.resize, config.crop, config.interpolation)
         if key not in datasets:
             if plan.mode == "dirs":
@@ -810,12 +817,12 @@ def plot_divergence(frame: pd.DataFrame, path: str | os.PathLike[str], *, log: b
     For ResNet positions the stages are shaded and labelled (stem, layer1..layer4). ``log``: a log y axis
     (zeros are not drawn on it).
     """
-    from .plots import _figure, _save
+    from .plots import new_figure, save_figure
 
     titles = _model_columns(frame)
     layers = frame.drop_duplicates("layer_index").sort_values("layer_index")
     n = len(layers)
-    figure = _figure(max(5.0, 1.6 + 0.32 * n), 3.4)
+    figure = new_figure(max(5.0, 1.6 + 0.32 * n), 3.4)
     ax = figure.subplots()
     # ResNet positions: "relu" (stem), "layer2.3" -> stage "layer2"; shade every other stage and name it.
     stages = [str(layer).split(".")[-2] if "." in str(layer) else "stem" for layer in layers["layer"]]
@@ -853,4 +860,4 @@ def plot_divergence(frame: pd.DataFrame, path: str | os.PathLike[str], *, log: b
     if any(m.get("weights", {}).get("kind") == "random" for m in frame.attrs.get("models", [])):
         title += " (RANDOM-INIT weights)"
     figure.suptitle(title, fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)

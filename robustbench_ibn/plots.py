@@ -15,13 +15,13 @@ from typing import Any
 from .report import column_names, severity_curves
 from .results import EvalResult
 
-__all__ = ["PLOT_KINDS", "plot_drop_bars", "plot_report", "plot_severity_curves"]
+__all__ = ["PLOT_KINDS", "new_figure", "plot_drop_bars", "plot_report", "plot_severity_curves", "save_figure"]
 
 PLOT_KINDS = ("auto", "curves", "bars")
 _SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -34,7 +34,7 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix.lower() not in _SUFFIXES:
         raise ValueError(f"Expected a plot file ending in one of {_SUFFIXES}, but got {str(path)!r}.")
@@ -70,7 +70,7 @@ def plot_severity_curves(
         )
     cols = min(3, len(families))
     rows = -(-len(families) // cols)
-    figure = _figure(4.2 * cols, 3.2 * rows)
+    figure = new_figure(4.2 * cols, 3.2 * rows)
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     names = column_names(results)
     colours = [f"C{i % 10}" for i in range(len(results))]
@@ -93,7 +93,7 @@ def plot_severity_curves(
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
     figure.suptitle("Error vs severity" + _is_random(results), fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_drop_bars(
@@ -115,7 +115,7 @@ def plot_drop_bars(
         raise ValueError("Expected at least one shift besides clean to plot drops, but got none.")
     names = column_names(results)
     width = 0.8 / len(results)
-    figure = _figure(2 * max(3.5, 1.2 + len(order) * (0.5 + 0.25 * len(results))), 3.4)
+    figure = new_figure(2 * max(3.5, 1.2 + len(order) * (0.5 + 0.25 * len(results))), 3.4)
     drop_ax, flip_ax = figure.subplots(1, 2)
     for i, (name, result) in enumerate(zip(names, results)):
         rows = {r.transform: r for r in result.results}
@@ -137,7 +137,7 @@ def plot_drop_bars(
         ax.grid(axis="y", alpha=0.3)
     drop_ax.legend(fontsize=7)
     figure.suptitle("Per shift and model" + (", 95% CI" if ci else "") + _is_random(results), fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_report(

@@ -42,6 +42,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -149,20 +153,87 @@ class EvalResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvalResult:
-        """Read a record written by :meth:`save`."""
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read a record written by :meth:`save`, checked against the record's schema before any use.
+
+        Raises:
+            ValueError: not JSON, another ``schema_version``, or a field missing or of the wrong type or
+                shape; the message names the file and the field.
+        """
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"Expected a JSON result record (robust-eval --output) in {path}, but it cannot be "
+                             f"parsed: {err}.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"Expected a JSON object as result record in {path}, but got {type(record).__name__}.")
         if record.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(
                 f"Expected a result record with schema_version {SCHEMA_VERSION} in {path}, "
                 f"but got {record.get('schema_version')!r}. Re-run the evaluation with this version."
             )
+        labels, predictions = _check_record(record, path)
         return cls(
             model=record["model"],
             weights=record["weights"],
             dataset=record["dataset"],
             protocol=record["protocol"],
             environment=record["environment"],
-            labels=np.asarray(record["labels"], dtype=np.int64),
-            predictions={k: np.asarray(v, dtype=np.int64).reshape(-1, 5) for k, v in record["predictions"].items()},
+            labels=labels,
+            predictions=predictions,
             images=record.get("images", []),
         )
+
+
+def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The schema of a result record (the fields :class:`EvalResult` and the reports use); labels, predictions."""
+
+    def bad(field: str, expected: str, got: Any) -> ValueError:
+        shown = repr(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
+        return ValueError(f"Expected {field} to be {expected} in result record {path}, but got {shown[:80]}. The "
+                          "file was edited or damaged, or not written by robust-eval --output: re-run the evaluation.")
+
+    if not isinstance(record.get("model"), str):
+        raise bad("'model'", "a string", record.get("model"))
+    for key in ("weights", "dataset", "protocol", "environment"):
+        if not isinstance(record.get(key), dict):
+            raise bad(f"{key!r}", "an object", record.get(key))
+    protocol = record["protocol"]
+    transforms = protocol.get("transforms")
+    if not isinstance(transforms, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("label"), str) for t in transforms
+    ):
+        raise bad("protocol.transforms", "a list of objects with a string name and label", transforms)
+    names = [t["name"] for t in transforms]
+    if "clean" not in names or len(set(names)) != len(names):
+        raise bad("protocol.transforms", "unique names including 'clean'", ", ".join(names))
+    if not isinstance(protocol.get("precision"), str):
+        raise bad("protocol.precision", "a string", protocol.get("precision"))
+    geometry = protocol.get("geometry")
+    if not isinstance(geometry, dict) or not isinstance(geometry.get("crop"), int):
+        raise bad("protocol.geometry.crop", "an integer", geometry.get("crop") if isinstance(geometry, dict) else geometry)
+
+    def integers(field: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged nested lists
+            array = None
+        expected = f"a list of {shape[0]} " + (f"lists of {shape[1]} " if len(shape) > 1 else "") + "integers in 0..999"
+        if array is None or array.dtype.kind not in "iu" or array.shape != shape or (array.size and (
+                array.min() < 0 or array.max() > 999)):
+            raise bad(field, expected, value if array is None or array.ndim == 0 else f"shape {array.shape} "
+                      f"{array.dtype}")
+        return array.astype(np.int64)
+
+    raw_labels = record.get("labels")
+    if not isinstance(raw_labels, list):
+        raise bad("'labels'", "a list of integers in 0..999", raw_labels)
+    labels = integers("'labels'", raw_labels, (len(raw_labels),))
+    raw = record.get("predictions")
+    if not isinstance(raw, dict) or sorted(raw) != sorted(names):
+        got = ", ".join(map(str, raw)) if isinstance(raw, dict) else raw
+        raise bad("'predictions'", f"an object with one entry per transform ({', '.join(names)})", got)
+    predictions = {name: integers(f"predictions[{name!r}]", raw[name], (len(labels), 5)) for name in names}
+    images = record.get("images", [])
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images) or len(images) not in (0, len(labels)):
+        raise bad("'images'", f"a list of {len(labels)} image paths", images)
+    return labels, predictions

@@ -1,6 +1,7 @@
 """Feature divergence (IBN-Net Sec. 4.3): the formula, the streaming statistics, the layer positions, the
 IBN-b std×1.5 property on calibrated random weights, and robust-divergence end to end on shared images."""
 
+import doctest
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from conftest import few_images
+import robustbench_ibn.divergence
 from robustbench_ibn import create_model
 from robustbench_ibn.cli_divergence import main
 from robustbench_ibn.data import DataConfig
@@ -267,6 +269,7 @@ def test_api_domain_folders_any_images_and_given_layers(data, tmp_path):
      "Expected a module name"),
     (["--model", "tv:mobilenet_v3_small", "--weights", "random", "--domains", "clean,std1.5"], "--layers"),
     (["--model", "resnet18", "--weights", "random", "--content-split", "--domains", "clean,std1.5"], "not allowed"),
+    (["--model", "resnet18", "--weights", "random", "--domains-dirs", "a,b"], "--data is not used"),
 ])
 def test_cli_errors(capsys, data, argv, message):
     try:
@@ -275,6 +278,11 @@ def test_cli_errors(capsys, data, argv, message):
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2 and "robust-divergence: error:" in err and message in err, err
+
+
+def test_doctests():
+    result = doctest.testmod(robustbench_ibn.divergence)
+    assert result.attempted >= 5 and result.failed == 0
 
 
 def test_console_script_is_declared():

@@ -1,5 +1,6 @@
 """evaluate() against the official evaluation written out by hand, and the Python API around it."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,9 @@ def test_to_frame_and_round_trip(model, data, tmp_path):
                                    "top5_drop"]
     assert list(frame["label"]) == ["origin", "std×1.5"] and (frame["n"] == 6).all()
     result.save(tmp_path / "r.json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask  # shareable, like a plain open()
     again = EvalResult.load(tmp_path / "r.json")
     assert again.to_frame().equals(frame)
     assert again.protocol["fingerprint"] == result.protocol["fingerprint"]
