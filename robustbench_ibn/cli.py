@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from .data import DataError
 from .distributed import is_main
 from .models import MODELS, list_models, model_info
@@ -19,7 +21,7 @@ from .leaderboard import LeaderboardError, save_entry, write_leaderboard
 from .plots import PLOT_KINDS, plot_report
 from .report import FORMATS, format_report
 from .results import EvalResult
-from .runner import evaluate
+from .runner import BAD_IMAGE_POLICIES, evaluate
 from .transforms import TABLE1, TRANSFORMS, TransformError, create_transform, list_transforms, transform_spec
 
 __all__ = ["build_parser", "build_report_parser", "leaderboard_main", "main", "report_main"]
@@ -32,19 +34,63 @@ def parse_kwargs(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in _split_top_level(text))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
+        key = key.strip()
+        if not sep or not key.isidentifier():
             raise argparse.ArgumentTypeError(f"Expected key=value pairs separated by commas, but got {item!r}.")
+        if key in out:
+            raise argparse.ArgumentTypeError(f"Expected each key once, but {key!r} is given twice in {text!r}.")
         try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):  # not a Python literal: a bare word is a string (name=x)
+            out[key] = value.strip()
+        except (TypeError, MemoryError, RecursionError) as err:  # a literal that cannot be built: {[1]: 2}
+            raise argparse.ArgumentTypeError(
+                f"Expected the value of {key!r} to be a Python literal (number, string, tuple, list, dict, True, "
+                f"False, None) or a bare word, but {value.strip()[:80]!r} cannot be built: {type(err).__name__}: "
+                f"{str(err)[:80]}."
+            ) from None
     return out
 
 
+def _int_at_least(minimum: int, meaning: str) -> Any:
+    """An argparse type: an integer >= ``minimum``; the message says what is accepted and what it means."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"Expected an integer >= {minimum} ({meaning}), but got {text!r}.")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: ``auto`` or a torch device string (checked for syntax; availability at run time)."""
+    if text != "auto":
+        try:
+            torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(
+                f"Expected auto, cpu, cuda or cuda:N (or another torch device type such as mps), but got {text!r}."
+            ) from None
+    return text
+
+
 def _split_top_level(text: str) -> list[str]:
-    # Split on commas that are not inside brackets, so tuples survive: "a=(1,2),b=3".
-    parts, depth, start = [], 0, 0
+    # Split on commas that are not inside brackets or quotes, so tuples and strings survive: "a=(1,2),b='x,y'".
+    parts, depth, start, quote, escaped = [], 0, 0, "", False
     for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote and not escaped else quote
+            escaped = ch == "\\" and not escaped
+            continue
+        if ch in "'\"":
+            quote = ch
+            continue
         depth += ch in "([{"
         depth -= ch in ")]}"
         if ch == "," and depth == 0:
@@ -71,7 +117,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ci", action="store_true",
                         help="show 95%% paired-bootstrap intervals of every error and drop, flip rates and (several "
                         "models) McNemar's tests in the tables; JSON always has them")
-    parser.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--n-boot", type=_int_at_least(1, "bootstrap resamples"), default=1000, metavar="N",
+                        help="bootstrap resamples (default: 1000)")
     parser.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
@@ -120,11 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
                         "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
                         "torch hub cache or downloaded)")
-    parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU cores, max 8)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=_int_at_least(1, "images per batch"), default=50)
+    parser.add_argument("--workers", type=_int_at_least(0, "decode processes; 0 decodes in the main process"),
+                        default=None, help="decode workers (default: CPU cores, max 8)")
+    parser.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--limit", type=int, default=None, help="a deterministic class-balanced subset of N images")
+    parser.add_argument("--limit", type=_int_at_least(1, "a class-balanced subset of N images; omit it for all"),
+                        default=None, help="a deterministic class-balanced subset of N images")
+    parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
+                        help="an image that cannot be decoded: 'error' (default) carries on, then stops naming every "
+                        "such file; 'skip' leaves them out and the result records which")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, metavar="FILE.json",
                         help="write the full record (protocol, per-image predictions) as JSON; with several models "
@@ -213,9 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(models) > 1 and args.output and "{model}" not in args.output:
         parser.error(f"--output needs a {{model}} placeholder with several models (e.g. runs/{{model}}.json), "
                      f"but got {args.output!r}")
-    if args.n_boot < 1:
-        parser.error(f"--n-boot must be >= 1, but got {args.n_boot}")
     results: list[EvalResult] = []
+    output = args.output
     try:
         for name in models:  # every name is checked before the first evaluation starts
             model_info(name)
@@ -226,13 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device=args.device, precision=args.precision, seed=args.seed, progress=not args.no_progress,
                 state_dir=args.state_dir,
                 transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+                on_bad_image=args.on_bad_image, output=output.replace("{model}", name) if output else None,
             )
             if not is_main():  # under torchrun every rank holds the result; rank 0 alone reports it
                 continue
-            if args.output:
-                output = args.output.replace("{model}", name)
-                result.save(output)
-                print(f"robust-eval: record written to {output}", file=sys.stderr)
+            if output:  # written by evaluate() before it removed the run state
+                print(f"robust-eval: record written to {output.replace('{model}', name)}", file=sys.stderr)
             env = result.environment
             print(f"{name}: done in {env['duration_s']:.1f} s (waiting for data {env['loader_wait_s']:.1f} s, "
                   f"compute {env['compute_s']:.1f} s)", file=sys.stderr)
@@ -245,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"robust-eval: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # evaluate() says how many images are saved and where (runner.Interrupted)
+        message = str(err) or ("interrupted; the batches finished so far are kept in the run state (--state-dir); "
+                               "run the same command again to resume.")
+        print(f"robust-eval: {message}", file=sys.stderr)
+        return 130
     return 0
 
 

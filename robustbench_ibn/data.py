@@ -8,6 +8,7 @@ folder holding only some classes still gets the indices every ImageNet classifie
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import hashlib
@@ -135,9 +136,23 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
             img = Image.open(f)
             return img.convert("RGB")  # convert() forces the full decode while the file is open
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {path.absolute()}: {type(exc).__name__}: {exc}. "
-                        "Remove or replace this file (e.g. re-extract it from the ImageNet archive), "
-                        "and remove its line from the labels file if there is one.") from exc
+        reason = _decode_problem(path, exc)
+        error = DataError(f"cannot decode image {path.absolute()}: {reason}. "
+                          "Remove or replace this file (e.g. re-extract it from the ImageNet archive), "
+                          "and remove its line from the labels file if there is one.")
+        error.reason = reason  # type: ignore[attr-defined]  # the short form, for lists of bad files
+        raise error from exc
+
+
+def _decode_problem(path: Path, exc: Exception) -> str:
+    """Why ``path`` did not decode, in a few words (PIL's "cannot identify image file <_io...>" says little)."""
+    if isinstance(exc, Image.UnidentifiedImageError):
+        try:
+            empty = path.stat().st_size == 0
+        except OSError:
+            empty = False
+        return "empty file (0 bytes)" if empty else "not an image (no image format PIL can read)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 # -- discovery --------------------------------------------------------------------------------------
@@ -199,7 +214,11 @@ def _read_labels(path: Path) -> dict[str, int]:
     lines = text.splitlines()
     if path.suffix.lower() == ".csv" or (lines and lines[0].replace(" ", "").startswith("ImageId,")):
         # Kaggle LOC_val_solution.csv: "ImageId,PredictionString"; the string is "wnid x0 y0 x1 y1 [wnid ...]".
-        rows = list(csv.reader(lines))
+        try:
+            rows = list(csv.reader(lines))
+        except csv.Error as exc:  # NUL bytes, a field over csv's size limit
+            raise DataError(f"{path} is not a readable CSV file ({exc}); expected Kaggle's LOC_val_solution.csv "
+                            "('ImageId,PredictionString' lines).") from exc
         if not rows or [c.strip() for c in rows[0][:2]] != ["ImageId", "PredictionString"]:
             raise DataError(f"{path}: expected the Kaggle header 'ImageId,PredictionString' on the first line.")
         for n, row in enumerate(rows[1:], start=2):
@@ -216,8 +235,10 @@ def _read_labels(path: Path) -> dict[str, int]:
         if not parts or parts[0].startswith("#"):
             continue
         label_text = parts[1] if len(parts) == 2 else ""
-        # A wnid is accepted too: it is unambiguous and some exports write it instead of the index.
-        label = int(label_text) if label_text.isdigit() else index.get(label_text, -1)
+        # A wnid is accepted too: it is unambiguous and some exports write it instead of the index. ASCII digits
+        # only, and few of them: "²" is a digit to str.isdigit() but not to int(), and int() refuses huge strings.
+        number = label_text.isascii() and label_text.isdigit() and len(label_text) <= 6
+        label = int(label_text) if number else index.get(label_text, -1)
         if not 0 <= label < 1000:
             raise DataError(f"{path}, line {n}: expected 'filename label_index' with a label in 0..999, got "
                             f"{line.strip()!r}; fix the file or pass the right one as labels_file.")
@@ -338,6 +359,8 @@ class ImageNetVal(Dataset):
         # A limit above the dataset size is capped rather than refused; describe() says so.
         self.samples: list[tuple[str, int]] = samples if limit is None else _balanced_subset(samples, limit)
         self.transform = build_transform(config)
+        # Images left out because they could not be decoded (``evaluate(on_bad_image="skip")``): path -> reason.
+        self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -350,6 +373,20 @@ class ImageNetVal(Dataset):
     def labels(self) -> list[int]:
         """Canonical labels of :attr:`samples`, in order."""
         return [label for _, label in self.samples]
+
+    def without(self, skipped: dict[str, str]) -> ImageNetVal:
+        """A copy without the images ``skipped`` (relative path -> why it was left out), recorded in it.
+
+        Its :meth:`fingerprint` and :meth:`describe` are those of the images that remain, so a result on
+        them never passes for one on the whole set.
+        """
+        unknown = sorted(set(skipped) - {rel for rel, _ in self.samples})
+        if unknown:
+            raise DataError(f"Expected images of {self.root} to leave out, but got {_few(unknown)}.")
+        subset = copy.copy(self)
+        subset.samples = [s for s in self.samples if s[0] not in skipped]
+        subset.skipped = {**self.skipped, **skipped}
+        return subset
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity of the evaluated image set: size, sha256 of the sorted relative paths, layout and limit.
@@ -373,6 +410,9 @@ class ImageNetVal(Dataset):
                 text += f", limit {self.limit} >= {self.n_available} available: all images used"
             else:
                 text += f", class-balanced subset (limit {self.limit} of {self.n_available})"
+        if self.skipped:
+            k = len(self.skipped)
+            text += f", {k} unreadable image{'s' if k > 1 else ''} skipped ({_few(sorted(self.skipped), 3)})"
         c = self.config
         text += f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
         return text + f", sha256 {self.fingerprint()['sha256'][:12]}"

@@ -123,11 +123,71 @@ def _check_entry(entry: Any, path: Path, kind: str) -> dict[str, Any]:
             f"Expected a {kind!r} entry in {path.parent}, but {path.name} says kind {entry['kind']!r}: measured and "
             f"reported numbers are kept apart (measured/ and reported/)."
         )
-    if not entry["protocol"].get("fingerprint"):
-        raise LeaderboardError(f"Expected a protocol fingerprint in leaderboard entry {path}, but it has none.")
+    _check_types(entry, path)
+    if not entry["protocol"].get("fingerprint") or not isinstance(entry["protocol"]["fingerprint"], str):
+        raise LeaderboardError(f"Expected a protocol fingerprint (a string) in leaderboard entry {path}, but it has "
+                               f"{entry['protocol'].get('fingerprint')!r:.80}.")
     if kind == "reported" and "source" not in entry:
         raise LeaderboardError(f"Expected a reported entry {path} to name its source, but it has no 'source'.")
+    source = entry.get("source")
+    if kind == "reported" and not (isinstance(source, dict) and isinstance(source.get("key"), str)
+                                   and isinstance(source.get("title"), str)
+                                   and isinstance(source.get("notes") or "", str)):
+        raise LeaderboardError(f"Expected 'source' to be an object with a string key and title (and notes, if any) in "
+                               f"leaderboard entry {path}, but got {source!r:.80}.")
     return entry
+
+
+def _check_types(entry: dict[str, Any], path: Path) -> None:
+    """The types the page and the ranking rely on, so a damaged entry is named instead of crashing them."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    expected = [("model", str, "a string"), ("weights_id", str, "a string"), ("date", str, "a string"),
+                ("weights", dict, "an object"), ("protocol", dict, "an object"), ("results", list, "a list")]
+    for key, kind, what in expected:
+        if not isinstance(entry[key], kind):
+            raise LeaderboardError(f"Expected {key!r} to be {what} in leaderboard entry {path}, but got "
+                                   f"{type(entry[key]).__name__}.")
+    if not isinstance(entry["n"], int) or isinstance(entry["n"], bool) or entry["n"] < 0:
+        raise LeaderboardError(f"Expected 'n' to be an integer >= 0 in leaderboard entry {path}, but got "
+                               f"{entry['n']!r:.80}.")
+    if not isinstance(entry.get("display_name", ""), str):
+        raise LeaderboardError(f"Expected 'display_name' to be a string in leaderboard entry {path}.")
+    mean = entry.get("mean_drop") or {}
+    ci = mean.get("top1_ci") if isinstance(mean, dict) else None
+    if not isinstance(mean, dict) or not (mean.get("top1") is None or number(mean["top1"])) or not (
+            ci is None or (isinstance(ci, list) and len(ci) == 2 and all(map(number, ci)))):
+        raise LeaderboardError(f"Expected 'mean_drop' to be null or an object with a numeric top1 and a top1_ci of "
+                               f"2 numbers (or nulls) in leaderboard entry {path}, but got {mean!r:.80}.")
+    protocol = entry["protocol"]
+    shifts = protocol.get("transforms", [])
+    reported = entry["kind"] == "reported"  # reported entries may list bare names
+    if not isinstance(shifts, list) or not all(
+            (reported and isinstance(t, str))
+            or (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("label"), str))
+            for t in shifts):
+        raise LeaderboardError(f"Expected protocol.transforms to be a list of objects with a string name and label "
+                               f"in leaderboard entry {path}, but got {shifts!r:.80}.")
+    for key in ("dataset", "geometry"):
+        if not isinstance(protocol.get(key) or {}, dict):
+            raise LeaderboardError(f"Expected protocol.{key} to be an object in leaderboard entry {path}.")
+    transforms = []
+    for i, row in enumerate(entry["results"]):
+        ok = (isinstance(row, dict) and isinstance(row.get("transform"), str) and isinstance(row.get("label"), str)
+              and number(row.get("top1_err")) and (row.get("top5_err") is None or number(row.get("top5_err")))
+              and (row.get("transform") == "clean"
+                   or (number(row.get("top1_drop")) and number(row.get("top5_drop")))))
+        if not ok:
+            raise LeaderboardError(
+                f"Expected results[{i}] of leaderboard entry {path} to have a string transform and label and numeric "
+                f"top1_err, top5_err (or null) and, for a shift, top1_drop and top5_drop, but got {row!r:.120}."
+            )
+        transforms.append(row["transform"])
+    if "clean" not in transforms:
+        raise LeaderboardError(f"Expected a 'clean' row in the results of leaderboard entry {path}, but got "
+                               f"{', '.join(transforms) or 'no rows'}.")
 
 
 def load_entries(directory: str | os.PathLike[str] = "leaderboards") -> list[dict[str, Any]]:
@@ -141,7 +201,7 @@ def load_entries(directory: str | os.PathLike[str] = "leaderboards") -> list[dic
         for path in sorted((directory / kind).glob("*.json")):
             try:
                 entry = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise LeaderboardError(f"Expected valid JSON in leaderboard entry {path}, but: {err}") from None
             _check_entry(entry, path, kind)
             key = (kind, entry["model"], entry["weights_id"], entry["protocol"]["fingerprint"])

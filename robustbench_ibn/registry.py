@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # A family placeholder matches an unsigned decimal number; its sign, if any, is part of the template
 # ("rgb-{k}") so that names stay unambiguous and shell-safe.
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits: "rgb+٣" is not another spelling of rgb+3
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 

@@ -210,7 +210,8 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
         raise bad("protocol.precision", "a string", protocol.get("precision"))
     geometry = protocol.get("geometry")
     if not isinstance(geometry, dict) or not isinstance(geometry.get("crop"), int):
-        raise bad("protocol.geometry.crop", "an integer", geometry.get("crop") if isinstance(geometry, dict) else geometry)
+        raise bad("protocol.geometry.crop", "an integer",
+                  geometry.get("crop") if isinstance(geometry, dict) else geometry)
 
     def integers(field: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
         try:
@@ -228,12 +229,16 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
     if not isinstance(raw_labels, list):
         raise bad("'labels'", "a list of integers in 0..999", raw_labels)
     labels = integers("'labels'", raw_labels, (len(raw_labels),))
+    n = record["dataset"].get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n != len(labels):
+        raise bad("dataset.n", f"the number of labels ({len(labels)})", n)
     raw = record.get("predictions")
     if not isinstance(raw, dict) or sorted(raw) != sorted(names):
         got = ", ".join(map(str, raw)) if isinstance(raw, dict) else raw
         raise bad("'predictions'", f"an object with one entry per transform ({', '.join(names)})", got)
     predictions = {name: integers(f"predictions[{name!r}]", raw[name], (len(labels), 5)) for name in names}
     images = record.get("images", [])
-    if not isinstance(images, list) or not all(isinstance(i, str) for i in images) or len(images) not in (0, len(labels)):
+    if (not isinstance(images, list) or not all(isinstance(i, str) for i in images)
+            or len(images) not in (0, len(labels))):
         raise bad("'images'", f"a list of {len(labels)} image paths", images)
     return labels, predictions

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data import DataConfig, ImageNetVal
+from .data import DataConfig, DataError, ImageNetVal
 from .distributed import all_gather, init_from_env
 from .models import create_model
 from .results import EvalResult, protocol_fingerprint
-from .state import RunState, batch_grid, default_state_root, run_key
+from .state import Batch, RunState, batch_grid, default_state_root, run_key
 from .plugins import load_entry_points
 from .transforms import (
     Shift,
@@ -38,9 +38,10 @@ from .transforms import (
     shift_context,
 )
 
-__all__ = ["Normalized", "evaluate", "resolve_device"]
+__all__ = ["BAD_IMAGE_POLICIES", "Interrupted", "Normalized", "evaluate", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+BAD_IMAGE_POLICIES = ("error", "skip")
 NUM_CLASSES = 1000
 TOPK = 5
 
@@ -60,11 +61,58 @@ class Normalized(nn.Module):
         return self.model((images - self.mean) / self.std)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :func:`evaluate`: the message says how many images are saved, where, how to resume."""
+
+
+class _Decoded(Dataset):
+    """The dataset's items plus why an image could not be decoded (``""`` when it could): the run decides.
+
+    Decoding happens in the loader's workers; a :class:`DataError` there would stop the whole run at the first
+    bad file. Returned instead (with a blank crop), it lets the run name every bad file, or leave them out.
+    """
+
+    def __init__(self, dataset: ImageNetVal) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, str]:
+        try:
+            crop, label, index = self.dataset[i]
+        except DataError as err:
+            reason = getattr(err, "reason", str(err))
+            size = self.dataset.config.crop
+            return torch.zeros(3, size, size, dtype=torch.uint8), self.dataset.samples[i][1], i, reason
+        return crop, label, index, ""
+
+
+def _saved_images(state: RunState, batches: Sequence[Batch]) -> int:
+    done = state.done()
+    return sum(b.stop - b.start for b in batches if b.k in done)
+
+
+def _bad_images_message(root: Path, bad: Mapping[str, str], n: int, state_dir: Path) -> str:
+    lines = [f"{len(bad)} of the {n} images cannot be decoded:"]
+    lines += [f"  {root / rel}: {reason}" for rel, reason in sorted(bad.items())]
+    lines.append(
+        f"The other images are evaluated and their batches saved in {state_dir}. Replace these files with good "
+        f"copies and run the same command again (only the batches holding them are evaluated again), or run it "
+        f"with --on-bad-image skip (on_bad_image='skip') to leave them out: the result then records which."
+    )
+    return "\n".join(lines)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without it is an error, not a fallback."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:  # torch: "Invalid device string"
+        raise ValueError(f"Expected --device to be auto, cpu, cuda or cuda:N (or another torch device type such as "
+                         f"mps), but got {str(device)!r}.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("Expected a CUDA device for --device cuda, but torch sees none. Use --device cpu.")
     return dev
@@ -154,6 +202,8 @@ def evaluate(
     progress: bool = True,
     state_dir: str | os.PathLike[str] | None = None,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    on_bad_image: str = "error",
+    output: str | os.PathLike[str] | None = None,
 ) -> EvalResult:
     """Evaluate one model on clean images and under appearance shifts.
 
@@ -180,11 +230,25 @@ def evaluate(
         transform_weights: shift name -> weights file or URL for shifts that take weights
             (``{"monet": "style_monet.pth"}``; default: their official files, from the torch hub cache or
             downloaded).
+        on_bad_image: what an image that cannot be decoded (truncated, not an image, unreadable) does.
+            ``"error"``: the run carries on, saving every finished batch, then raises :class:`DataError`
+            listing every such file (replace them and call again: only their batches are evaluated again).
+            ``"skip"``: they are left out; the result's dataset record lists them (``skipped``) and its
+            ``n``, fingerprint and description are those of the images evaluated.
+        output: write the full record here (:meth:`EvalResult.save`) before the run state is removed, so
+            that a failed write (a full disk) loses nothing: the same call then writes it from the state.
 
     Returns:
         An :class:`~robustbench_ibn.results.EvalResult` holding per-image top-5 predictions.
+
+    Raises:
+        Interrupted: Ctrl-C; the finished batches are kept and the same call resumes from them.
     """
     started = time.perf_counter()
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"Expected on_bad_image to be one of {BAD_IMAGE_POLICIES}, but got {on_bad_image!r}.")
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
     dev = resolve_device(device)
     autocast = _autocast(dev, precision)  # validates precision before any work
     load_entry_points()  # installed plug-in packages (idempotent; ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1 skips)
@@ -206,8 +270,6 @@ def evaluate(
             )
     else:
         dataset = ImageNetVal(data, config, labels_file=labels_file, limit=limit)
-    if batch_size < 1:
-        raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
 
     rank, world, dev = init_from_env(dev)
@@ -233,58 +295,112 @@ def evaluate(
     batches = batch_grid(n, batch_size, rank, world)
     loader_s = compute_s = 0.0
     checked: set[str] = set()
+    bad: dict[str, str] = {}  # this rank's images that could not be decoded: relative path -> reason
     with state:
         done = state.done()
+        if on_bad_image == "error":  # batches of an interrupted "skip" run left images out: evaluate them again
+            done -= {b.k for b, _, preds in state.iter_done(batches) if (next(iter(preds.values())) < 0).any()}
         todo = [b for b in batches if b.k not in done]
         resumed = sum(b.stop - b.start for b in batches if b.k in done)
         if resumed and progress:
             print(f"{name}: resuming, {resumed} of {sum(b.stop - b.start for b in batches)} images already done "
                   f"(state in {state.directory})", file=sys.stderr)
-        loader = DataLoader(dataset, batch_sampler=[b.indices for b in todo], num_workers=workers,
+        loader = DataLoader(_Decoded(dataset), batch_sampler=[b.indices for b in todo], num_workers=workers,
                             pin_memory=dev.type == "cuda")
         bar = tqdm(total=sum(b.stop - b.start for b in batches), initial=resumed, unit="img",
                    desc=f"{name} x {len(shifts)} domains", disable=not progress or rank != 0, dynamic_ncols=True)
-        with torch.inference_mode(), autocast, bar:
-            tick = time.perf_counter()
-            for batch, (images, targets, index) in zip(todo, loader):
-                fetched = time.perf_counter()
-                loader_s += fetched - tick
-                x = images.to(dev, non_blocking=True).float().div_(255)
-                keys = [dataset.samples[i][0] for i in index.tolist()]
-                top5: dict[str, np.ndarray] = {}
-                for shift_name, shift in shifts.items():
-                    try:
-                        shifted = shift.apply_batch(x, keys)
-                    except TransformError:
-                        raise
-                    except Exception as err:  # a plug-in's bug: say which shift, where it lives, on which images
-                        raise TransformError(
-                            f"{shift_context(shift)} raised {type(err).__name__} on the batch starting with "
-                            f"{keys[0]!r}: {err}"
-                        ) from err
-                    if shift_name not in checked:  # plug-ins are checked on their first batch
-                        check_shift_output(shift, x, shifted)
-                        checked.add(shift_name)
-                    where = f"model {name!r} under shift {shift_name!r} on the batch starting with {keys[0]!r}"
-                    top5[shift_name] = _classify(wrapped, shifted, where)
-                state.commit(batch, targets.numpy(), top5)
+        try:
+            with torch.inference_mode(), autocast, bar:
                 tick = time.perf_counter()
-                compute_s += tick - fetched
-                bar.update(len(keys))
+                for batch, (images, targets, index, errors) in zip(todo, loader):
+                    fetched = time.perf_counter()
+                    loader_s += fetched - tick
+                    keys = [dataset.samples[i][0] for i in index.tolist()]
+                    ok = [j for j, error in enumerate(errors) if not error]
+                    for j in (j for j, error in enumerate(errors) if error):
+                        if on_bad_image == "skip":
+                            note = f"{name}: skipping {dataset.root / keys[j]}, which cannot be decoded: {errors[j]}"
+                        else:
+                            note = f"{name}: cannot decode {dataset.root / keys[j]}: {errors[j]}"
+                            if not bad:
+                                note += (". Carrying on to find every unreadable image (finished batches are saved), "
+                                         "then stopping with the list; Ctrl-C stops now, --on-bad-image skip leaves "
+                                         "such images out.")
+                        tqdm.write(note, file=sys.stderr)
+                        bad[keys[j]] = errors[j]
+                    # Unreadable images keep -1 (no prediction) in their rows; the others are classified as usual.
+                    top5 = {s: np.full((len(keys), TOPK), -1, dtype=np.int16) for s in shifts}
+                    if ok:
+                        x = images if len(ok) == len(keys) else images[ok]
+                        x = x.to(dev, non_blocking=True).float().div_(255)
+                        ok_keys = [keys[j] for j in ok]
+                        for shift_name, shift in shifts.items():
+                            try:
+                                shifted = shift.apply_batch(x, ok_keys)
+                            except TransformError:
+                                raise
+                            except Exception as err:  # a plug-in's bug: say which shift, where it lives, which images
+                                raise TransformError(
+                                    f"{shift_context(shift)} raised {type(err).__name__} on the batch starting with "
+                                    f"{ok_keys[0]!r}: {err}"
+                                ) from err
+                            if shift_name not in checked:  # plug-ins are checked on their first batch
+                                check_shift_output(shift, x, shifted)
+                                checked.add(shift_name)
+                            where = (f"model {name!r} under shift {shift_name!r} on the batch starting with "
+                                     f"{ok_keys[0]!r}")
+                            top5[shift_name][ok] = _classify(wrapped, shifted, where)
+                    # With "error" a batch holding an unreadable image is not saved: once the file is replaced, the
+                    # same command evaluates just that batch again.
+                    if len(ok) == len(keys) or on_bad_image == "skip":
+                        try:
+                            state.commit(batch, targets.numpy(), top5)
+                        except OSError as err:
+                            raise RuntimeError(
+                                f"cannot save batch {batch.k} (images {batch.start}-{batch.stop - 1}) in "
+                                f"{state.directory}: {err}. The {_saved_images(state, batches)} images saved before "
+                                f"are kept: free some space and run the same command again to resume."
+                            ) from err
+                    tick = time.perf_counter()
+                    compute_s += tick - fetched
+                    bar.update(len(keys))
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted: {_saved_images(state, batches)} of {sum(b.stop - b.start for b in batches)} images "
+                f"saved in {state.directory}; run the same command again to resume."
+            ) from None
         mine = [(b.start, labels_, preds) for b, labels_, preds in state.iter_done(batches)]
 
     labels = np.full(n, -1, dtype=np.int64)
     predictions = {s: np.full((n, TOPK), -1, dtype=np.int64) for s in shifts}
-    for part in all_gather(mine):
+    gathered = all_gather((mine, bad))
+    bad = {}
+    for part, part_bad in gathered:
+        bad.update(part_bad)
         for start, labels_, preds in part:
             labels[start:start + len(labels_)] = labels_
             for s in shifts:
                 predictions[s][start:start + len(labels_)] = preds[s]
+    if bad and on_bad_image == "error":
+        raise DataError(_bad_images_message(dataset.root, bad, n, state.directory))
     missing = int((labels < 0).sum())
     if missing:  # a loader that drops images must never produce numbers over a silent subset
         raise RuntimeError(f"Expected predictions for all {n} images, but {missing} were never evaluated.")
-    if rank == 0:
-        state.clear()  # the result now holds every prediction; the state is no longer needed
+    skipped_rows = np.flatnonzero(next(iter(predictions.values()))[:, 0] < 0)  # only with on_bad_image="skip"
+    if len(skipped_rows):
+        if len(skipped_rows) == n:
+            raise DataError(f"none of the {n} images in {dataset.root} can be decoded, e.g. "
+                            f"{dataset.root / dataset.samples[0][0]}: {bad.get(dataset.samples[0][0], '?')}.")
+        reasons = {dataset.samples[i][0]: bad.get(dataset.samples[i][0], "could not be decoded (earlier, interrupted "
+                   "part of this run)") for i in skipped_rows.tolist()}
+        keep = np.setdiff1d(np.arange(n), skipped_rows)
+        dataset = dataset.without(reasons)
+        labels = labels[keep]
+        predictions = {s: p[keep] for s, p in predictions.items()}
+        n = len(dataset)
+        dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root)), "description": dataset.describe(),
+                          "skipped": [{"image": rel, "error": reason} for rel, reason in sorted(reasons.items())]}
+        protocol["fingerprint"] = protocol_fingerprint(protocol, dataset_record)
 
     environment = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -297,7 +413,7 @@ def evaluate(
         "seed": seed,
         "versions": _versions(),
     }
-    return EvalResult(
+    result = EvalResult(
         model=name,
         weights=weights_record,
         dataset=dataset_record,
@@ -307,6 +423,18 @@ def evaluate(
         predictions=predictions,
         images=[path for path, _ in dataset.samples],
     )
+    if rank == 0:
+        if output is not None:
+            try:
+                result.save(output)
+            except OSError as err:
+                raise RuntimeError(
+                    f"cannot write the record {output}: {err}. Nothing computed is lost: every batch is kept in "
+                    f"{state.directory}. Free some space (or fix the path) and run the same command again: it writes "
+                    f"the record from the saved batches without evaluating anything."
+                ) from err
+        state.clear()  # the result now holds every prediction; the state is no longer needed
+    return result
 
 
 def _versions() -> dict[str, str]:

@@ -315,7 +315,7 @@ def list_transforms(
 
 
 _RANGE = re.compile(r"(?P<prefix>.*?)(?P<start>\d+(?:\.\d*)?|\.\d+):(?P<stop>\d+(?:\.\d*)?|\.\d+)"
-                    r":(?P<step>\d+(?:\.\d*)?|\.\d+)(?P<suffix>.*)\Z")
+                    r":(?P<step>\d+(?:\.\d*)?|\.\d+)(?P<suffix>.*)\Z", re.ASCII | re.DOTALL)
 MAX_RANGE_MEMBERS = 1000
 
 
@@ -338,26 +338,31 @@ def expand_transform_range(item: str) -> list[str]:
         raise TransformError(f"Expected a range step > 0 in {item!r}, but got {match['step']}.")
     if start > stop:
         raise TransformError(f"Expected a range START <= STOP in {item!r}, but got {match['start']} > {match['stop']}.")
-    count, rest = divmod(stop - start, step)
-    if rest != 0:
-        raise TransformError(
-            f"Expected STOP - START to be a whole number of STEPs in {item!r} (STOP is included), but "
-            f"{match['stop']} - {match['start']} is not a multiple of {match['step']}."
-        )
-    if count + 1 > MAX_RANGE_MEMBERS:
-        raise TransformError(f"Expected at most {MAX_RANGE_MEMBERS} shifts in range {item!r}, but got {int(count) + 1}.")
+    # Exact arithmetic whatever the numbers' lengths (the default 28 digits would round, and divmod would raise
+    # DivisionImpossible on a huge quotient): enough digits for the difference, the whole quotient and the members.
+    with decimal.localcontext() as ctx:
+        ctx.prec = 2 * sum(len(match[k]) for k in ("start", "stop", "step")) + 10
+        count, rest = divmod(stop - start, step)
+        if rest != 0:
+            raise TransformError(
+                f"Expected STOP - START to be a whole number of STEPs in {item!r} (STOP is included), but "
+                f"{match['stop']} - {match['start']} is not a multiple of {match['step']}."
+            )
+        if count + 1 > MAX_RANGE_MEMBERS:
+            raise TransformError(f"Expected at most {MAX_RANGE_MEMBERS} shifts in range {item!r}, but got "
+                                 f"{int(count) + 1}.")
 
-    def member(value: decimal.Decimal) -> str:
-        text = format(value.normalize(), "f")
-        return f"{match['prefix']}{text}{match['suffix']}"
+        def member(value: decimal.Decimal) -> str:
+            text = format(value.normalize(), "f")
+            return f"{match['prefix']}{text}{match['suffix']}"
 
-    first = member(start)
-    if first not in TRANSFORMS or TRANSFORMS.family_param(first) is None:
-        raise TransformError(
-            f"Expected a range over a family with a numeric parameter ({usage}), but {first!r} from {item!r} is "
-            f"not a family member. {TRANSFORMS.unknown_message(first) if first not in TRANSFORMS else ''}".rstrip()
-        )
-    return [member(start + i * step) for i in range(int(count) + 1)]
+        first = member(start)
+        if first not in TRANSFORMS or TRANSFORMS.family_param(first) is None:
+            raise TransformError(
+                f"Expected a range over a family with a numeric parameter ({usage}), but {first!r} from {item!r} is "
+                f"not a family member. {TRANSFORMS.unknown_message(first) if first not in TRANSFORMS else ''}".rstrip()
+            )
+        return [member(start + i * step) for i in range(int(count) + 1)]
 
 
 def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:

@@ -14,6 +14,7 @@ import http.client
 import os
 import re
 import uuid
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -189,6 +190,14 @@ def _fetch(url: str, hash_prefix: str | None, *, progress: bool = True) -> tuple
         except (OSError, http.client.HTTPException, ValueError) as e:  # URLError/HTTPError are OSErrors
             raise WeightsError(f"could not download {url}: {e}. If this machine is offline, {way_out}.") from e
         digest = file_sha256(tmp)
+        # Without a hash to check, a login/error page or a cut-off archive would otherwise sit in the cache and
+        # fail every later run; with one, this says why the hash differs.
+        problem = _not_a_file_download(tmp)
+        if problem and (not hash_prefix or not digest.startswith(hash_prefix)):
+            raise WeightsError(
+                f"{url} sent {problem}, not the file{f' (sha256 {digest})' if hash_prefix else ''}. It was discarded "
+                f"(nothing cached). Check the URL (it may need a login or have moved), or {way_out}."
+            )
         if hash_prefix and not digest.startswith(hash_prefix):
             raise WeightsError(
                 f"hash mismatch for {url}: expected a sha256 starting with {hash_prefix!r}, got {digest}. The "
@@ -198,6 +207,19 @@ def _fetch(url: str, hash_prefix: str | None, *, progress: bool = True) -> tuple
     finally:
         tmp.unlink(missing_ok=True)
     return dst, digest
+
+
+def _not_a_file_download(path: Path) -> str | None:
+    """What a download obviously is instead of a file (an HTML page, a cut-off zip archive), or None."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (
+            text.startswith(b"<") and b"<html" in text):
+        return "an HTML page"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):  # torch.save files are zip archives
+        return "an incomplete zip archive (the download was cut off)"
+    return None
 
 
 # --- loading -------------------------------------------------------------------------------------------------
