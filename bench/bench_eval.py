@@ -33,18 +33,9 @@ import robustbench_ibn as rb
 from robustbench_ibn.data import ImageNetVal
 from robustbench_ibn.models.calibrate import calibrate_random_init
 
-ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample" / "val"
+from _common import SAMPLE_VAL, sample_tree
 SHIFTS = "rgb+50,r+50,std1.5"
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def subset(n: int, dest: Path) -> Path:
-    """The first n shared images as an ImageFolder tree of symlinks."""
-    for class_dir in sorted(ROOT.iterdir())[:n]:
-        (dest / class_dir.name).mkdir(parents=True)
-        for image in class_dir.iterdir():
-            (dest / class_dir.name / image.name).symlink_to(image)
-    return dest
 
 
 def reference_shifts() -> dict[str, T.Lambda]:
@@ -94,8 +85,8 @@ def peak_rss_mb(n: int, model: str, batch: int, workers: int) -> float:
     """Peak RSS of a fresh process evaluating n images x 4 domains (random weights)."""
     code = (
         "import sys, tempfile, robustbench_ibn as rb; from pathlib import Path;"
-        "sys.path.insert(0, %r); from bench_eval import peak_mb, subset;"
-        "d = subset(%d, Path(tempfile.mkdtemp()) / 'val');"
+        "sys.path.insert(0, %r); from bench_eval import peak_mb; from _common import sample_tree;"
+        "d = sample_tree(%d, Path(tempfile.mkdtemp()) / 'val');"
         "rb.evaluate(%r, d, %r, weights='random', batch_size=%d, workers=%d, progress=False,"
         " state_dir=tempfile.mkdtemp());"
         "print(peak_mb())"
@@ -116,11 +107,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
-    root = subset(args.n, tmp / "val")
+    root = sample_tree(args.n, tmp / "val")
 
     # Calibrated random weights, so that "identical predictions" is a real check (see calibrate_random_init).
     model = rb.create_model(args.model, weights="random")
-    calib = torch.stack([ImageNetVal(ROOT)[i][0] for i in range(0, 500, 10)]).float().div(255)
+    calib = torch.stack([ImageNetVal(SAMPLE_VAL)[i][0] for i in range(0, 500, 10)]).float().div(255)
     calibrate_random_init(model, calib, MEAN, STD)
 
     # Alternate the two loops and keep each one's best time: load from other processes drifts, and

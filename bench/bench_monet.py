@@ -23,16 +23,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_VAL = ROOT.parent / "shared" / "data" / "imagenet-sample" / "val"
-
-
-def _few_images(n: int, dest: Path) -> Path:
-    for class_dir in sorted(SAMPLE_VAL.iterdir())[:n]:
-        (dest / class_dir.name).mkdir(parents=True)
-        for image in class_dir.iterdir():
-            (dest / class_dir.name / image.name).symlink_to(image)
-    return dest
+from _common import SAMPLE_VAL, sample_tree
 
 
 def _random_official_file(path: Path) -> Path:
@@ -102,7 +93,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_monet_") as tmp_name:
         tmp = Path(tmp_name)
         weights = args.weights or _random_official_file(tmp / "style_monet.pth")
-        data = _few_images(args.images, tmp / "val")
+        data = sample_tree(args.images, tmp / "val")
         dataset = ImageNetVal(data)
         crops = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
         print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .data import DataConfig, DataError, ImageNetVal, build_transform, load_rgb
-from .models import create_model
+from .models import prepare_model
 from .models.calibrate import calibrate_random_init
 from .plugins import load_entry_points
 from .results import atomic_write_text
@@ -555,7 +555,8 @@ def feature_divergence(
     datasets: dict[tuple[Any, ...], list[ImageNetVal | _ImageSet]] = {}
     domain_records: list[dict[str, Any]] = []
     for model in model_list:
-        net, name, config, weights_record = _build(model, weights, seed, model_kwargs, data_config)
+        net, name, config, weights_record = prepare_model(model, weights, seed=seed, model_kwargs=model_kwargs,
+                                                         data_config=data_config)
         if any(record["name"] == name for record in model_records):
             raise ValueError(f"Expected distinct models, but got {name!r} twice (rename a module's model_name).")
         key = (config.resize, config.crop, config.interpolation)
@@ -635,25 +636,6 @@ def _weights_line(source: Any, record: Mapping[str, Any]) -> str:
         return (f"!!! RANDOM INIT (seed {record.get('seed')}) - not pretrained: the divergences describe the "
                 "architecture at init, not a trained network !!!")
     return source.describe() if source is not None else str(record.get("description", "user-supplied nn.Module"))
-
-
-def _build(
-    model: str | nn.Module, weights: str, seed: int, model_kwargs: Mapping[str, Any] | None,
-    data_config: DataConfig | None,
-) -> tuple[nn.Module, str, DataConfig, dict[str, Any]]:
-    if isinstance(model, str):
-        net = create_model(model, weights, seed=seed, **dict(model_kwargs or {}))
-        name = model
-    else:
-        if model_kwargs:
-            raise ValueError("model_kwargs only apply to registered model names, not to an nn.Module.")
-        net, name = model, getattr(model, "model_name", type(model).__name__)
-    config = data_config or getattr(net, "data_config", None)
-    if config is None:
-        raise ValueError(f"Expected a data config for model {name!r}; pass data_config=DataConfig(...).")
-    source = getattr(net, "weights_source", None)
-    record = source.to_dict() if source is not None else {"kind": "module", "description": "user-supplied nn.Module"}
-    return net.eval(), name, config, record
 
 
 def _batches(

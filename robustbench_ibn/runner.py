@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .data import DataConfig, DataError, ImageNetVal
 from .distributed import all_gather, init_from_env
-from .models import create_model
+from .models import prepare_model
 from .results import EvalResult, protocol_fingerprint
 from .state import Batch, RunState, batch_grid, default_state_root, run_key
 from .plugins import load_entry_points
@@ -157,33 +157,6 @@ def _classify(model: nn.Module, images: torch.Tensor, where: str) -> np.ndarray:
     return logits.float().topk(TOPK, dim=1).indices.cpu().numpy().astype(np.int16)
 
 
-def _prepare_model(
-    model: str | nn.Module, weights: str, seed: int, model_kwargs: Mapping[str, Any] | None,
-    data_config: DataConfig | None,
-) -> tuple[nn.Module, str, DataConfig, dict[str, Any]]:
-    if isinstance(model, str):
-        net = create_model(model, weights, seed=seed, **dict(model_kwargs or {}))
-        name = model
-    else:
-        net, name = model, getattr(model, "model_name", type(model).__name__)
-        if model_kwargs:
-            raise ValueError("model_kwargs only apply to registered model names, not to an nn.Module.")
-    config = data_config or getattr(net, "data_config", None)
-    if config is None:
-        raise ValueError(
-            f"Expected a data config for model {name!r} (its resize, crop, interpolation, mean and std), "
-            f"but it has none. Pass data_config=DataConfig(...) to evaluate()."
-        )
-    source = getattr(net, "weights_source", None)
-    weights_record = (
-        {**source.to_dict(), "description": source.describe()}
-        if source is not None
-        else {"kind": "module", "location": None, "sha256": None, "seed": None,
-              "description": "user-supplied nn.Module (weights not tracked)"}
-    )
-    return net, name, config, weights_record
-
-
 def evaluate(
     model: str | nn.Module,
     data: str | os.PathLike[str] | ImageNetVal,
@@ -256,7 +229,8 @@ def evaluate(
     # Shifts are built and set up first (generator weights found, downloaded, hashed): a shift that cannot
     # run stops the call before any model is built or image decoded.
     prepared = prepare_transforms(names, weights=transform_weights, progress=progress)
-    net, name, config, weights_record = _prepare_model(model, weights, seed, model_kwargs, data_config)
+    net, name, config, weights_record = prepare_model(model, weights, seed=seed, model_kwargs=model_kwargs,
+                                                     data_config=data_config)
     # bind: the model's normalization (std×F) and the run seed (stochastic shifts seed per image from it).
     shifts: dict[str, Shift] = {n: s.bind(config.mean, config.std, seed=seed) for n, s in prepared.items()}
     if isinstance(data, ImageNetVal):

@@ -1,7 +1,8 @@
 """Models: the IBN-Net zoo with official keys, the paper's variants, torchvision baselines, adapters for
 torchvision / timm / torch.hub backbones, the registry and weights."""
 
-from ._api import MODELS, ModelInfo, create_model, list_models, model_info, register_model, register_resolver
+from ._api import (MODELS, ModelInfo, create_model, list_models, model_info, prepare_model, register_model,
+                   register_resolver)
 from ._classes import ClassMapped
 from ._weights import WeightsSource, load_weights
 
@@ -10,4 +11,4 @@ from . import resnet_ibn, resnext_ibn, se_resnet_ibn, densenet_ibn, torchvision_
 from . import adapters  # noqa: E402,F401  isort: skip
 
 __all__ = ["MODELS", "ClassMapped", "ModelInfo", "WeightsSource", "create_model", "list_models", "load_weights",
-           "model_info", "register_model", "register_resolver"]
+           "model_info", "prepare_model", "register_model", "register_resolver"]

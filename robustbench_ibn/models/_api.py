@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,8 @@ from ..registry import Registry
 from ._classes import apply_class_map
 from ._weights import WeightsSource, load_weights
 
-__all__ = ["ModelInfo", "MODELS", "register_model", "register_resolver", "create_model", "list_models", "model_info"]
+__all__ = ["ModelInfo", "MODELS", "register_model", "register_resolver", "create_model", "list_models", "model_info",
+           "prepare_model"]
 
 
 @dataclass(frozen=True)
@@ -161,3 +162,40 @@ def create_model(
     model.data_config = info.data_config
     model.weights_source = source
     return model.eval()
+
+
+def prepare_model(
+    model: str | nn.Module,
+    weights: str = "official",
+    *,
+    seed: int = 0,
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
+) -> tuple[nn.Module, str, DataConfig, dict[str, Any]]:
+    """A model name or module, ready for a run: ``(network, name, data config, weights record)``.
+
+    A name goes through :func:`create_model`; a module is used as it is and needs a data config (its own
+    ``data_config`` attribute or ``data_config``). The weights record is what results store: the
+    :class:`WeightsSource` fields plus a one-line ``description``.
+    """
+    if isinstance(model, str):
+        net = create_model(model, weights, seed=seed, **dict(model_kwargs or {}))
+        name = model
+    else:
+        if model_kwargs:
+            raise ValueError("model_kwargs only apply to registered model names, not to an nn.Module.")
+        net, name = model, getattr(model, "model_name", type(model).__name__)
+    config = data_config or getattr(net, "data_config", None)
+    if config is None:
+        raise ValueError(
+            f"Expected a data config for model {name!r} (its resize, crop, interpolation, mean and std), "
+            f"but it has none. Pass data_config=DataConfig(...)."
+        )
+    source = getattr(net, "weights_source", None)
+    record = (
+        {**source.to_dict(), "description": source.describe()}
+        if source is not None
+        else {"kind": "module", "location": None, "sha256": None, "seed": None,
+              "description": "user-supplied nn.Module (weights not tracked)"}
+    )
+    return net.eval(), name, config, record
