@@ -134,7 +134,9 @@ def main() -> None:
     bf16_s = time.perf_counter() - t0
 
     top1_same = all(np.array_equal(ours.predictions[k][:, 0], ref[k][:, 0]) for k in ref)
-    top5_same = all(np.array_equal(np.sort(ours.predictions[k], 1), np.sort(ref[k], 1)) for k in ref)
+    # Top-5 *sets*: channels_last and the default format round convolutions differently, so a near-tie
+    # at rank 5 can swap; count such images rather than hide them.
+    top5_diff = {k: int((np.sort(ours.predictions[k], 1) != np.sort(ref[k], 1)).any(1).sum()) for k in ref}
     changed = {k: int((bf16.predictions[k][:, 0] != ours.predictions[k][:, 0]).sum()) for k in ref}
     env = ours.environment
     report = {
@@ -142,7 +144,7 @@ def main() -> None:
         "workers": args.workers, "threads": args.threads,
         "repeats": args.repeats, "reference_s": round(ref_s, 2), "ours_s": round(ours_s, 2),
         "throughput_ratio": round(ref_s / ours_s, 3),
-        "identical_top1": top1_same, "identical_top5_sets": top5_same,
+        "identical_top1": top1_same, "top5_set_differs": top5_diff,
         "pure_forward_s": round(forward_s, 2), "overhead_ratio": round(ours_s / forward_s, 3),
         "loader_wait_s": env["loader_wait_s"], "compute_s": env["compute_s"],
         "bf16_s": round(bf16_s, 2), "bf16_speedup": round(ours_s / bf16_s, 3),

@@ -397,7 +397,7 @@ def test_all_stops_before_any_work_without_weights(sample_val, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a model was built or images were read before the weights check")
 
-    monkeypatch.setattr(runner, "_prepare_model", no_work)
+    monkeypatch.setattr(runner, "prepare_model", no_work)
     monkeypatch.setattr(ImageNetVal, "__init__", no_work)
     with pytest.raises(TransformError) as err:
         evaluate("resnet18_ibn_b", sample_val, "all", weights="random", progress=False)
