@@ -3,6 +3,9 @@ statistics are calibrated on those images (random weights alone give one class f
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,15 @@ from robustbench_ibn.models.calibrate import calibrate_random_init
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE_VAL = SHARED_DATA / "imagenet-sample" / "val"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Tests only ever talk to 127.0.0.1; a proxy from the environment must not intercept that."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +80,46 @@ def calibrated_models(calibration_batch: torch.Tensor) -> dict[str, nn.Module]:
         cfg = model.data_config
         models[name] = calibrate_random_init(model, calibration_batch, cfg.mean, cfg.std)
     return models
+
+
+class LocalServer:
+    """A file server on 127.0.0.1 (port 0) in a thread, counting the requests it answers."""
+
+    def __init__(self, root: Path) -> None:
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+                outer.requests += 1
+                super().do_GET()
+
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def local_server(tmp_path: Path):
+    """A LocalServer serving a fresh folder."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = LocalServer(root)
+    try:
+        yield server, root
+    finally:
+        server.stop()

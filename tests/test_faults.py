@@ -39,7 +39,6 @@ from robustbench_ibn.models._weights import WeightsError, cached_download
 from robustbench_ibn.results import EvalResult, atomic_write_text
 from robustbench_ibn.stylecache import StyleCache
 from robustbench_ibn.transforms import TRANSFORMS
-from test_weights import _Server
 
 BIN = Path(sys.executable).parent
 FAST = ["--model", "resnet18_ibn_b", "--weights", "random", "--workers", "0"]
@@ -182,28 +181,14 @@ def test_nothing_is_executed_from_a_data_folder(capsys, data, tmp_path, monkeypa
 
 
 # -- weights -------------------------------------------------------------------------------------------
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    root = tmp_path / "served"
-    root.mkdir()
-    server = _Server(root)
-    try:
-        yield server, root
-    finally:
-        server.stop()
-
-
 def cache_files() -> list[str]:
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 @pytest.mark.parametrize("name", ["weights.pth", "weights-0a1b2c3d.pth"], ids=["no-hash", "hash-in-name"])
-def test_a_download_that_returns_an_html_page_is_refused_and_not_cached(served, name):
-    server, root = served
+def test_a_download_that_returns_an_html_page_is_refused_and_not_cached(local_server, name):
+    server, root = local_server
     (root / name).write_text("<!DOCTYPE html>\n<html><body>Please sign in to download</body></html>\n")
     with pytest.raises(WeightsError) as info:
         create_model("resnet18_ibn_b", weights=server.url(name))
@@ -213,8 +198,8 @@ def test_a_download_that_returns_an_html_page_is_refused_and_not_cached(served, 
     assert cache_files() == []
 
 
-def test_a_cut_off_download_is_refused_and_not_cached(served, tmp_path):
-    server, root = served
+def test_a_cut_off_download_is_refused_and_not_cached(local_server, tmp_path):
+    server, root = local_server
     torch.save({"w": torch.zeros(1000)}, tmp_path / "whole.pth")
     (root / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:-200])
     with pytest.raises(WeightsError, match=r"sent an incomplete zip archive \(the download was cut off\)"):

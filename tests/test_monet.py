@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.server
 import json
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -326,41 +324,12 @@ def test_generator_batch_size_per_device():
 # --- weights discovery --------------------------------------------------------------------------------------
 
 
-class _Server:
-    def __init__(self, root: Path) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                outer.requests += 1
-                super().do_GET()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def served(tmp_path, ckpt, monkeypatch):
-    root = tmp_path / "served"
-    root.mkdir()
+def served(local_server, ckpt, monkeypatch):
+    server, root = local_server
     (root / "style_monet.pth").write_bytes(ckpt.read_bytes())
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    server = _Server(root)
     monkeypatch.setattr(cyclegan, "URL_TEMPLATE", f"http://127.0.0.1:{server.httpd.server_address[1]}/{{file}}")
-    yield server
-    server.stop()
+    return server
 
 
 def test_download_then_hub_cache(served, ckpt, tmp_path):

@@ -5,17 +5,15 @@ Offline: downloads come from an http.server on 127.0.0.1 started here; the torch
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+
+from conftest import LocalServer
 
 from robustbench_ibn.models._api import ModelInfo
 from robustbench_ibn.models._weights import WeightsError, WeightsSource, cached_download, file_sha256, load_weights
@@ -64,54 +62,7 @@ def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)  # recorded so teardown restores it
     torch.hub.set_dir(str(hub))
-    # A proxy from the environment must not intercept requests to the local server.
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     return hub
-
-
-class _Server:
-    """A file server on 127.0.0.1 (port 0) in a thread, counting the requests it answers."""
-
-    def __init__(self, root: Path) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-                outer.requests += 1
-                super().do_GET()
-
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.running = True
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[_Server, Path]]:
-    root = tmp_path / "served"
-    root.mkdir()
-    srv = _Server(root)
-    try:
-        yield srv, root
-    finally:
-        srv.stop()
 
 
 def _publish(root: Path, stem: str) -> tuple[str, str, dict[str, torch.Tensor]]:
@@ -280,8 +231,8 @@ def test_official_without_url_raises() -> None:
         load_weights(_fresh(), "official", info=INFO, seed=0)
 
 
-def test_official_download_then_cache(server: tuple[_Server, Path], hub_dir: Path) -> None:
-    srv, root = server
+def test_official_download_then_cache(local_server: tuple[LocalServer, Path], hub_dir: Path) -> None:
+    srv, root = local_server
     name, digest, state = _publish(root, "tiny")
     info = ModelInfo(name="tiny", url=srv.url(name), hash_prefix=digest[:8])
 
@@ -301,8 +252,8 @@ def test_official_download_then_cache(server: tuple[_Server, Path], hub_dir: Pat
     assert srv.requests == 1
 
 
-def test_url_spec_checks_hash_from_file_name(server: tuple[_Server, Path], hub_dir: Path) -> None:
-    srv, root = server
+def test_url_spec_checks_hash_from_file_name(local_server: tuple[LocalServer, Path], hub_dir: Path) -> None:
+    srv, root = local_server
     name, digest, state = _publish(root, "mine")
     model = _fresh()
     src = load_weights(model, srv.url(name), info=INFO, seed=0)
@@ -318,8 +269,8 @@ def test_url_spec_checks_hash_from_file_name(server: tuple[_Server, Path], hub_d
     assert _cache_files(hub_dir) == [name]
 
 
-def test_wrong_hash_prefix_fails_and_caches_nothing(server: tuple[_Server, Path], hub_dir: Path) -> None:
-    srv, root = server
+def test_wrong_hash_prefix_fails_and_caches_nothing(local_server: tuple[LocalServer, Path], hub_dir: Path) -> None:
+    srv, root = local_server
     name, digest, _ = _publish(root, "tiny")
     bad_prefix = "0" * 8 if not digest.startswith("0" * 8) else "f" * 8
     info = ModelInfo(name="tiny", url=srv.url(name), hash_prefix=bad_prefix)
@@ -346,8 +297,8 @@ def test_unreachable_url_names_url_and_way_out(hub_dir: Path) -> None:
     assert _cache_files(hub_dir) == []
 
 
-def test_http_404_is_a_weights_error(server: tuple[_Server, Path], hub_dir: Path) -> None:
-    srv, _ = server
+def test_http_404_is_a_weights_error(local_server: tuple[LocalServer, Path], hub_dir: Path) -> None:
+    srv, _ = local_server
     with pytest.raises(WeightsError, match="could not download"):
         cached_download(srv.url("absent-abcdef12.pth"), "abcdef12", progress=False)
     assert _cache_files(hub_dir) == []
@@ -364,8 +315,8 @@ def test_corrupt_cached_file_is_reported(hub_dir: Path) -> None:
     assert str(cached) in str(exc.value) and "abcdef12" in str(exc.value)
 
 
-def test_cached_download_returns_cache_path(server: tuple[_Server, Path], hub_dir: Path) -> None:
-    srv, root = server
+def test_cached_download_returns_cache_path(local_server: tuple[LocalServer, Path], hub_dir: Path) -> None:
+    srv, root = local_server
     name, digest, _ = _publish(root, "gan")
     path = cached_download(srv.url(name), digest[:8], progress=False)
     assert path == hub_dir / "checkpoints" / name
