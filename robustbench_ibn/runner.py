@@ -88,6 +88,11 @@ class _Decoded(Dataset):
         return crop, label, index, ""
 
 
+def _dataset_record(dataset: ImageNetVal) -> dict[str, Any]:
+    """What a result records of its images: the fingerprint, where they are, and a one-line description."""
+    return {**dataset.fingerprint(), "root": str(Path(dataset.root)), "description": dataset.describe()}
+
+
 def _saved_images(state: RunState, batches: Sequence[Batch]) -> int:
     done = state.done()
     return sum(b.stop - b.start for b in batches if b.k in done)
@@ -249,7 +254,7 @@ def evaluate(
     rank, world, dev = init_from_env(dev)
     wrapped = Normalized(net, config.mean, config.std).to(dev, memory_format=torch.channels_last).eval()
     n = len(dataset)
-    dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root)), "description": dataset.describe()}
+    dataset_record = _dataset_record(dataset)
     protocol: dict[str, Any] = {
         "geometry": {k: getattr(config, k) for k in ("resize", "crop", "interpolation")},
         "normalization": {"mean": list(config.mean), "std": list(config.std), "inside_model": True},
@@ -267,6 +272,7 @@ def evaluate(
                    "dataset": dataset_record, "protocol": protocol, "batch_size": batch_size})
     state = RunState(Path(state_dir or default_state_root()) / key, list(shifts), rank=rank)
     batches = batch_grid(n, batch_size, rank, world)
+    my_images = sum(b.stop - b.start for b in batches)
     loader_s = compute_s = 0.0
     checked: set[str] = set()
     bad: dict[str, str] = {}  # this rank's images that could not be decoded: relative path -> reason
@@ -277,11 +283,11 @@ def evaluate(
         todo = [b for b in batches if b.k not in done]
         resumed = sum(b.stop - b.start for b in batches if b.k in done)
         if resumed and progress:
-            print(f"{name}: resuming, {resumed} of {sum(b.stop - b.start for b in batches)} images already done "
+            print(f"{name}: resuming, {resumed} of {my_images} images already done "
                   f"(state in {state.directory})", file=sys.stderr)
         loader = DataLoader(_Decoded(dataset), batch_sampler=[b.indices for b in todo], num_workers=workers,
                             pin_memory=dev.type == "cuda")
-        bar = tqdm(total=sum(b.stop - b.start for b in batches), initial=resumed, unit="img",
+        bar = tqdm(total=my_images, initial=resumed, unit="img",
                    desc=f"{name} x {len(shifts)} domains", disable=not progress or rank != 0, dynamic_ncols=True)
         try:
             with torch.inference_mode(), autocast, bar:
@@ -340,7 +346,7 @@ def evaluate(
                     bar.update(len(keys))
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted: {_saved_images(state, batches)} of {sum(b.stop - b.start for b in batches)} images "
+                f"interrupted: {_saved_images(state, batches)} of {my_images} images "
                 f"saved in {state.directory}; run the same command again to resume."
             ) from None
         mine = [(b.start, labels_, preds) for b, labels_, preds in state.iter_done(batches)]
@@ -372,8 +378,8 @@ def evaluate(
         labels = labels[keep]
         predictions = {s: p[keep] for s, p in predictions.items()}
         n = len(dataset)
-        dataset_record = {**dataset.fingerprint(), "root": str(Path(dataset.root)), "description": dataset.describe(),
-                          "skipped": [{"image": rel, "error": reason} for rel, reason in sorted(reasons.items())]}
+        dataset_record = _dataset_record(dataset)
+        dataset_record["skipped"] = [{"image": rel, "error": reason} for rel, reason in sorted(reasons.items())]
         protocol["fingerprint"] = protocol_fingerprint(protocol, dataset_record)
 
     environment = {
