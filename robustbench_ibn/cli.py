@@ -14,7 +14,7 @@ import torch
 from .data import DataError
 from .distributed import is_main
 from .models import MODELS, list_models, model_info
-from .models._weights import WeightsError
+from .hub import WeightsError
 from .models.adapters import describe_adapters
 from .plugins import PluginError, load_entry_points, load_plugins
 from .leaderboard import LeaderboardError, save_entry, write_leaderboard

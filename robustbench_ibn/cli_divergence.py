@@ -13,7 +13,7 @@ from .cli import DATA_ENV, parse_kwargs, parse_transform_weights
 from .data import DataError
 from .divergence import EPS, divergence_json, divergence_table, feature_divergence, plot_divergence, save_divergence
 from .models import model_info
-from .models._weights import WeightsError
+from .hub import WeightsError
 from .plugins import PluginError, load_entry_points, load_plugins
 from .transforms import TransformError
 

@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from .text import listing
+
 __all__ = [
     "DataConfig",
     "DataError",
@@ -166,17 +168,13 @@ def _visible_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _few(items: list[str], k: int = 5) -> str:
-    return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
-
-
 def _discover_imagefolder(root: Path, class_dirs: list[Path]) -> list[tuple[str, int]]:
     index = _wnid_index()
     unknown = [d.name for d in class_dirs if d.name not in index]
     if unknown:
         raise DataError(f"{root / unknown[0]} is not an ImageNet-1k class folder: in the ImageFolder layout every "
                         f"sub-folder of {root} must be named by a wnid such as n01440764 "
-                        f"({len(unknown)} unknown: {_few(unknown)}). Move or remove the unknown folder(s).")
+                        f"({len(unknown)} unknown: {listing(unknown, 5)}). Move or remove the unknown folder(s).")
     samples = []
     for d in class_dirs:
         # Walk recursively and follow links, as torchvision's ImageFolder does.
@@ -265,12 +263,12 @@ def _discover_flat(root: Path, images: list[Path], labels_file: Path | None) -> 
             missing.append(p.name)
     if missing:
         raise DataError(f"{root / missing[0]} has no label in {labels_file} ({len(missing)} of {len(images)} images "
-                        f"unlabelled: {_few(missing)}). Use the labels file that belongs to these images, "
+                        f"unlabelled: {listing(missing, 5)}). Use the labels file that belongs to these images, "
                         "or remove the unlabelled images.")
     absent = sorted(set(labels) - used)
     if absent:
         # Evaluating silently on fewer images than the labels promise would publish a number for another set.
-        raise DataError(f"{labels_file} lists {len(absent)} images that are not in {root} ({_few(absent)}). "
+        raise DataError(f"{labels_file} lists {len(absent)} images that are not in {root} ({listing(absent, 5)}). "
                         "Restore the missing images, or give a labels file listing exactly the images present "
                         "(use limit=N for a deliberate subset).")
     return samples, labels_file
@@ -332,7 +330,7 @@ class ImageNetVal(Dataset):
         self.labels_file: Path | None = None
         if dirs:
             if images:
-                raise DataError(f"{root} mixes class sub-folders with loose images ({_few([p.name for p in images])});"
+                raise DataError(f"{root} mixes class sub-folders with loose images ({listing([p.name for p in images], 5)});"
                                 " keep one layout: move the loose images into their wnid folders or elsewhere.")
             if labels_file is not None:
                 raise DataError(f"labels_file={labels_file} was given but {root} has class sub-folders (ImageFolder "
@@ -382,7 +380,7 @@ class ImageNetVal(Dataset):
         """
         unknown = sorted(set(skipped) - {rel for rel, _ in self.samples})
         if unknown:
-            raise DataError(f"Expected images of {self.root} to leave out, but got {_few(unknown)}.")
+            raise DataError(f"Expected images of {self.root} to leave out, but got {listing(unknown, 5)}.")
         subset = copy.copy(self)
         subset.samples = [s for s in self.samples if s[0] not in skipped]
         subset.skipped = {**self.skipped, **skipped}
@@ -412,7 +410,7 @@ class ImageNetVal(Dataset):
                 text += f", class-balanced subset (limit {self.limit} of {self.n_available})"
         if self.skipped:
             k = len(self.skipped)
-            text += f", {k} unreadable image{'s' if k > 1 else ''} skipped ({_few(sorted(self.skipped), 3)})"
+            text += f", {k} unreadable image{'s' if k > 1 else ''} skipped ({listing(sorted(self.skipped), 3)})"
         c = self.config
         text += f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
         return text + f", sha256 {self.fingerprint()['sha256'][:12]}"

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,8 +55,10 @@ from .data import DataConfig, DataError, ImageNetVal, build_transform, load_rgb
 from .models import prepare_model
 from .models.calibrate import calibrate_random_init
 from .plugins import load_entry_points
-from .results import atomic_write_text
-from .runner import Normalized, resolve_device
+from .files import atomic_write_text
+from .env import device_name, resolve_device, software_versions
+from .runner import Normalized
+from .text import random_weights_mark, significant
 from .transforms import Shift, TransformError, check_shift_output, prepare_transforms, shift_context
 
 __all__ = [
@@ -620,8 +621,8 @@ def feature_divergence(
         "environment": {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": round(time.perf_counter() - started, 3),
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.machine()})",
-            "batch_size": batch_size, "seed": seed, "versions": _versions(),
+            "device": device_name(dev),
+            "batch_size": batch_size, "seed": seed, "versions": software_versions(),
         },
     }
     return result
@@ -633,8 +634,8 @@ def _root(dataset: ImageNetVal | _ImageSet) -> str:
 
 def _weights_line(source: Any, record: Mapping[str, Any]) -> str:
     if record.get("kind") == "random":
-        return (f"!!! RANDOM INIT (seed {record.get('seed')}) - not pretrained: the divergences describe the "
-                "architecture at init, not a trained network !!!")
+        what = "the divergences describe the architecture at init, not a trained network"
+        return f"!!! {random_weights_mark(record.get('seed'), what=what)} !!!"
     return source.describe() if source is not None else str(record.get("description", "user-supplied nn.Module"))
 
 
@@ -703,15 +704,6 @@ def _batches(
     return stream, describe
 
 
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    from . import __version__
-
-    return {"robustbench_ibn": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "python": platform.python_version()}
-
-
 # -- presentation -----------------------------------------------------------------------------------
 def _model_columns(frame: pd.DataFrame) -> dict[str, str]:
     """Model name -> column title (random-init models are marked, as in the Table 1 reports)."""
@@ -764,7 +756,7 @@ def divergence_table(frame: pd.DataFrame, *, header: bool = True) -> str:
     titles = _model_columns(frame)
     wide = frame.pivot(index="layer_index", columns="model", values="divergence")
     names = frame.groupby("layer_index")["layer"].agg(lambda s: " / ".join(dict.fromkeys(s)))
-    rows = [[i, names[i], *[_fmt(wide.at[i, m]) for m in titles]] for i in wide.index]
+    rows = [[i, names[i], *[significant(wide.at[i, m]) for m in titles]] for i in wide.index]
     table = tabulate(rows, headers=["#", "layer", *titles.values()], tablefmt="github", disable_numparse=True,
                      colalign=("right", "left", *("right",) * len(titles)))
     degenerate = int(frame["degenerate_channels"].sum())
@@ -776,10 +768,6 @@ def divergence_table(frame: pd.DataFrame, *, header: bool = True) -> str:
         parts.append(f"note: {degenerate} channel(s) over all layers and models had a variance <= eps in a domain "
                      "(a constant channel); there the eps guard, not the data, bounds the divergence.")
     return "\n\n".join(parts)
-
-
-def _fmt(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
 def divergence_json(frame: pd.DataFrame) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .results import EvalResult, atomic_write_text
+from .files import atomic_write_text
+from .results import EvalResult
 
 __all__ = [
     "ENTRY_SCHEMA_VERSION",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .files import atomic_write_text
 from .metrics import prediction_uncertainty, topk_counts
 
-__all__ = ["SCHEMA_VERSION", "DomainResult", "EvalResult", "atomic_write_text", "protocol_fingerprint"]
+__all__ = ["SCHEMA_VERSION", "DomainResult", "EvalResult", "protocol_fingerprint"]
 
 SCHEMA_VERSION = 1
 
@@ -34,26 +34,6 @@ class DomainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` so that ``path`` holds either the old content or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def protocol_fingerprint(protocol: dict[str, Any], dataset: dict[str, Any]) -> str:

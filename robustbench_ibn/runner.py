@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from .data import DataConfig, DataError, ImageNetVal
 from .distributed import all_gather, init_from_env
+from .env import device_name, resolve_device, software_versions
 from .models import prepare_model
 from .results import EvalResult, protocol_fingerprint
 from .state import Batch, RunState, batch_grid, default_state_root, run_key
@@ -107,20 +107,6 @@ def _bad_images_message(root: Path, bad: Mapping[str, str], n: int, state_dir: P
         f"with --on-bad-image skip (on_bad_image='skip') to leave them out: the result then records which."
     )
     return "\n".join(lines)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is an error, not a fallback."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:  # torch: "Invalid device string"
-        raise ValueError(f"Expected --device to be auto, cpu, cuda or cuda:N (or another torch device type such as "
-                         f"mps), but got {str(device)!r}.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("Expected a CUDA device for --device cuda, but torch sees none. Use --device cpu.")
-    return dev
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -387,11 +373,11 @@ def evaluate(
         "duration_s": round(time.perf_counter() - started, 3),
         "loader_wait_s": round(loader_s, 3),
         "compute_s": round(compute_s, 3),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "device": device_name(dev),
         "batch_size": batch_size,
         "workers": workers,
         "seed": seed,
-        "versions": _versions(),
+        "versions": software_versions(),
     }
     result = EvalResult(
         model=name,
@@ -415,16 +401,3 @@ def evaluate(
                 ) from err
         state.clear()  # the result now holds every prediction; the state is no longer needed
     return result
-
-
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    from . import __version__
-
-    return {
-        "robustbench_ibn": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-    }

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write, cache_root
+
 __all__ = ["Batch", "RunState", "batch_grid", "default_state_root", "run_key"]
 
-CACHE_ENV = "ROBUSTBENCH_IBN_CACHE"
-
-
 def default_state_root() -> Path:
-    """``$ROBUSTBENCH_IBN_CACHE/runs``, else ``~/.cache/robustbench_ibn/runs``."""
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "robustbench_ibn") / "runs"
+    """``<cache root>/runs`` (:func:`robustbench_ibn.files.cache_root`)."""
+    return cache_root() / "runs"
 
 
 def run_key(spec: Mapping[str, Any]) -> str:
@@ -112,16 +109,8 @@ class RunState:
 
     def commit(self, batch: Batch, labels: np.ndarray, predictions: Mapping[str, np.ndarray]) -> None:
         """Write one finished batch atomically."""
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".batch-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, labels=labels, **{f"pred_{i}": predictions[s] for i, s in enumerate(self.shifts)})
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path(batch.k))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self._path(batch.k), "wb") as f:
+            np.savez(f, labels=labels, **{f"pred_{i}": predictions[s] for i, s in enumerate(self.shifts)})
 
     def load(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """A committed batch's labels and per-shift predictions."""

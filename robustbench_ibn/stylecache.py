@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import sys
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,39 +41,27 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .results import atomic_write_text
+from .files import CACHE_ENV, atomic_write_bytes, atomic_write_text, cache_root
 
 __all__ = [
-    "CACHE_ENV",
     "StyleCache",
     "clear_cache",
     "content_key",
-    "default_cache_root",
     "cache_info",
     "main",
     "style_cache_dir",
     "verify_cache",
 ]
 
-CACHE_ENV = "ROBUSTBENCH_IBN_CACHE"
 _META = "meta.json"
 _PIXELS_TEXT = "robustbench_ibn.pixels_sha256"
 _INPUT_TEXT = "robustbench_ibn.input"
 _PNG_LEVEL = 1  # zlib level: 3-4x faster to write than the default 6, about 10% larger on these crops
 
 
-def default_cache_root() -> Path:
-    """``$ROBUSTBENCH_IBN_CACHE``, else ``$XDG_CACHE_HOME/robustbench_ibn``, else ``~/.cache/robustbench_ibn``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "robustbench_ibn"
-
-
 def style_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding the stylized-crop namespaces (``<root>/style``)."""
-    return (Path(root).expanduser() if root is not None else default_cache_root()) / "style"
+    return (Path(root).expanduser() if root is not None else cache_root()) / "style"
 
 
 def content_key(pixels: np.ndarray) -> str:
@@ -99,7 +86,7 @@ class StyleCache:
     Args:
         namespace: folder name identifying generator and variant (shell-safe; see the module docstring).
         meta: JSON-serializable description written to ``meta.json`` on the first ``put``.
-        root: cache root (default :func:`default_cache_root`).
+        root: cache root (default :func:`robustbench_ibn.files.cache_root`).
     """
 
     def __init__(self, namespace: str, meta: Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> None:
@@ -145,12 +132,7 @@ class StyleCache:
         buf = io.BytesIO()
         image = Image.fromarray(np.ascontiguousarray(hwc), "RGB")
         image.save(buf, format="PNG", pnginfo=info, compress_level=_PNG_LEVEL)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            tmp.write_bytes(buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, buf.getvalue(), fsync=False)  # a lost entry is regenerated: no fsync per crop
         return path
 
     def _write_meta(self) -> None:

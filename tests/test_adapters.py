@@ -18,7 +18,7 @@ from conftest import few_images
 from robustbench_ibn import DataConfig, create_model, evaluate, model_info, register_model
 from robustbench_ibn.cli import main
 from robustbench_ibn.models import MODELS, ClassMapped, ModelInfo, adapters
-from robustbench_ibn.models._weights import WeightsError, file_sha256
+from robustbench_ibn.hub import WeightsError, file_sha256
 
 TV = "mobilenet_v3_small"  # small, and its DEFAULT weights' preset is resize 256 / crop 224 bilinear
 HAS_TIMM = importlib.util.find_spec("timm") is not None
@@ -133,7 +133,7 @@ def test_torchvision_official_through_the_hub_cache(
     with pytest.raises(WeightsError, match="corrupt or not the expected file"):
         create_model(f"tv:{TV}")
     fetched: list[str] = []
-    monkeypatch.setattr(adapters, "_fetch", lambda u, prefix: (fetched.append(u), (cached, file_sha256(cached)))[1])
+    monkeypatch.setattr(adapters, "fetch", lambda u, prefix: (fetched.append(u), (cached, file_sha256(cached)))[1])
     model = create_model(f"tv:{TV}")
     assert fetched == [url]
     assert_state_equal(model, state)

@@ -29,14 +29,14 @@ from PIL import Image
 from conftest import few_images
 from robustbench_ibn import evaluate, plugins
 from robustbench_ibn import data as data_module
-from robustbench_ibn import results as results_module
-from robustbench_ibn import state as state_module
+from robustbench_ibn import files as files_module
 from robustbench_ibn.cli import main, report_main
 from robustbench_ibn.data import DataError
 from robustbench_ibn.leaderboard import LeaderboardError, load_entries, save_entry
 from robustbench_ibn.models import MODELS, create_model
-from robustbench_ibn.models._weights import WeightsError, cached_download
-from robustbench_ibn.results import EvalResult, atomic_write_text
+from robustbench_ibn.hub import WeightsError, cached_download
+from robustbench_ibn.files import atomic_write_text
+from robustbench_ibn.results import EvalResult
 from robustbench_ibn.stylecache import StyleCache
 from robustbench_ibn.transforms import TRANSFORMS
 
@@ -353,7 +353,7 @@ def test_a_full_disk_while_writing_the_record_loses_nothing(monkeypatch, capsys,
     record, state = tmp_path / "r.json", tmp_path / "state"
     record.write_text('{"from": "an earlier run"}\n')
     kwargs = dict(weights="random", workers=0, batch_size=2, state_dir=state, output=record)
-    monkeypatch.setattr(results_module, "os", _FullDisk())
+    monkeypatch.setattr(files_module, "os", _FullDisk(after=2))  # the 2 batches are saved, the record is not
     with pytest.raises(RuntimeError) as info:
         evaluate("resnet18_ibn_b", data, "std1.5", progress=False, **kwargs)
     message = str(info.value)
@@ -361,7 +361,7 @@ def test_a_full_disk_while_writing_the_record_loses_nothing(monkeypatch, capsys,
     assert "Nothing computed is lost: every batch is kept in" in message and "run the same command again" in message
     assert record.read_text() == '{"from": "an earlier run"}\n' and no_temp_files(tmp_path)
     assert len(list(state.glob("*/batch-*.npz"))) == 2
-    monkeypatch.setattr(results_module, "os", os)  # space freed: the same call writes it from the saved batches
+    monkeypatch.setattr(files_module, "os", os)  # space freed: the same call writes it from the saved batches
     capsys.readouterr()
     result = evaluate("resnet18_ibn_b", data, "std1.5", progress=True, **kwargs)
     assert "resuming, 4 of 4 images already done" in capsys.readouterr().err
@@ -371,7 +371,7 @@ def test_a_full_disk_while_writing_the_record_loses_nothing(monkeypatch, capsys,
 
 def test_a_full_disk_while_saving_a_batch_keeps_the_earlier_ones(monkeypatch, data, tmp_path):
     state = tmp_path / "state"
-    monkeypatch.setattr(state_module, "os", _FullDisk(after=1))
+    monkeypatch.setattr(files_module, "os", _FullDisk(after=1))
     with pytest.raises(RuntimeError) as info:
         evaluate("resnet18_ibn_b", data, "std1.5", weights="random", workers=0, batch_size=2, state_dir=state,
                  progress=False)
@@ -379,7 +379,7 @@ def test_a_full_disk_while_saving_a_batch_keeps_the_earlier_ones(monkeypatch, da
                     r"on device\. The 2 images saved before are kept: free some space and run the same command again",
                     str(info.value))
     assert [p.name for p in state.glob("*/*.npz")] == ["batch-0000000.npz"] and no_temp_files(state)
-    monkeypatch.setattr(state_module, "os", os)
+    monkeypatch.setattr(files_module, "os", os)
     evaluate("resnet18_ibn_b", data, "std1.5", weights="random", workers=0, batch_size=2, state_dir=state,
              progress=False)
 
@@ -387,25 +387,20 @@ def test_a_full_disk_while_saving_a_batch_keeps_the_earlier_ones(monkeypatch, da
 def test_a_full_disk_while_writing_a_file_or_a_cache_entry_keeps_the_old_one(monkeypatch, tmp_path):
     target = tmp_path / "leaderboards" / "README.md"
     atomic_write_text(target, "old page\n")
-    monkeypatch.setattr(results_module, "os", _FullDisk())
+    monkeypatch.setattr(files_module, "os", _FullDisk())
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(target, "new page\n" * 1000)
     assert target.read_text() == "old page\n" and no_temp_files(tmp_path)
-    monkeypatch.setattr(results_module, "os", os)
+    monkeypatch.setattr(files_module, "os", os)
 
     cache = StyleCache("monet-test", {"generator": "x"}, root=tmp_path / "cache")
     crop = np.zeros((8, 8, 3), dtype=np.uint8)
     entry = cache.put("ab" * 32, crop)
     before = entry.read_bytes()
-    real_write = Path.write_bytes
-
-    def full_disk(self, data):
-        real_write(self, data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    monkeypatch.setattr(files_module, "os", _FullDisk())  # the cache entry goes through the same atomic writer
     with pytest.raises(OSError, match="No space left"):
         cache.put("ab" * 32, crop + 1)
+    monkeypatch.setattr(files_module, "os", os)
     assert entry.read_bytes() == before and no_temp_files(tmp_path / "cache")
     assert (cache.get("ab" * 32, 8, 8) == crop).all()
 

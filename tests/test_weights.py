@@ -16,7 +16,8 @@ from torch import nn
 from conftest import LocalServer
 
 from robustbench_ibn.models._api import ModelInfo
-from robustbench_ibn.models._weights import WeightsError, WeightsSource, cached_download, file_sha256, load_weights
+from robustbench_ibn.hub import WeightsError, cached_download, file_sha256
+from robustbench_ibn.models._weights import WeightsSource, load_weights
 
 
 class _NotATensor:

@@ -23,7 +23,8 @@ from conftest import few_images
 from robustbench_ibn import DataConfig, create_model
 from robustbench_ibn.cli import main
 from robustbench_ibn.models import MODELS, list_models, model_info
-from robustbench_ibn.models._weights import WeightsError, load_weights
+from robustbench_ibn.hub import WeightsError
+from robustbench_ibn.models._weights import load_weights
 from robustbench_ibn.models.resnet_ibn import IBN, IBNConcat, PartialIN, parse_in_groups
 
 IBN_KEYS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "ibn_keys"

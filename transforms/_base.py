@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..text import positional
 
 __all__ = [
     "Shift",
@@ -165,12 +166,6 @@ class Shift(nn.Module):
 TRANSFORMS: Registry[Callable[..., Shift]] = Registry("transform")
 
 
-def _format_number(value: float) -> str:
-    # Positional notation only: registry names do not accept exponents ("1e-05").
-    text = f"{value:.10f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
 @dataclass(frozen=True)
 class TransformSpec:
     """What a registered shift or family declares about itself (see :func:`register_transform`).
@@ -200,7 +195,7 @@ class TransformSpec:
         """The registry name of the family member with parameter ``value``: ``member(80) == "rgb+80"``."""
         if self.param is None:
             raise TransformError(f"Expected a family to take a parameter value, but {self.name!r} is a single shift.")
-        return self.name.replace("{" + self.param + "}", _format_number(value))
+        return self.name.replace("{" + self.param + "}", positional(value))
 
     @property
     def example_name(self) -> str | None:

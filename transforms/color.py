@@ -22,6 +22,7 @@ from typing import Any
 import kornia
 import torch
 
+from ..text import number
 from ._base import Shift, check_images, register_transform
 
 __all__ = [
@@ -47,9 +48,6 @@ _LUMA_709 = (0.2126, 0.7152, 0.0722)
 # CIE XYZ -> linear sRGB (IEC 61966-2-1).
 _XYZ_TO_SRGB = ((3.2404542, -1.5371385, -0.4985314), (-0.9692660, 1.8760108, 0.0415560), (0.0556434, -0.2040259, 1.0572252))
 
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
 
 
 def _per_image_mean(images: torch.Tensor) -> torch.Tensor:
@@ -234,10 +232,10 @@ class HueRotation(_FactorShift):
 
     def __init__(self, degrees: float) -> None:
         super().__init__(degrees)
-        self.label = f"hue+{_fmt(self.value)}"
+        self.label = f"hue+{number(self.value)}"
 
     def describe(self) -> str:
-        return f"rotate every pixel's HSV hue by {_fmt(self.value)} degrees (kornia.enhance.adjust_hue), clip to [0, 1]"
+        return f"rotate every pixel's HSV hue by {number(self.value)} degrees (kornia.enhance.adjust_hue), clip to [0, 1]"
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return rotate_hue(images, self.value)
@@ -252,10 +250,10 @@ class Saturation(_FactorShift):
         if factor < 0:
             raise ValueError(f"Expected the saturation factor to be >= 0, but got {factor}.")
         super().__init__(factor)
-        self.label = f"sat×{_fmt(self.value)}"
+        self.label = f"sat×{number(self.value)}"
 
     def describe(self) -> str:
-        return f"multiply HSV saturation by {_fmt(self.value)}, clip to [0, 1] (kornia.enhance.adjust_saturation)"
+        return f"multiply HSV saturation by {number(self.value)}, clip to [0, 1] (kornia.enhance.adjust_saturation)"
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return scale_saturation(images, self.value)
@@ -270,10 +268,10 @@ class Gamma(_FactorShift):
         if not gamma > 0:
             raise ValueError(f"Expected gamma to be > 0, but got {gamma}.")
         super().__init__(gamma)
-        self.label = f"gamma{_fmt(self.value)}"
+        self.label = f"gamma{number(self.value)}"
 
     def describe(self) -> str:
-        return f"x ** {_fmt(self.value)} on the [0, 1] encoded values (kornia.enhance.adjust_gamma)"
+        return f"x ** {number(self.value)} on the [0, 1] encoded values (kornia.enhance.adjust_gamma)"
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         return apply_gamma(images, self.value)
@@ -288,10 +286,10 @@ class Greyscale(_FactorShift):
         if not 0 <= amount <= 1:
             raise ValueError(f"Expected the greyscale amount to be in [0, 1], but got {amount}.")
         super().__init__(amount)
-        self.label = f"grey{_fmt(self.value)}"
+        self.label = f"grey{number(self.value)}"
 
     def describe(self) -> str:
-        return (f"(1 - {_fmt(self.value)}) x + {_fmt(self.value)} grey(x), grey = 0.299 R + 0.587 G + 0.114 B "
+        return (f"(1 - {number(self.value)}) x + {number(self.value)} grey(x), grey = 0.299 R + 0.587 G + 0.114 B "
                 "(kornia.color.rgb_to_grayscale)")
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
@@ -306,7 +304,7 @@ class ColorTemperature(_FactorShift):
     def __init__(self, kelvin: float) -> None:
         self.gains = temperature_gains(kelvin)  # validates the range
         super().__init__(kelvin)
-        self.label = f"{_fmt(self.value)}K"
+        self.label = f"{number(self.value)}K"
 
     def params(self) -> dict[str, Any]:
         return {"kelvin": self.value, "reference_kelvin": REFERENCE_KELVIN,
@@ -314,7 +312,7 @@ class ColorTemperature(_FactorShift):
 
     def describe(self) -> str:
         r, g, b = self.gains
-        return (f"white-balance shift from 6500 K to {_fmt(self.value)} K: linear sRGB times "
+        return (f"white-balance shift from 6500 K to {number(self.value)} K: linear sRGB times "
                 f"({r:.3f}, {g:.3f}, {b:.3f}) (Planckian locus, grey luminance kept), clip to [0, 1]")
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
@@ -330,10 +328,10 @@ class Contrast(_FactorShift):
         if factor < 0:
             raise ValueError(f"Expected the contrast factor to be >= 0, but got {factor}.")
         super().__init__(factor)
-        self.label = f"contrast×{_fmt(self.value)}"
+        self.label = f"contrast×{number(self.value)}"
 
     def describe(self) -> str:
-        return (f"x * {_fmt(self.value)} + m * (1 - {_fmt(self.value)}), m = the image's mean grey level, clip to "
+        return (f"x * {number(self.value)} + m * (1 - {number(self.value)}), m = the image's mean grey level, clip to "
                 "[0, 1] (kornia.enhance.adjust_contrast_with_mean_subtraction)")
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,9 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ..models._weights import WeightsError, _extract_state_dict, cached_download, file_sha256
+from ..env import resolve_device
+from ..files import atomic_write
+from ..hub import WeightsError, cached_download, file_sha256, read_state_dict
 from ..stylecache import StyleCache, content_key
 from ._base import Shift, TransformError, check_images, register_transform
 
@@ -178,15 +180,9 @@ def load_generator(path: str | os.PathLike[str]) -> ResnetGenerator:
     path = Path(path)
     generator = ResnetGenerator()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        state = drop_legacy_instance_norm_stats(_extract_state_dict(obj, path), generator)
+        state = drop_legacy_instance_norm_stats(read_state_dict(path), generator)
     except WeightsError as e:
-        raise TransformError(str(e)) from e
-    except Exception as e:  # corrupt, truncated, not a torch file, or pickled objects weights_only refuses
-        raise TransformError(
-            f"cannot read {path} as a CycleGAN generator checkpoint ({type(e).__name__}: {str(e)[:200]}). Expected "
-            "the official style_<name>.pth file (a torch.save'd state_dict); re-download it."
-        ) from e
+        raise TransformError(f"{e} (expected the official CycleGAN style_<name>.pth generator)") from e
     expected = generator.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -277,9 +273,7 @@ def stylize_folder(
 
     shift = CycleGANStyle(style, weights)
     shift.prepare(progress=progress)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     generator = shift.generator.to(dev)
     dataset = ImageNetVal(src, labels_file=labels_file, limit=limit)
     dst = Path(dst)
@@ -290,10 +284,8 @@ def stylize_folder(
         lines.append(f"{out.name} {label}")
         if out.is_file():
             continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        stylize_official(load_rgb(dataset.root / rel), generator, device=dev).save(tmp, format="PNG")
-        os.replace(tmp, out)
+        with atomic_write(out, "wb") as f:
+            stylize_official(load_rgb(dataset.root / rel), generator, device=dev).save(f, format="PNG")
     if dataset.layout == "flat":
         (dst / "val.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dst

@@ -23,6 +23,7 @@ import PIL
 import torch
 from PIL import Image
 
+from ..text import number
 from ._base import Shift, check_images, register_transform
 
 __all__ = ["GaussianNoise", "JpegReencode", "add_gaussian_noise", "jpeg_reencode"]
@@ -30,9 +31,6 @@ __all__ = ["GaussianNoise", "JpegReencode", "add_gaussian_noise", "jpeg_reencode
 JPEG_SUBSAMPLING = "4:2:0"  # Pillow's default and that of most camera and ImageNet JPEGs
 _PIL_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
 
 
 def jpeg_reencode(images: torch.Tensor, quality: int, subsampling: str = JPEG_SUBSAMPLING) -> torch.Tensor:
@@ -115,13 +113,13 @@ class GaussianNoise(Shift):
         if sigma < 0:
             raise ValueError(f"Expected the noise sigma to be >= 0, but got {sigma}.")
         self.sigma = float(sigma)
-        self.label = f"noise{_fmt(self.sigma)}"
+        self.label = f"noise{number(self.sigma)}"
 
     def params(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "scale": 255, "clip": True}
 
     def describe(self) -> str:
-        return (f"add Gaussian noise of standard deviation {_fmt(self.sigma)}/255 to every pixel and channel, clip to "
+        return (f"add Gaussian noise of standard deviation {number(self.sigma)}/255 to every pixel and channel, clip to "
                 "[0, 1]; each image's noise is seeded from (run seed, shift, image path)")
 
     def apply_batch(self, images: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:

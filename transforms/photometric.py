@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..text import number
 from ._base import Shift, check_images, register_transform
 from .functional import add_channel_offset, scale_contrast_about
 
@@ -18,9 +19,6 @@ __all__ = ["Clean", "ChannelOffset", "StdScale"]
 
 _CHANNELS = {"rgb": (1.0, 1.0, 1.0), "r": (1.0, 0.0, 0.0), "g": (0.0, 1.0, 0.0), "b": (0.0, 0.0, 1.0)}
 
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
 
 
 class Clean(Shift):
@@ -40,14 +38,14 @@ class ChannelOffset(Shift):
         if channels not in _CHANNELS:
             raise ValueError(f"Expected channels to be one of {sorted(_CHANNELS)}, but got {channels!r}.")
         self.channels, self.amount = channels, float(amount)
-        self.label = f"{channels.upper()}{'+' if amount >= 0 else '-'}{_fmt(abs(amount))}"
+        self.label = f"{channels.upper()}{'+' if amount >= 0 else '-'}{number(abs(amount))}"
         self.offset = tuple(m * self.amount / 255.0 for m in _CHANNELS[channels])
 
     def params(self) -> dict[str, Any]:
         return {"channels": self.channels, "amount": self.amount, "scale": 255, "clip": True}
 
     def describe(self) -> str:
-        return f"add {_fmt(self.amount)}/255 to {self.channels.upper()} in [0, 1] pixel space, clip to [0, 1]"
+        return f"add {number(self.amount)}/255 to {self.channels.upper()} in [0, 1] pixel space, clip to [0, 1]"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, self.label)
@@ -65,14 +63,14 @@ class StdScale(Shift):
             raise ValueError(f"Expected the std factor to be > 0, but got {factor}.")
         self.factor = float(factor)
         self.mean = tuple(float(m) for m in mean) if mean is not None else None
-        self.label = f"std×{_fmt(self.factor)}"
+        self.label = f"std×{number(self.factor)}"
 
     def params(self) -> dict[str, Any]:
         return {"factor": self.factor, "center": "normalization mean", "clip": False}
 
     def describe(self) -> str:
         return (
-            f"scale each pixel's deviation from the model's normalization mean by {_fmt(self.factor)}, no clipping "
+            f"scale each pixel's deviation from the model's normalization mean by {number(self.factor)}, no clipping "
             "(the normalized network input is multiplied by the factor)"
         )
 

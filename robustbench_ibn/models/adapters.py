@@ -34,7 +34,8 @@ from torch import nn
 
 from ..data import DataConfig
 from ._api import ModelInfo, register_resolver
-from ._weights import WeightsSource, _fetch, _hash_prefix_from_name
+from ..hub import fetch, hash_prefix_from_name
+from ._weights import WeightsSource
 from .torchvision_resnet import _data_config as _tv_data_config
 
 __all__ = ["data_config_from_timm", "describe_adapters", "torchvision_models"]
@@ -65,7 +66,7 @@ def _torchvision(name: str) -> Resolved:
                        "torchvision.models.list_models(module=torchvision.models)")
     tv_builder = torchvision.models.get_model_builder(name)
     weights = torchvision.models.get_model_weights(name).DEFAULT
-    hash_prefix = _hash_prefix_from_name(weights.url)
+    hash_prefix = hash_prefix_from_name(weights.url)
 
     def builder(**kwargs: Any) -> nn.Module:
         return tv_builder(weights=None, **kwargs)
@@ -73,7 +74,7 @@ def _torchvision(name: str) -> Resolved:
     def load_official(**kwargs: Any) -> tuple[nn.Module, WeightsSource]:
         # Our download first (hash-checked, clear offline message), into the torch hub cache where torchvision's
         # loader then finds it: torchvision's own loader applies its per-model key fixes (e.g. old DenseNet files).
-        _, digest = _fetch(weights.url, hash_prefix)
+        _, digest = fetch(weights.url, hash_prefix)
         return tv_builder(weights=weights, **kwargs), WeightsSource(kind="official", location=weights.url,
                                                                     sha256=digest)
 

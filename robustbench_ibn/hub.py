@@ -1,0 +1,218 @@
+"""Downloads, hashes and safe loading of checkpoint files: the helpers every weights user shares.
+
+Models (:mod:`robustbench_ibn.models`), backbone adapters and the shifts that carry networks (the CycleGAN
+generators) all obtain files the same way:
+
+* :func:`fetch` / :func:`cached_download`: an ``http(s)`` URL into the torch hub cache
+  (``<torch hub dir>/checkpoints``), hash-checked against a sha256 prefix when one is known; a failed or
+  rejected download never leaves a file under the cache name.
+* :func:`file_sha256`: the digest recorded in every result.
+* :func:`read_state_dict`: ``torch.load(..., weights_only=True)`` (a checkpoint is data, never code), then the
+  state_dict itself: flat, or under a ``"state_dict"`` / ``"model"`` key (training-script wrappers), with a
+  ``module.`` prefix on every key (``nn.DataParallel``) stripped. Anything else (EMA weights, optimizer
+  state) is deliberately not guessed at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import uuid
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from .text import listing
+
+__all__ = [
+    "WeightsError",
+    "cached_download",
+    "extract_state_dict",
+    "fetch",
+    "file_sha256",
+    "hash_prefix_from_name",
+    "read_state_dict",
+    "url_filename",
+]
+
+# torch.hub's file name convention ``name-<sha256 prefix>.ext``. torch.hub uses ``[a-f0-9]*``; ``+`` keeps a
+# bare ``name-.pth`` from counting as an (empty, always matching) hash.
+_HASH_REGEX = re.compile(r"-([a-f0-9]+)\.")
+_WRAPPER_KEYS = ("state_dict", "model")
+_DP_PREFIX = "module."
+_CHUNK = 1 << 20
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be obtained or do not fit the model; the message says what to do instead."""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Full hex SHA-256 of a file, read in chunks so large checkpoints are not held in memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_download(url: str, hash_prefix: str | None = None, *, progress: bool = True) -> Path:
+    """Download ``url`` into ``<torch hub dir>/checkpoints/<file name>`` unless it is already there.
+
+    Args:
+        url: http(s) URL of the file; its last path component is the cache file name.
+        hash_prefix: leading hex digits the file's SHA-256 must have; checked for fresh downloads AND for a
+            file already in the cache (so a corrupt cache is caught). ``None`` checks nothing.
+        progress: show a progress bar on stderr while downloading.
+
+    Returns:
+        Path of the cached file.
+
+    Raises:
+        WeightsError: download failed, or the (downloaded or cached) file has the wrong hash. A failed
+            download never leaves a file in the cache.
+    """
+    return fetch(url, hash_prefix, progress=progress)[0]
+
+
+def hash_prefix_from_name(url: str) -> str | None:
+    """The sha256 prefix in a torch.hub-style file name (``resnet50-0676ba61.pth`` -> ``"0676ba61"``), or None.
+
+    Example:
+        >>> hash_prefix_from_name("https://download.pytorch.org/models/resnet50-0676ba61.pth")
+        '0676ba61'
+    """
+    match = _HASH_REGEX.search(url_filename(url))
+    return match.group(1) if match else None
+
+
+def url_filename(url: str) -> str:
+    """The last path component of a URL (query and fragment dropped): the name the file is cached under."""
+    return os.path.basename(urlparse(url).path)
+
+
+def fetch(url: str, hash_prefix: str | None, *, progress: bool = True) -> tuple[Path, str]:
+    """:func:`cached_download`, also returning the SHA-256 it computed (so the file is hashed once)."""
+    filename = url_filename(url)
+    if not filename:
+        raise WeightsError(f"cannot derive a file name from URL {url!r}; download it and pass --weights /path/to/file")
+    dst = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if dst.is_file():
+        digest = file_sha256(dst)
+        if hash_prefix and not digest.startswith(hash_prefix):
+            raise WeightsError(
+                f"cached file {dst} (for {url}) is corrupt or not the expected file: its sha256 is {digest}, "
+                f"expected a digest starting with {hash_prefix!r}. Delete it (rm {dst}) to download it again."
+            )
+        return dst, digest
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Download to a private name beside dst and move it into place only once verified: an interrupted or
+    # wrong download never appears under the cache name. (download_url_to_file also writes via a temp file and
+    # removes it on failure; its own hash check is not used because its error would not give us the digest.)
+    tmp = dst.with_name(f"{filename}.{uuid.uuid4().hex}.download")
+    way_out = (
+        f"download it elsewhere and pass --weights /path/to/{filename}, or place it at {dst} (the torch hub "
+        "cache) where it will be picked up"
+    )
+    try:
+        try:
+            torch.hub.download_url_to_file(url, str(tmp), hash_prefix=None, progress=progress)
+        except (OSError, http.client.HTTPException, ValueError) as e:  # URLError/HTTPError are OSErrors
+            raise WeightsError(f"could not download {url}: {e}. If this machine is offline, {way_out}.") from e
+        digest = file_sha256(tmp)
+        # Without a hash to check, a login/error page or a cut-off archive would otherwise sit in the cache and
+        # fail every later run; with one, this says why the hash differs.
+        problem = _not_a_file_download(tmp)
+        if problem and (not hash_prefix or not digest.startswith(hash_prefix)):
+            raise WeightsError(
+                f"{url} sent {problem}, not the file{f' (sha256 {digest})' if hash_prefix else ''}. It was discarded "
+                f"(nothing cached). Check the URL (it may need a login or have moved), or {way_out}."
+            )
+        if hash_prefix and not digest.startswith(hash_prefix):
+            raise WeightsError(
+                f"hash mismatch for {url}: expected a sha256 starting with {hash_prefix!r}, got {digest}. The "
+                f"file was discarded (nothing cached). Retry, or {way_out} once you have checked it."
+            )
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst, digest
+
+
+def _not_a_file_download(path: Path) -> str | None:
+    """What a download obviously is instead of a file (an HTML page, a cut-off zip archive), or None."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (
+            text.startswith(b"<") and b"<html" in text):
+        return "an HTML page"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):  # torch.save files are zip archives
+        return "an incomplete zip archive (the download was cut off)"
+    return None
+
+
+def _load_error_cause(e: Exception) -> str:
+    """The informative sentence of a torch.load error (weights_only errors bury it under generic advice)."""
+    text = str(e)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().split("\n\n", 1)[0]
+    text = re.split(r"(?<=\.)\s", " ".join(text.split()), maxsplit=1)[0][:300]
+    return f"{type(e).__name__}: {text}" if text else f"{type(e).__name__}, e.g. an empty file"
+
+
+def extract_state_dict(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state_dict inside a loaded checkpoint object: flat, or under ``"state_dict"`` / ``"model"``, with a
+    ``module.`` prefix on every key stripped (``path`` only names the file in errors).
+
+    Example:
+        >>> sd = extract_state_dict({"state_dict": {"module.fc.weight": torch.zeros(1)}}, "ckpt.pth")
+        >>> list(sd)
+        ['fc.weight']
+    """
+    if isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        got = f"a dict with keys {listing(list(obj))}" if isinstance(obj, Mapping) else type(obj).__name__
+        raise WeightsError(
+            f"{path} holds no state_dict: expected a dict of tensors (flat or under "
+            f"{' / '.join(repr(k) for k in _WRAPPER_KEYS)}), got {got}."
+        )
+    if all(isinstance(k, str) and k.startswith(_DP_PREFIX) for k in obj):
+        if not isinstance(obj, dict):
+            obj = OrderedDict(obj)
+        # In place, and also renames the _metadata entries, which carry the BatchNorm/InstanceNorm versions.
+        consume_prefix_in_state_dict_if_present(obj, _DP_PREFIX)
+    return obj
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state_dict stored in a checkpoint file, read safely (``weights_only=True``) and unwrapped.
+
+    Raises:
+        WeightsError: the file is unreadable, not a torch file, holds pickled objects other than tensors, or
+            holds no state_dict; the message names the file and the way out.
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt zip, not a torch file, or a pickle weights_only refuses: all "unreadable"
+        raise WeightsError(
+            f"cannot read {path} as a checkpoint ({_load_error_cause(e)}): the file is corrupt or truncated, is "
+            "not a torch.save file, or holds pickled objects other than tensors (refused: weights_only=True). "
+            "Expected a torch.save'd state_dict; re-download the file, or re-save just model.state_dict()."
+        ) from e
+    return extract_state_dict(obj, path)
