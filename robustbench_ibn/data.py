@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from .labels import ImageNet1k, LabelSpace
 from .text import listing
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "LABEL_FILE_NAMES",
     "ImageNetVal",
+    "ImageSource",
     "build_transform",
     "imagenet_classes",
     "load_rgb",
@@ -290,11 +292,118 @@ def _balanced_subset(samples: list[tuple[str, int]], limit: int) -> list[tuple[s
     return sorted(chosen)
 
 
-class ImageNetVal(Dataset):
+class ImageSource(Dataset):
+    """A labelled set of image files, decoded and preprocessed to a model's eval geometry: what a run reads.
+
+    Items are ``(uint8 tensor [3, crop, crop], label)``, like torchvision datasets, so
+    ``for x, y in DataLoader(source)`` works; ``samples[i]`` is ``(relative path, label)``. Labels are in
+    :attr:`label_space` (the canonical ImageNet-1k indices for ImageNet val).
+
+    Decoding is split in two steps so a shift can act on the whole decoded image, before the geometry
+    (the ``image`` stage): :meth:`load` decodes file ``i`` to an RGB PIL image, :meth:`preprocess` applies the
+    kind's preprocessing and the model's resize and crop. ``source[i] == (preprocess(load(i)), label)``.
+
+    Subclasses (one per dataset kind) discover :attr:`samples` and set :attr:`root`, :attr:`config`,
+    :attr:`layout`, :attr:`limit`, :attr:`n_available` and :attr:`label_space`; they override :meth:`preprocess`
+    when their kind is preprocessed otherwise (e.g. files already cropped), and :attr:`kind` / :attr:`title`.
+    """
+
+    kind: str = "images"
+    title: str = "images"
+
+    root: Path
+    config: DataConfig
+    layout: str
+    limit: int | None
+    n_available: int
+    samples: list[tuple[str, int]]
+    label_space: LabelSpace
+    labels_file: Path | None = None
+
+    def _setup(self, samples: list[tuple[str, int]], config: DataConfig, limit: int | None) -> None:
+        """The common tail of every subclass's ``__init__``: the (limited) samples, geometry and skip record."""
+        self.config = config
+        self.limit = limit
+        self.n_available = len(samples)
+        # A limit above the dataset size is capped rather than refused; describe() says so.
+        self.samples = samples if limit is None else _balanced_subset(samples, limit)
+        self.transform = build_transform(config)
+        # Images left out because they could not be decoded (``evaluate(on_bad_image="skip")``): path -> reason.
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, i: int) -> Image.Image:
+        """Decode image ``i`` (fully, as RGB); :class:`DataError` names the file when it cannot be decoded."""
+        return load_rgb(self.root / self.samples[i][0])
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """A decoded image to the network-input crop, uint8 ``[3, crop, crop]`` (default: the model's geometry)."""
+        return self.transform(image)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.preprocess(self.load(i)), self.samples[i][1]
+
+    @property
+    def labels(self) -> list[int]:
+        """Labels of :attr:`samples`, in order (in :attr:`label_space`)."""
+        return [label for _, label in self.samples]
+
+    def without(self, skipped: dict[str, str]) -> ImageSource:
+        """A copy without the images ``skipped`` (relative path -> why it was left out), recorded in it.
+
+        Its :meth:`fingerprint` and :meth:`describe` are those of the images that remain, so a result on
+        them never passes for one on the whole set.
+        """
+        unknown = sorted(set(skipped) - {rel for rel, _ in self.samples})
+        if unknown:
+            raise DataError(f"Expected images of {self.root} to leave out, but got {listing(unknown, 5)}.")
+        subset = copy.copy(self)
+        subset.samples = [s for s in self.samples if s[0] not in skipped]
+        subset.skipped = {**self.skipped, **skipped}
+        return subset
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identity of the image set: size, sha256 of the sorted relative paths and of the labels, layout, limit,
+        kind and label space.
+
+        ``labels_sha256`` hashes the labels in sample order too, so the same files read with another
+        labels file never pass for the same protocol.
+        """
+        digest = hashlib.sha256("\n".join(sorted(rel for rel, _ in self.samples)).encode("utf-8")).hexdigest()
+        labels = hashlib.sha256(",".join(str(label) for _, label in self.samples).encode("utf-8")).hexdigest()
+        return {"n": len(self.samples), "sha256": digest, "labels_sha256": labels, "layout": self.layout,
+                "limit": self.limit, "kind": self.kind, "label_space": self.label_space.name}
+
+    def describe_preprocessing(self) -> str:
+        """The geometry part of :meth:`describe` (kinds preprocessed otherwise override it)."""
+        c = self.config
+        return f"resize {c.resize} {c.interpolation} + centre crop {c.crop}"
+
+    def describe(self) -> str:
+        """One line for report headers, e.g. ``ImageNet val /data/val: 50000 images, 1000 classes, ...``."""
+        n_classes = len(set(self.labels))
+        text = f"{self.title} {self.root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
+        if self.labels_file is not None:
+            text += f" (labels {self.labels_file.name})"
+        if self.limit is not None:
+            if self.limit >= self.n_available:
+                text += f", limit {self.limit} >= {self.n_available} available: all images used"
+            else:
+                text += f", class-balanced subset (limit {self.limit} of {self.n_available})"
+        if self.skipped:
+            k = len(self.skipped)
+            text += f", {k} unreadable image{'s' if k > 1 else ''} skipped ({listing(sorted(self.skipped), 3)})"
+        text += f", {self.describe_preprocessing()}"
+        return text + f", sha256 {self.fingerprint()['sha256'][:12]}"
+
+
+class ImageNetVal(ImageSource):
     """ImageNet-style validation images with canonical labels, decoded to the model's eval geometry.
 
-    Items are ``(uint8 tensor [3, crop, crop], label, index)``; ``index`` is the position in ``samples``
-    so that per-image predictions can be stored and matched back to files.
+    Items are ``(uint8 tensor [3, crop, crop], label)`` with the canonical ImageNet-1k label (see
+    :class:`ImageSource`).
 
     Layouts (:attr:`layout`):
       * ``"imagefolder"``: ``root/<wnid>/**/*.JPEG`` for all or some of the 1000 wnids. A folder that only
@@ -311,6 +420,9 @@ class ImageNetVal(Dataset):
     Raises:
         DataError: missing or empty folder, unknown class folder, unlabelled images, labels for absent images.
     """
+
+    kind = "imagenet-val"
+    title = "ImageNet val"
 
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  labels_file: str | os.PathLike[str] | None = None, limit: int | None = None) -> None:
@@ -351,66 +463,6 @@ class ImageNetVal(Dataset):
                             + _LAYOUTS_HELP)
         samples.sort()
         self.root = root
-        self.config = config
-        self.limit = limit
-        self.n_available = len(samples)
-        # A limit above the dataset size is capped rather than refused; describe() says so.
-        self.samples: list[tuple[str, int]] = samples if limit is None else _balanced_subset(samples, limit)
-        self.transform = build_transform(config)
-        # Images left out because they could not be decoded (``evaluate(on_bad_image="skip")``): path -> reason.
-        self.skipped: dict[str, str] = {}
+        self.label_space = ImageNet1k()
+        self._setup(samples, config, limit)
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        rel, label = self.samples[i]
-        return self.transform(load_rgb(self.root / rel)), label, i
-
-    @property
-    def labels(self) -> list[int]:
-        """Canonical labels of :attr:`samples`, in order."""
-        return [label for _, label in self.samples]
-
-    def without(self, skipped: dict[str, str]) -> ImageNetVal:
-        """A copy without the images ``skipped`` (relative path -> why it was left out), recorded in it.
-
-        Its :meth:`fingerprint` and :meth:`describe` are those of the images that remain, so a result on
-        them never passes for one on the whole set.
-        """
-        unknown = sorted(set(skipped) - {rel for rel, _ in self.samples})
-        if unknown:
-            raise DataError(f"Expected images of {self.root} to leave out, but got {listing(unknown, 5)}.")
-        subset = copy.copy(self)
-        subset.samples = [s for s in self.samples if s[0] not in skipped]
-        subset.skipped = {**self.skipped, **skipped}
-        return subset
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Identity of the evaluated image set: size, sha256 of the sorted relative paths, layout and limit.
-
-        ``labels_sha256`` hashes the labels in sample order too, so the same files read with another
-        labels file never pass for the same protocol.
-        """
-        digest = hashlib.sha256("\n".join(sorted(rel for rel, _ in self.samples)).encode("utf-8")).hexdigest()
-        labels = hashlib.sha256(",".join(str(label) for _, label in self.samples).encode("utf-8")).hexdigest()
-        return {"n": len(self.samples), "sha256": digest, "labels_sha256": labels, "layout": self.layout,
-                "limit": self.limit}
-
-    def describe(self) -> str:
-        """One line for report headers, e.g. ``ImageNet val /data/val: 50000 images, 1000 classes, ...``."""
-        n_classes = len(set(self.labels))
-        text = f"ImageNet val {self.root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
-        if self.labels_file is not None:
-            text += f" (labels {self.labels_file.name})"
-        if self.limit is not None:
-            if self.limit >= self.n_available:
-                text += f", limit {self.limit} >= {self.n_available} available: all images used"
-            else:
-                text += f", class-balanced subset (limit {self.limit} of {self.n_available})"
-        if self.skipped:
-            k = len(self.skipped)
-            text += f", {k} unreadable image{'s' if k > 1 else ''} skipped ({listing(sorted(self.skipped), 3)})"
-        c = self.config
-        text += f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
-        return text + f", sha256 {self.fingerprint()['sha256'][:12]}"

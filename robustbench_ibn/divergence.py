@@ -388,8 +388,8 @@ class _ImageSet(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        return self.transform(load_rgb(self.root / self.samples[i][0])), -1, i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(load_rgb(self.root / self.samples[i][0])), -1
 
     @property
     def labels(self) -> list[int]:
@@ -413,8 +413,19 @@ def _open_folder(root: str | os.PathLike[str], config: DataConfig, limit: int | 
         return _ImageSet(root, config, limit)
 
 
+class _Indexed(Dataset):
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        return (*self.dataset[i], i)
+
+
 def _loader(dataset: Dataset, batch_size: int, workers: int, pin: bool) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
+    return DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
 
 
 def _calibration_images(dataset: ImageNetVal | _ImageSet, count: int) -> tuple[torch.Tensor, list[int]]:

@@ -80,12 +80,12 @@ class _Decoded(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, str]:
         try:
-            crop, label, index = self.dataset[i]
+            crop, label = self.dataset[i]
         except DataError as err:
             reason = getattr(err, "reason", str(err))
             size = self.dataset.config.crop
             return torch.zeros(3, size, size, dtype=torch.uint8), self.dataset.samples[i][1], i, reason
-        return crop, label, index, ""
+        return crop, label, i, ""
 
 
 def _dataset_record(dataset: ImageNetVal) -> dict[str, Any]:

@@ -83,10 +83,11 @@ def test_default_output_equals_torchvision_imagefolder_bit_for_bit(shared_val: P
     assert ours.layout == "imagefolder" and len(ours) == len(ref) == len(files)
     index = wnid_to_index()
     for i, (rel, label) in enumerate(ours.samples):
-        img, lab, idx = ours[i]
+        img, lab = ours[i]
         ref_img, _ = ref[i]
         assert Path(ref.samples[i][0]).relative_to(root).as_posix() == rel
-        assert (lab, idx) == (label, i) and label == index[rel.split("/")[0]]
+        assert lab == label == index[rel.split("/")[0]]
+        assert torch.equal(ours.preprocess(ours.load(i)), img)  # the two steps the image stage splits
         assert img.dtype == torch.uint8 and img.shape == (3, 224, 224)
         assert torch.equal(img, ref_img), f"pixel mismatch for {rel}"
 
@@ -98,7 +99,7 @@ def test_cmyk_jpeg_decodes_like_imagefolder_loader(shared_val: Path, tmp_path: P
     Image.open(src).convert("CMYK").save(dst, "JPEG")
     assert Image.open(dst).mode == "CMYK"
     ds = ImageNetVal(tmp_path / "val")
-    img, _, _ = ds[0]
+    img, _ = ds[0]
     assert img.shape == (3, 224, 224) and img.dtype == torch.uint8
     assert torch.equal(img, REFERENCE(datasets.folder.pil_loader(str(dst))))
 
@@ -106,7 +107,7 @@ def test_cmyk_jpeg_decodes_like_imagefolder_loader(shared_val: Path, tmp_path: P
 def test_other_geometry_from_config(shared_val: Path, tmp_path: Path) -> None:
     f = pick_images(shared_val)[0]
     root = link_tree(tmp_path / "val", [f])
-    img, _, _ = ImageNetVal(root, DataConfig(resize=160, crop=128, interpolation="bicubic"))[0]
+    img, _ = ImageNetVal(root, DataConfig(resize=160, crop=128, interpolation="bicubic"))[0]
     ref = T.Compose([T.Resize(160, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(128), T.PILToTensor()])
     assert torch.equal(img, ref(datasets.folder.pil_loader(str(f))))
     with pytest.raises(DataError, match="interpolation"):

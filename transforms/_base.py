@@ -46,15 +46,23 @@ class TransformError(ValueError):
 class Shift(nn.Module):
     """An appearance shift: float ``[B, 3, H, W]`` batches in [0, 1] in, same shape/dtype/device out.
 
-    Shifts act on the network-input crop in pixel space, before normalization (DESIGN.md protocol).
-    Subclasses implement :meth:`forward` (usually one call of a pure function) and describe themselves
-    so every result records exactly what was applied.
+    Shifts act in pixel space, before normalization (DESIGN.md protocol), at one of two stages
+    (:attr:`stage`): ``"crop"`` (the default) on the network-input crop, batched on the device; ``"image"`` on
+    the whole decoded image, before the model's resize and crop. Subclasses implement :meth:`forward`
+    (usually one call of a pure function) and describe themselves so every result records exactly what
+    was applied.
+
+    An image-stage shift runs in two steps: :meth:`prepare_image` (in the data loader's workers, on the CPU)
+    turns the decoded PIL image into the uint8 ``[3, h, w]`` input of :meth:`apply_batch` (on the device;
+    images of one size are batched), whose output must hold 8-bit values (``k / 255``); the engine then
+    applies the dataset's preprocessing and the model's geometry to it, as to an image file.
 
     Attributes:
         name: registry name it was created under (``rgb+50``), set by :func:`create_transform`.
         label: display label as in the paper (``RGB+50``).
         version: bumped whenever the definition changes numbers; part of the protocol fingerprint.
         value_range: the range the output is declared to stay in (``None``: unbounded, e.g. std×1.5).
+        stage: ``"crop"`` or ``"image"`` (see above); recorded in the protocol.
         stochastic: ``True`` for a shift that draws random numbers; it must draw them from
             :meth:`generator_for` (one generator per image key) so that a run replays bit for bit.
         seed: the run seed (set by :meth:`bind`; ``evaluate(seed=...)``, ``--seed``).
@@ -66,6 +74,7 @@ class Shift(nn.Module):
 
     label: str = ""
     version: int = 1
+    stage: str = "crop"
     value_range: tuple[float, float] | None = (0.0, 1.0)
     stochastic: bool = False
     seed: int = 0
@@ -92,6 +101,16 @@ class Shift(nn.Module):
         depend on batch size, worker or rank count) overrides this.
         """
         return self(images)
+
+    def prepare_image(self, image: Any) -> torch.Tensor:
+        """Image stage only: a decoded RGB PIL image -> the uint8 ``[3, h, w]`` tensor :meth:`apply_batch` gets.
+
+        Runs in the loader's workers. The default passes the image on unchanged; a shift with a fixed input
+        size (the official CycleGAN pipeline squashes to 256x256) resizes here so its inputs batch.
+        """
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(image)
 
     def for_model(self, mean: Sequence[float], std: Sequence[float]) -> Shift:
         """This shift bound to a model's normalization (only shifts defined relative to it override this)."""
@@ -152,6 +171,7 @@ class Shift(nn.Module):
             "params": self.params(),
             "description": self.describe(),
             "value_range": list(self.value_range) if self.value_range is not None else None,
+            "stage": self.stage,
             "severity": self.severity,
             "origin": self.origin or type(self).__module__,
         }
