@@ -1,0 +1,213 @@
+"""ImageNet-C numbers: corruption error (CE), mCE and relative mCE, normalised by AlexNet (pure functions).
+
+Hendrycks & Dietterich (ICLR 2019), with E the top-1 error on corruption c at severity s:
+
+* CE(c) = sum_s E(c, s) / sum_s E_AlexNet(c, s) = mean_s E(c, s) / alexnet_err[c] (the table holds AlexNet's
+  severity mean), in percent (AlexNet = 100);
+* relative CE(c) = (mean_s E(c, s) - E_clean) / (alexnet_err[c] - E_clean,AlexNet);
+* mCE and relative mCE: the means of those over the 15 benchmark corruptions.
+
+The 4 extra corruptions get their mean error only (no AlexNet normaliser exists for them). A partial set
+(some corruptions or severities) is computed over what is present, and the result says it is not the
+published mCE (:attr:`CorruptionScores.complete`, :meth:`CorruptionScores.note`). Errors are in percent,
+as :class:`~robustbench_ibn.metrics.TopkCounts` gives them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .datasets.facts import imagenet_c_facts
+from .text import listing
+
+__all__ = ["CorruptionScores", "Coverage", "corruption_scores", "coverage", "severity_span"]
+
+
+def severity_span(severities: Iterable[int]) -> str:
+    """``1-5``, ``1-2``, ``3`` or ``1, 2, 4``: a set of severities as a report writes it.
+
+    Example:
+        >>> severity_span([2, 1]), severity_span([3]), severity_span([1, 2, 4])
+        ('1-2', '3', '1, 2, 4')
+    """
+    values = sorted(set(severities))
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(str(v) for v in values)
+
+
+def _check_corruption(name: str) -> None:
+    known = imagenet_c_facts().corruptions
+    if name not in known:
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Expected an ImageNet-C corruption ({', '.join(known)}), but got {name!r}.{hint}")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which of the 19 corruptions x 5 severities a tree or a set of results holds.
+
+    Attributes:
+        severities: present corruption -> its severities (sorted), benchmark corruptions first, in canonical order.
+        missing_benchmark: the benchmark corruptions absent altogether.
+    """
+
+    severities: dict[str, tuple[int, ...]]
+    missing_benchmark: tuple[str, ...]
+
+    @property
+    def benchmark(self) -> tuple[str, ...]:
+        """The benchmark corruptions present."""
+        return tuple(c for c in self.severities if c in imagenet_c_facts().benchmark)
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """The extra corruptions present."""
+        return tuple(c for c in self.severities if c in imagenet_c_facts().extras)
+
+    @property
+    def complete(self) -> bool:
+        """All 15 benchmark corruptions at all 5 severities: what the published mCE averages over."""
+        full = imagenet_c_facts().severities
+        return not self.missing_benchmark and all(self.severities[c] == full for c in self.benchmark)
+
+    def summary(self) -> str:
+        """One line, e.g. ``3 of 15 benchmark corruptions, severities 1-2 only: missing shot_noise, ...``.
+
+        Example:
+            >>> coverage([("fog", 1), ("fog", 2), ("saturate", 1)]).summary()[:68]
+            '1 of 15 benchmark corruptions, severities 1-2 only: missing gaussian'
+        """
+        facts = imagenet_c_facts()
+        bench = self.benchmark
+        text = f"{len(bench)} of {len(facts.benchmark)} benchmark corruptions"
+        spans = {severity_span(self.severities[c]) for c in bench}
+        if len(spans) == 1:
+            only = "" if self.severities[bench[0]] == facts.severities else " only"
+            text += f", severities {spans.pop()}{only}"
+        elif spans:
+            text += ", severities differ (" + "; ".join(f"{c} {severity_span(self.severities[c])}" for c in bench) + ")"
+        if self.missing_benchmark:
+            text += f": missing {listing(self.missing_benchmark, len(facts.benchmark))}"
+        if self.extras:
+            text += ("; extra corruptions (reported apart, no CE): "
+                     + ", ".join(f"{c} {severity_span(self.severities[c])}" for c in self.extras))
+        return text
+
+
+def coverage(pairs: Iterable[tuple[str, int]]) -> Coverage:
+    """The :class:`Coverage` of a set of ``(corruption, severity)`` pairs.
+
+    Raises:
+        ValueError: an unknown corruption name or a severity outside 1..5.
+
+    Example:
+        >>> c = coverage([("fog", s) for s in range(1, 6)])
+        >>> c.benchmark, c.complete, len(c.missing_benchmark)
+        (('fog',), False, 14)
+    """
+    facts = imagenet_c_facts()
+    found: dict[str, set[int]] = {}
+    for corruption, severity in pairs:
+        _check_corruption(corruption)
+        if isinstance(severity, bool) or severity not in facts.severities:
+            raise ValueError(f"Expected an ImageNet-C severity in 1..5 for {corruption}, but got {severity!r}.")
+        found.setdefault(corruption, set()).add(int(severity))
+    return Coverage({c: tuple(sorted(found[c])) for c in facts.corruptions if c in found},
+                    tuple(c for c in facts.benchmark if c not in found))
+
+
+@dataclass(frozen=True)
+class CorruptionScores:
+    """CE, mCE and relative mCE of one model (percent); see the module docstring for the formulas.
+
+    Attributes:
+        mean_error: present corruption -> its top-1 error averaged over its severities (extras included).
+        ce: benchmark corruption -> corruption error, AlexNet = 100.
+        relative_ce: benchmark corruption -> relative CE (empty without a clean error).
+        mce: mean CE over the benchmark corruptions present (None if none is).
+        relative_mce: mean relative CE (None without a clean error or a benchmark corruption).
+        mean_benchmark_error: mean top-1 error over every benchmark (corruption, severity) present.
+        clean_error: the model's clean top-1 error, if given.
+        coverage: what the errors covered; ``coverage.complete`` is what makes ``mce`` the published mCE.
+    """
+
+    mean_error: dict[str, float]
+    ce: dict[str, float]
+    relative_ce: dict[str, float]
+    mce: float | None
+    relative_mce: float | None
+    mean_benchmark_error: float | None
+    clean_error: float | None
+    coverage: Coverage = field(repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """True when the mCE is over all 15 x 5 sets, so it compares with published mCEs."""
+        return self.coverage.complete
+
+    def note(self) -> str:
+        """Empty for a complete set; else why the mCE is not the published one, and what is missing."""
+        if self.complete:
+            return ""
+        return ("not the published mCE (that averages all 15 benchmark corruptions x 5 severities): "
+                + self.coverage.summary())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean_error": self.mean_error, "ce": self.ce, "relative_ce": self.relative_ce, "mce": self.mce,
+                "relative_mce": self.relative_mce, "mean_benchmark_error": self.mean_benchmark_error,
+                "clean_error": self.clean_error, "complete": self.complete, "coverage": self.coverage.summary(),
+                "note": self.note()}
+
+
+def _check_error(value: float, what: str) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and 0 <= value <= 100):
+        raise ValueError(f"Expected the top-1 error of {what} in percent (0..100), but got {value!r}.")
+    return float(value)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: float | None = None) -> CorruptionScores:
+    """CE per corruption, mCE and relative mCE from top-1 errors (percent) per ``(corruption, severity)``.
+
+    Args:
+        errors: ``{("gaussian_noise", 1): 41.2, ...}``; any subset of the 19 corruptions x 5 severities.
+        clean_error: the same model's top-1 error on clean ImageNet val (percent), for the relative CE.
+
+    Raises:
+        ValueError: unknown corruption or severity, an error outside 0..100, or errors that are all below 1
+            (fractions passed instead of percent: the numbers would be 100 times too small).
+
+    Example:
+        >>> alexnet = {(c, s): 100 * e for c, e in imagenet_c_facts().alexnet_err.items() for s in range(1, 6)}
+        >>> scores = corruption_scores(alexnet, clean_error=43.478)
+        >>> round(scores.mce, 6), round(scores.relative_mce, 6), scores.complete
+        (100.0, 100.0, True)
+    """
+    facts = imagenet_c_facts()
+    cover = coverage(errors)
+    checked = {(c, s): _check_error(e, f"{c} severity {s}") for (c, s), e in errors.items()}
+    clean = None if clean_error is None else _check_error(clean_error, "clean ImageNet val")
+    values = list(checked.values()) + ([clean] if clean is not None else [])
+    if values and max(values) < 1:
+        raise ValueError(f"Expected top-1 errors in percent, but every value is below 1 (largest {max(values)}): "
+                         "these look like fractions; multiply them by 100.")
+    mean_error = {c: sum(checked[c, s] for s in sev) / len(sev) for c, sev in cover.severities.items()}
+    ce = {c: 100 * mean_error[c] / (100 * facts.alexnet_err[c]) for c in cover.benchmark}
+    relative = {} if clean is None else {
+        c: 100 * (mean_error[c] - clean) / (100 * (facts.alexnet_err[c] - facts.alexnet_clean_err))
+        for c in cover.benchmark}
+    bench = [e for (c, _), e in checked.items() if c in facts.benchmark]
+    return CorruptionScores(mean_error=mean_error, ce=ce, relative_ce=relative, mce=_mean(ce.values()),
+                            relative_mce=_mean(relative.values()), mean_benchmark_error=_mean(bench),
+                            clean_error=clean, coverage=cover)
