@@ -35,12 +35,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _no_style_weights(tmp_path_factory, monkeypatch):
-    """No test finds or downloads real CycleGAN weights: an empty torch hub cache, official URLs on a closed
-    local port. Tests that need a generator pass their own file (random weights in the official layout)."""
-    from robustbench_ibn.transforms import cyclegan
+    """No test finds or downloads real CycleGAN or AdaIN weights: an empty torch hub cache, official URLs on a
+    closed local port. Tests that need a network pass their own files (random weights in the official layout)."""
+    from robustbench_ibn.transforms import adain, cyclegan
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path_factory.mktemp("hub")), raising=False)
     monkeypatch.setattr(cyclegan, "URL_TEMPLATE", "http://127.0.0.1:9/{file}")
+    monkeypatch.setattr(adain, "URL_TEMPLATE", "http://127.0.0.1:9/{file}")
 
 
 @pytest.fixture(scope="session")

@@ -25,10 +25,12 @@ from .photometric import ChannelOffset, Clean, StdScale
 from .color import ColorTemperature, Contrast, Gamma, Greyscale, HueRotation, Saturation  # the catalogue  # isort: skip
 from .degradation import GaussianNoise, JpegReencode  # isort: skip
 from .cyclegan import CycleGANStyle  # registers monet, cezanne, ukiyoe, vangogh  # isort: skip
+from .adain import AdaINStyle  # registers adain{alpha}  # isort: skip
 
 __all__ = [
     "TABLE1",
     "TRANSFORMS",
+    "AdaINStyle",
     "ChannelOffset",
     "Clean",
     "ColorTemperature",

@@ -37,6 +37,7 @@ __all__ = [
 
 # Table 1's rows in the paper's order; ``--transforms all`` means exactly these.
 TABLE1: tuple[str, ...] = ("rgb+50", "r+50", "std1.5", "monet")
+_PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")  # a family template's parameter, as the registry writes it
 
 
 class TransformError(ValueError):
@@ -415,7 +416,9 @@ def prepare_transforms(
     Args:
         names: resolved shift names (:func:`resolve_transform_names`).
         weights: shift name -> local file or URL, for shifts whose builder takes ``weights``
-            (``--transform-weights monet=PATH``). Entries for shifts not in ``names`` are unused.
+            (``--transform-weights monet=PATH``). A family's key is its template without the placeholder
+            (``adain`` for ``adain{alpha}``: one entry serves ``adain1`` and ``adain0.5``); an entry for the
+            member itself wins. Entries for shifts not in ``names`` are unused.
         progress: passed to :meth:`Shift.prepare`.
 
     Raises:
@@ -423,15 +426,20 @@ def prepare_transforms(
             set-up fails (for a Table 1 row, the message also says how to run the other rows).
     """
     weights = dict(weights or {})
+    families = {_PLACEHOLDER.sub("", t): t for t in TRANSFORMS.list() if TRANSFORMS.family_param(t)}
     for key in weights:
-        if key not in TRANSFORMS:
+        if key not in TRANSFORMS and key not in families:
             raise TransformError(f"--transform-weights: {TRANSFORMS.unknown_message(key)}")
-        parameters = inspect.signature(TRANSFORMS.get(key)).parameters
+        example = key if key in TRANSFORMS else transform_spec(families[key]).example_name
+        if example is None:  # a family without an example member: its builder is checked when it is built
+            continue
+        parameters = inspect.signature(TRANSFORMS.get(example)).parameters
         if "weights" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise TransformError(f"Expected --transform-weights only for shifts that take weights, but {key!r} takes none.")
     shifts: dict[str, Shift] = {}
     for name in names:
-        shift = create_transform(name, **({"weights": weights[name]} if name in weights else {}))
+        key = name if name in weights else _PLACEHOLDER.sub("", TRANSFORMS.template_of(name))
+        shift = create_transform(name, **({"weights": weights[key]} if key in weights else {}))
         try:
             shift.prepare(progress=progress)
         except TransformError as err:

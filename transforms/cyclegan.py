@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
@@ -47,8 +46,9 @@ from tqdm import tqdm
 from ..env import resolve_device
 from ..files import atomic_write
 from ..hub import WeightsError, cached_download, file_sha256, read_state_dict
-from ..stylecache import StyleCache, content_key
+from ..stylecache import StyleCache
 from ._base import Shift, TransformError, check_images, register_transform
+from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
 
 __all__ = [
     "STYLES",
@@ -183,22 +183,10 @@ def load_generator(path: str | os.PathLike[str]) -> ResnetGenerator:
         state = drop_legacy_instance_norm_stats(read_state_dict(path), generator)
     except WeightsError as e:
         raise TransformError(f"{e} (expected the official CycleGAN style_<name>.pth generator)") from e
-    expected = generator.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshaped = [f"{k} expected {list(expected[k].shape)} got {list(v.shape)}" for k, v in state.items()
-                 if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
-    if missing or unexpected or misshaped:
-        lines = [f"{path} does not fit the CycleGAN generator ({ARCHITECTURE}): {len(missing)} missing, "
-                 f"{len(unexpected)} unexpected, {len(misshaped)} mis-shaped key(s)."]
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-            if keys:
-                more = f", ... and {len(keys) - 8} more" if len(keys) > 8 else ""
-                lines.append(f"  {what}: {', '.join(keys[:8])}{more}")
-        lines.append("Expected an official style_<name>.pth file (48 keys model.1.weight ... model.26.bias, plus "
-                     "optional legacy InstanceNorm running stats). Generators trained with dropout (keys "
-                     "conv_block.6.*) or another --netG/--ngf are not this architecture.")
-        raise TransformError("\n".join(lines))
+    check_layout(state, generator, path, f"the CycleGAN generator ({ARCHITECTURE})",
+                 "Expected an official style_<name>.pth file (48 keys model.1.weight ... model.26.bias, plus optional "
+                 "legacy InstanceNorm running stats). Generators trained with dropout (keys conv_block.6.*) or another "
+                 "--netG/--ngf are not this architecture.")
     generator.load_state_dict(state, strict=True)
     return generator.eval().requires_grad_(False)
 
@@ -206,18 +194,14 @@ def load_generator(path: str | os.PathLike[str]) -> ResnetGenerator:
 # --- the functional layer -----------------------------------------------------------------------------------
 
 
-def _pad_to_multiple(
-    x: torch.Tensor, multiple: int = 4, minimum: int = 8
-) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Reflection-pad H and W, centred, to a multiple of ``multiple`` (at least ``minimum``)."""
+def _pad_for_generator(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Reflection-pad H and W, centred, to a multiple of 4 (the two stride-2 stages), at least 8."""
     h, w = x.shape[-2:]
     if min(h, w) < 5:
         raise TransformError(
             f"Expected images of at least 5x5 pixels for the CycleGAN generator (two stride-2 stages), but got {h}x{w}."
         )
-    ph, pw = max(minimum, -(-h // multiple) * multiple) - h, max(minimum, -(-w // multiple) * multiple) - w
-    pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # left, right, top, bottom
-    return (F.pad(x, pads, mode="reflect") if ph or pw else x), pads
+    return pad_to_multiple(x, 4, 8)
 
 
 def stylize(generator: nn.Module, images: torch.Tensor, *, rounding: str = "round") -> torch.Tensor:
@@ -232,7 +216,7 @@ def stylize(generator: nn.Module, images: torch.Tensor, *, rounding: str = "roun
         raise ValueError(f"Expected rounding to be 'round' or 'floor', but got {rounding!r}.")
     h, w = images.shape[-2:]
     with torch.autocast(images.device.type, enabled=False):
-        x, (left, _, top, _) = _pad_to_multiple((images.float() - 0.5) / 0.5)
+        x, (left, _, top, _) = _pad_for_generator((images.float() - 0.5) / 0.5)
         y = generator(x)[..., top:top + h, left:left + w]
         scaled = (y + 1) / 2.0 * 255.0  # the official float32 arithmetic, in its order
     scaled = scaled.round() if rounding == "round" else scaled.floor()
@@ -418,9 +402,7 @@ class CycleGANStyle(Shift):
             generator.to(images.device)
         step = self.generator_batch_size or _generator_batch_size(images.device)
         out = []
-        with torch.inference_mode(), tqdm(total=len(images), desc=f"{self.label}: generating", unit="img",
-                                          leave=False, position=1, dynamic_ncols=True, mininterval=0,
-                                          disable=not self.progress or len(images) < 2) as bar:
+        with torch.inference_mode(), progress_bar(self.label, len(images), self.progress) as bar:
             for chunk in images.split(step):
                 out.append(stylize(generator, chunk))
                 bar.update(len(chunk))
@@ -444,26 +426,12 @@ class CycleGANStyle(Shift):
         if self._cache is None:
             self.prepare(progress=self.progress)
         assert self._cache is not None
-        height, width = images.shape[-2:]
-        cpu = images.detach().float().cpu()
-        as_bytes = (cpu * 255).round_().clamp_(0, 255)
-        exact = torch.equal(as_bytes / 255, cpu)  # the runner's crops: u8 / 255, so exactly representable
-        pixels = as_bytes.to(torch.uint8).numpy() if exact else cpu.numpy()
-        out = torch.empty(images.shape, dtype=torch.uint8)
-        misses = []
-        for i in range(len(images)):
-            cached = self._cache.get(content_key(pixels[i]), height, width)
-            if cached is None:
-                misses.append(i)
-            else:
-                out[i] = torch.from_numpy(cached).permute(2, 0, 1)
-        self.cache_hits += len(images) - len(misses)
-        if misses:
-            fresh = self._generate(images[torch.tensor(misses, device=images.device)]).cpu()
-            for j, i in enumerate(misses):
-                out[i] = fresh[j]
-                self._cache.put(content_key(pixels[i]), fresh[j].permute(1, 2, 0).numpy(),
-                                source=str(keys[i]) if i < len(keys) else "")
+        out, hits = cached_apply(
+            self._cache, images, crop_keys(images),
+            lambda misses: self._generate(images[torch.tensor(misses, device=images.device)]),
+            [str(keys[i]) if i < len(keys) else "" for i in range(len(images))],
+        )
+        self.cache_hits += hits
         return out.to(images.device).to(images.dtype).div_(255)
 
 
