@@ -33,6 +33,7 @@ from .text import listing
 __all__ = [
     "DataConfig",
     "DataError",
+    "FolderWalk",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -217,8 +218,24 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-class _Walk:
-    """One discovery pass over a dataset root: every image file reached once, every problem named.
+def _is_image(path: Path) -> bool:
+    return _is_image_name(path.name) and path.is_file()
+
+
+def _visible_dirs(root: Path) -> list[Path]:
+    """The visible sub-folders of ``root``, sorted; a broken link or an unreadable folder there is named
+    (:class:`FolderWalk`), never dropped."""
+    walk = FolderWalk(root)
+    dirs, _ = walk.scan(root)
+    walk.check()
+    return dirs
+
+
+class FolderWalk:
+    """One discovery pass over a data folder: every image file reached once, every problem named.
+
+    Every dataset kind lists its images through one (:meth:`scan` a folder, :meth:`images_under` a class folder,
+    then :meth:`check`).
 
     Links are followed, as torchvision's ImageFolder does, also to folders outside the root (a subset made of
     links into a full copy is common), but each real folder and each real image file is reached once: a link
@@ -283,7 +300,10 @@ class _Walk:
         return True
 
     def images_under(self, top: Path) -> list[Path]:
-        """Every image file in ``top`` and its sub-folders (``top`` itself already came from :meth:`scan`)."""
+        """Every image file in ``top`` and its sub-folders (none when ``top`` is itself a folder reached before)."""
+        real = os.path.realpath(top)
+        if self.dirs.get(real) != top and not self._first_visit(top, real):  # not yet met through scan()
+            return []
         found, stack = [], [top]
         while stack:
             dirs, images = self.scan(stack.pop())
@@ -303,7 +323,7 @@ class _Walk:
             )
 
 
-def _discover_imagefolder(root: Path, class_dirs: list[Path], walk: _Walk) -> list[tuple[str, int]]:
+def _discover_imagefolder(root: Path, class_dirs: list[Path], walk: FolderWalk) -> list[tuple[str, int]]:
     index = _wnid_index()
     unknown = [d.name for d in class_dirs if d.name not in index]
     if unknown:
@@ -574,12 +594,12 @@ class ImageNetVal(ImageSource):
             raise DataError(f"data folder {root} does not exist or is not a folder. " + _LAYOUTS_HELP)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(f"limit must be a positive integer or None, got {limit!r}.")
-        walk = _Walk(root)
+        walk = FolderWalk(root)
         dirs, images = walk.scan(root)
         # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
         if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
             root = root / "val"
-            walk = _Walk(root)
+            walk = FolderWalk(root)
             dirs, images = walk.scan(root)
         self.labels_file: Path | None = None
         if dirs:

@@ -31,6 +31,7 @@ from robustbench_ibn import evaluate, stylecache
 from robustbench_ibn.checks import check_finite, is_iso_date
 from robustbench_ibn.cli import leaderboard_main, main, report_main
 from robustbench_ibn.data import DataError, ImageNetVal, imagenet_classes, load_rgb
+from robustbench_ibn.datasets import create_dataset
 from robustbench_ibn.files import read_json, safe_filename
 from robustbench_ibn.hub import DOWNLOAD_TIMEOUT_ENV, WeightsError, cached_download, fetch, file_sha256
 from robustbench_ibn.leaderboard import LeaderboardError, entry_from_result, leaderboard_markdown, load_entries, save_entry
@@ -92,6 +93,13 @@ def test_links_to_a_folder_or_an_image_already_reached_are_named(tmp_path):
     assert (f"{root / WNIDS[2] / 'img20.JPEG'} and {root / WNIDS[1] / 'other.JPEG'} are the same image file (through "
             "a link)") in message
     assert f"{root / WNIDS[2] / 'self'} cannot be resolved (Too many levels of symbolic links)" in message
+
+
+def test_every_dataset_kind_lists_images_through_the_same_walk(tmp_path):
+    root = three_classes(tmp_path / "photos")
+    (root / WNIDS[2] / "up").symlink_to("..")
+    with pytest.raises(DataError, match=re.escape(f"{root / WNIDS[2] / 'up'} leads back to")):
+        create_dataset("folder", root)  # before: the same os.walk(followlinks=True) loop as ImageNetVal's
 
 
 def test_a_link_out_of_the_data_folder_is_followed_once(tmp_path):
