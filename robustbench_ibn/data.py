@@ -13,12 +13,14 @@ import csv
 import functools
 import hashlib
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -31,10 +33,13 @@ from .text import listing
 __all__ = [
     "DataConfig",
     "DataError",
+    "FolderWalk",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "LABEL_FILE_NAMES",
+    "MAX_ASPECT_RATIO",
+    "MAX_IMAGE_PIXELS",
     "ImageNetVal",
     "ImageSource",
     "build_transform",
@@ -111,6 +116,15 @@ def wnid_to_index() -> dict[str, int]:
 
 
 # -- decoding ---------------------------------------------------------------------------------------
+# Bounds checked on the header, before any pixel is allocated. PIL's own limit (Image.MAX_IMAGE_PIXELS) only
+# warns below twice its value and can be switched off by any library; this one always holds. ImageNet's largest
+# val image is about 10 MP, its most elongated about 6:1.
+MAX_IMAGE_PIXELS = 89_478_485  # PIL's default limit (about 0.25 GiB of 24-bit pixels), enforced as an error
+# Resizing the shorter side to s makes the longer one s * ratio: 1x20000 at s = 256 would be 256x5,120,000
+# (3.9 GB). At this bound a crop at s = 256 stays below 256 x 25,600 pixels (20 MB).
+MAX_ASPECT_RATIO = 100
+
+
 def build_transform(config: DataConfig) -> T.Compose:
     """The eval geometry of ``config`` as torchvision transforms on PIL images, ending in a uint8 tensor.
 
@@ -129,23 +143,62 @@ def build_transform(config: DataConfig) -> T.Compose:
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image as RGB, like torchvision's ImageFolder ``pil_loader``.
 
-    Greyscale ("L"), CMYK, palette and RGBA images all become RGB through ``Image.convert("RGB")``.
+    Greyscale ("L"), CMYK, palette and RGBA images all become RGB through ``Image.convert("RGB")``. 16-bit
+    greyscale images (PNG modes ``I;16``, ``I;16B``, ``I``) are scaled to 8 bits as an 8-bit export does
+    (``round(v * 255 / 65535)``): ``convert`` would clip every value above 255 to white. Images whose range is
+    not known (32-bit integer or float pixels from other formats) are refused.
+
+    Before decoding, the header's size is checked: more than :data:`MAX_IMAGE_PIXELS` pixels, or a side more
+    than :data:`MAX_ASPECT_RATIO` times the other (resizing its shorter side would allocate gigabytes), is a bad
+    image like an undecodable one, so ``on_bad_image`` names or skips it.
 
     Raises:
-        DataError: the file is missing, truncated or not an image; the message names its absolute path.
+        DataError: the file is missing, truncated, not an image, too large or too elongated; the message names its
+            absolute path, ``.reason`` says why in a few words.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # PIL warns between its limit and twice it; _check_size refuses all of that range itself.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(f)
-            return img.convert("RGB")  # convert() forces the full decode while the file is open
+            _check_size(img.size)
+            return _to_rgb(img)  # forces the full decode while the file is open
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = _decode_problem(path, exc)
+        reason = exc.reason if isinstance(exc, DataError) else _decode_problem(path, exc)
         error = DataError(f"cannot decode image {path.absolute()}: {reason}. "
                           "Remove or replace this file (e.g. re-extract it from the ImageNet archive), "
                           "and remove its line from the labels file if there is one.")
         error.reason = reason  # type: ignore[attr-defined]  # the short form, for lists of bad files
         raise error from exc
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _bad(f"{width}x{height} is {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed "
+                   "(data.MAX_IMAGE_PIXELS; a decompression bomb or not a photo)")
+    if max(width, height) > MAX_ASPECT_RATIO * max(min(width, height), 1):
+        raise _bad(f"{width}x{height} is more elongated than {MAX_ASPECT_RATIO}:1 (data.MAX_ASPECT_RATIO; resizing its "
+                   "shorter side would blow the longer one up to gigabytes)")
+
+
+def _bad(reason: str) -> DataError:
+    error = DataError(reason)
+    error.reason = reason  # type: ignore[attr-defined]
+    return error
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB; 16-bit greyscale scaled, not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N") or (img.mode == "I" and img.format == "PNG"):
+        # PNG stores 16-bit greyscale; PIL gives it as I;16* or (older versions) as 32-bit I holding 0..65535.
+        pixels = np.asarray(img, dtype=np.uint32)
+        return Image.fromarray(((pixels * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("I", "F") or img.mode.startswith(("I;", "F;")):
+        raise _bad(f"{img.mode!r} pixels ({img.format or 'unknown'} format, 32-bit integer or float) have no known "
+                   "range to map to 8 bits; convert the file to 8-bit RGB")
+    return img.convert("RGB")
 
 
 def _decode_problem(path: Path, exc: Exception) -> str:
@@ -160,32 +213,125 @@ def _decode_problem(path: Path, exc: Exception) -> str:
 
 
 # -- discovery --------------------------------------------------------------------------------------
-def _is_image(path: Path) -> bool:
+def _is_image_name(name: str) -> bool:
     # Hidden files are skipped: macOS "._x.JPEG" AppleDouble files carry an image extension but are not images.
-    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _is_image(path: Path) -> bool:
+    return _is_image_name(path.name) and path.is_file()
 
 
 def _visible_dirs(root: Path) -> list[Path]:
-    # Hidden folders (.ipynb_checkpoints, .cache, ...) are tooling debris, not classes.
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The visible sub-folders of ``root``, sorted; a broken link or an unreadable folder there is named
+    (:class:`FolderWalk`), never dropped."""
+    walk = FolderWalk(root)
+    dirs, _ = walk.scan(root)
+    walk.check()
+    return dirs
 
 
-def _discover_imagefolder(root: Path, class_dirs: list[Path]) -> list[tuple[str, int]]:
+class FolderWalk:
+    """One discovery pass over a data folder: every image file reached once, every problem named.
+
+    Every dataset kind lists its images through one (:meth:`scan` a folder, :meth:`images_under` a class folder,
+    then :meth:`check`).
+
+    Links are followed, as torchvision's ImageFolder does, also to folders outside the root (a subset made of
+    links into a full copy is common), but each real folder and each real image file is reached once: a link
+    that leads back to the root or one of its ancestors (``up -> ..``), into a folder already reached (another
+    class folder, or its own) or to an image already reached is a problem, as are folders that cannot be read
+    and links that lead nowhere. Without that, a loop counts the same images many times, under the class of
+    the folder holding the link. Problems are collected and raised together by :meth:`check`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_real = os.path.realpath(root)
+        self.dirs: dict[str, Path] = {}  # real path -> the path it was first reached by
+        self.files: dict[str, Path] = {}
+        self.problems: list[str] = []
+
+    def scan(self, folder: Path) -> tuple[list[Path], list[Path]]:
+        """The visible sub-folders and image files of ``folder``, sorted; problems are recorded."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            self.problems.append(f"{folder} cannot be read ({err.strerror or err})")
+            return [], []
+        folder_real = os.path.realpath(folder)
+        dirs, images = [], []
+        for entry in entries:
+            if entry.name.startswith("."):  # tooling debris (.ipynb_checkpoints, ._x.JPEG), not data
+                continue
+            path = Path(entry.path)
+            try:
+                link = entry.is_symlink()
+                if link:
+                    os.stat(path)  # a dangling or looping link raises here, not silently below
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except FileNotFoundError:
+                self.problems.append(f"{path} is a broken link (to {os.readlink(path)}, which does not exist)")
+                continue
+            except OSError as err:
+                self.problems.append(f"{path} cannot be resolved ({err.strerror or err})")
+                continue
+            if is_dir:
+                if self._first_visit(path, os.path.realpath(path)):
+                    dirs.append(path)
+            elif is_file and _is_image_name(entry.name):
+                real = os.path.realpath(path) if link else os.path.join(folder_real, entry.name)
+                if real in self.files:
+                    self.problems.append(f"{path} and {self.files[real]} are the same image file (through a link)")
+                else:
+                    self.files[real] = path
+                    images.append(path)
+        return dirs, images
+
+    def _first_visit(self, path: Path, real: str) -> bool:
+        if real == self.root_real or self.root_real.startswith(real.rstrip(os.sep) + os.sep):
+            self.problems.append(f"{path} leads back to {real}, which holds the data folder: a link loop")
+            return False
+        if real in self.dirs:
+            self.problems.append(f"{path} and {self.dirs[real]} are the same folder (through a link)")
+            return False
+        self.dirs[real] = path
+        return True
+
+    def images_under(self, top: Path) -> list[Path]:
+        """Every image file in ``top`` and its sub-folders (none when ``top`` is itself a folder reached before)."""
+        real = os.path.realpath(top)
+        if self.dirs.get(real) != top and not self._first_visit(top, real):  # not yet met through scan()
+            return []
+        found, stack = [], [top]
+        while stack:
+            dirs, images = self.scan(stack.pop())
+            found += images
+            stack += reversed(dirs)
+        return found
+
+    def check(self) -> None:
+        if self.problems:
+            k = len(self.problems)
+            raise DataError(
+                f"{k} problem{'s' if k > 1 else ''} in data folder {self.root}: each image file must be reached "
+                f"exactly once, and every folder and link must lead somewhere readable:\n  "
+                + "\n  ".join(self.problems[:20]) + (f"\n  ... and {k - 20} more" if k > 20 else "")
+                + "\nMake the folders readable (chmod -R u+rX), remove or repair the broken links, and remove the "
+                "links that loop or reach a folder or image a second time."
+            )
+
+
+def _discover_imagefolder(root: Path, class_dirs: list[Path], walk: FolderWalk) -> list[tuple[str, int]]:
     index = _wnid_index()
     unknown = [d.name for d in class_dirs if d.name not in index]
     if unknown:
         raise DataError(f"{root / unknown[0]} is not an ImageNet-1k class folder: in the ImageFolder layout every "
                         f"sub-folder of {root} must be named by a wnid such as n01440764 "
                         f"({len(unknown)} unknown: {listing(unknown, 5)}). Move or remove the unknown folder(s).")
-    samples = []
-    for d in class_dirs:
-        # Walk recursively and follow links, as torchvision's ImageFolder does.
-        for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
-            for name in filenames:
-                p = Path(dirpath, name)
-                if _is_image(p):
-                    samples.append((p.relative_to(root).as_posix(), index[d.name]))
+    samples = [(p.relative_to(root).as_posix(), index[d.name]) for d in class_dirs for p in walk.images_under(d)]
+    walk.check()
     return samples
 
 
@@ -231,9 +377,17 @@ def _read_labels(path: Path) -> dict[str, int]:
             put(row[0].strip(), index[wnid], f"line {n}")
         return labels
     for n, line in enumerate(lines, start=1):
-        parts = line.split()
+        # The label is the last field; a file name may hold spaces when it keeps its image extension (then where
+        # the name ends is unambiguous: "my photo.JPEG 65"). Without one, "a b 65" could be a name and a label or
+        # a line of three fields, so it is refused, saying so.
+        parts = line.strip().rsplit(None, 1)
         if not parts or parts[0].startswith("#"):
             continue
+        if len(parts) == 2 and len(parts[0].split()) > 1 and not _is_image_name(parts[0].rsplit("/", 1)[-1]):
+            raise DataError(f"{path}, line {n}: expected 'filename label_index', got {line.strip()!r}: "
+                            f"{len(line.split())} fields, and {parts[0]!r} is not a file name with an image "
+                            f"extension ({', '.join(IMAGE_EXTENSIONS)}), so the line cannot be read unambiguously. "
+                            "A file name with spaces must keep its extension; fix the line.")
         label_text = parts[1] if len(parts) == 2 else ""
         # A wnid is accepted too: it is unambiguous and some exports write it instead of the index. ASCII digits
         # only, and few of them: "²" is a digit to str.isdigit() but not to int(), and int() refuses huge strings.
@@ -409,7 +563,14 @@ class ImageNetVal(ImageSource):
       * ``"imagefolder"``: ``root/<wnid>/**/*.JPEG`` for all or some of the 1000 wnids. A folder that only
         contains ``val/`` is accepted as the parent of the real root.
       * ``"flat"``: images directly in ``root`` plus ``labels_file`` (or one found in ``root`` or its parent,
-        see :data:`LABEL_FILE_NAMES`): Kaggle's ``LOC_val_solution.csv`` or ``filename label_index`` lines.
+        see :data:`LABEL_FILE_NAMES`): Kaggle's ``LOC_val_solution.csv`` or ``filename label_index`` lines (the
+        label is the last field; a file name with spaces must keep its image extension).
+
+    Symbolic links are followed, as torchvision's ImageFolder does, also out of ``root`` (a subset made of links
+    into a full copy is a normal data folder), but every real folder and image file is reached once: a link
+    back to ``root`` or above it (``up -> ..``), to a folder or an image already reached, a broken link and a
+    folder that cannot be read are each a :class:`DataError` naming them all, never images counted twice or
+    silently left out. Hidden files and folders (``.x``) are skipped.
 
     Args:
         root: the validation folder.
@@ -418,7 +579,8 @@ class ImageNetVal(ImageSource):
         limit: if set, a deterministic class-balanced subset of at most this many images.
 
     Raises:
-        DataError: missing or empty folder, unknown class folder, unlabelled images, labels for absent images.
+        DataError: missing or empty folder, unknown class folder, unlabelled images, labels for absent images,
+            link loops, broken links, unreadable folders.
     """
 
     kind = "imagenet-val"
@@ -432,13 +594,13 @@ class ImageNetVal(ImageSource):
             raise DataError(f"data folder {root} does not exist or is not a folder. " + _LAYOUTS_HELP)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(f"limit must be a positive integer or None, got {limit!r}.")
-        images = sorted(p for p in root.iterdir() if _is_image(p))
-        dirs = _visible_dirs(root)
+        walk = FolderWalk(root)
+        dirs, images = walk.scan(root)
         # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
         if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
             root = root / "val"
-            images = sorted(p for p in root.iterdir() if _is_image(p))
-            dirs = _visible_dirs(root)
+            walk = FolderWalk(root)
+            dirs, images = walk.scan(root)
         self.labels_file: Path | None = None
         if dirs:
             if images:
@@ -448,8 +610,9 @@ class ImageNetVal(ImageSource):
                 raise DataError(f"labels_file={labels_file} was given but {root} has class sub-folders (ImageFolder "
                                 "layout, labelled by folder name); drop labels_file or use a flat folder.")
             self.layout = "imagefolder"
-            samples = _discover_imagefolder(root, dirs)
+            samples = _discover_imagefolder(root, dirs, walk)
         elif images:
+            walk.check()
             self.layout = "flat"
             given = Path(labels_file).expanduser().absolute() if labels_file is not None else None
             if given is not None and not given.is_file():
@@ -457,6 +620,7 @@ class ImageNetVal(ImageSource):
                                 f"auto-detect {', '.join(LABEL_FILE_NAMES)} in {root} or {root.parent}.")
             samples, self.labels_file = _discover_flat(root, images, given)
         else:
+            walk.check()
             samples = []
         if not samples:
             raise DataError(f"no images found in {root} (image extensions: {', '.join(IMAGE_EXTENSIONS)}). "

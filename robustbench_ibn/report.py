@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from itertools import combinations
@@ -23,6 +24,8 @@ from tabulate import tabulate
 
 from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
 from .results import SCHEMA_VERSION, DomainResult, EvalResult
+from .text import latex_escape as _latex_escape
+from .text import markdown_cell
 
 __all__ = [
     "FORMATS",
@@ -177,12 +180,13 @@ def _p(p: float) -> str:
 def _severity_points(result: EvalResult) -> dict[str, dict[str, Any]]:
     """Family -> {param, identity, members: [(value, name)]} from the recorded shift definitions."""
     families: dict[str, dict[str, Any]] = {}
-    for definition in result.protocol.get("transforms", []):
+    for i, definition in enumerate(result.protocol.get("transforms", [])):
         name = definition["name"]
         if name == "clean":
             continue
         severity = definition.get("severity")
         if severity:
+            _check_severity(severity, f"protocol.transforms[{i}].severity of result {result.model!r}")
             family, param, value, identity = (severity["family"], severity["param"], float(severity["value"]),
                                               severity.get("identity"))
         else:  # records without declared severities: the trailing number of the name
@@ -194,6 +198,18 @@ def _severity_points(result: EvalResult) -> dict[str, dict[str, Any]]:
         entry = families.setdefault(family, {"param": param, "identity": identity, "members": []})
         entry["members"].append((value, name))
     return families
+
+
+def _check_severity(severity: Any, where: str) -> None:
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not (isinstance(severity, dict) and isinstance(severity.get("family"), str)
+            and isinstance(severity.get("param"), str) and number(severity.get("value"))
+            and (severity.get("identity") is None or number(severity["identity"]))):
+        raise ValueError(f"Expected {where} to be an object with a string family and param, a finite number value "
+                         f"and an optional numeric identity, but got {severity!r:.80}. Re-create the record with "
+                         "robust-eval --output.")
 
 
 def severity_curves(result: EvalResult, uncertainty: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -307,13 +323,6 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
     return lines
 
 
-def _latex_escape(text: str) -> str:
-    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                       ("×", r"$\times$")):
-        text = text.replace(char, repl)
-    return text
-
-
 def _latex(frame: pd.DataFrame, first: str = "Transform") -> list[str]:
     lines = [
         r"\begin{tabular}{l" + "c" * len(frame.columns) + "}",
@@ -332,8 +341,12 @@ def _latex(frame: pd.DataFrame, first: str = "Transform") -> list[str]:
 
 
 def _markdown(frame: pd.DataFrame, first: str = "transform") -> str:
-    # Cells are already formatted text: no number parsing (it would drop the decimals of "10000.0").
-    return tabulate(frame, headers=[first, *frame.columns], tablefmt="github", disable_numparse=True,
+    # Cells are already formatted text: no number parsing (it would drop the decimals of "10000.0"). Every cell,
+    # header and row label is escaped: model names and labels come from records, which anyone can write.
+    cells = pd.DataFrame([[markdown_cell(c) for c in row] for row in frame.values],
+                         index=[markdown_cell(i) for i in frame.index],
+                         columns=[markdown_cell(c) for c in frame.columns])
+    return tabulate(cells, headers=[first, *cells.columns], tablefmt="github", disable_numparse=True,
                     colalign=("left", *("right",) * len(frame.columns)))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .checks import check_finite
 from .files import atomic_write_text
 from .metrics import prediction_uncertainty, topk_counts
 
@@ -174,6 +175,8 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
 
     if not isinstance(record.get("model"), str):
         raise bad("'model'", "a string", record.get("model"))
+    # A NaN or an infinity anywhere else (predictions and labels are checked as integers below).
+    check_finite({k: v for k, v in record.items() if k not in ("labels", "predictions")}, f"result record {path}")
     for key in ("weights", "dataset", "protocol", "environment"):
         if not isinstance(record.get(key), dict):
             raise bad(f"{key!r}", "an object", record.get(key))

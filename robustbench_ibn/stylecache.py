@@ -18,7 +18,12 @@ stylized crop is kept on disk and shared by every model evaluated later. Layout:
 Entries are written atomically (a private temporary file in the same folder, then ``os.replace``), so an
 interrupted run leaves only whole entries and the next run continues where it stopped. Concurrent runs
 may both generate an entry; the last ``os.replace`` wins and both contents are the same crop. Each PNG
-carries the sha256 of its own pixels; a read that does not match it is treated as a miss.
+carries the sha256 of its own pixels; a read that does not match it is treated as a miss, as is an entry
+whose header gives another size (checked before decoding, so an oversized "bomb" PNG is never decoded).
+
+The inspection functions (:func:`cache_info`, :func:`verify_cache`, :func:`clear_cache`) take the cache as
+untrusted: a broken link or a folder where an entry should be is reported, never followed out of the cache
+and never removed recursively; a namespace that is a link is removed as a link, its target left alone.
 
 This module imports nothing from the runner (the transforms use it).
 """
@@ -80,6 +85,23 @@ def _pixels_sha(hwc: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(hwc).tobytes()).hexdigest()
 
 
+# What reading an entry can raise besides FileNotFoundError: a damaged file, a folder in its place, PIL's bomb
+# limit (not an OSError), or the size check below.
+_ENTRY_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _read_entry(path: Path, height: int, width: int) -> tuple[np.ndarray, dict[str, str]]:
+    """An entry's pixels (as stored: an RGB entry is ``[H, W, 3]`` uint8) and text chunks; the header's size is
+    checked against ``height`` x ``width`` before any pixel is decoded, so a huge image there costs nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below is stricter
+        with Image.open(path) as img:
+            if img.size != (width, height):
+                raise ValueError(f"its header says {img.size[0]}x{img.size[1]}, expected {width}x{height}")
+            img.load()
+            return np.array(img), dict(img.text)  # type: ignore[attr-defined]
+
+
 class StyleCache:
     """One namespace of stylized crops: ``get``/``put`` 8-bit ``[H, W, 3]`` arrays by input key.
 
@@ -100,19 +122,17 @@ class StyleCache:
         return self.dir / f"{height}x{width}" / key[:2] / f"{key}.png"
 
     def get(self, key: str, height: int, width: int) -> np.ndarray | None:
-        """The cached ``[H, W, 3]`` uint8 crop, or None (absent, unreadable or failing its pixel hash)."""
+        """The cached ``[H, W, 3]`` uint8 crop, or None (absent, unreadable, of another size or failing its pixel
+        hash: each of these is regenerated)."""
         path = self.path(key, height, width)
         try:
-            with Image.open(path) as img:
-                img.load()
-                arr = np.array(img.convert("RGB") if img.mode != "RGB" else img)
-                stored = img.text.get(_PIXELS_TEXT)  # type: ignore[attr-defined]
+            arr, text = _read_entry(path, height, width)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, SyntaxError) as e:  # truncated/corrupt file: regenerate it
+        except _ENTRY_ERRORS as e:  # truncated/corrupt file, another size, a decompression bomb: regenerate it
             warnings.warn(f"ignoring unreadable cache entry {path} ({e}); it will be regenerated", stacklevel=2)
             return None
-        if arr.shape != (height, width, 3) or stored != _pixels_sha(arr):
+        if arr.shape != (height, width, 3) or arr.dtype != np.uint8 or text.get(_PIXELS_TEXT) != _pixels_sha(arr):
             warnings.warn(f"ignoring cache entry {path}: wrong size or pixel hash; it will be regenerated",
                           stacklevel=2)
             return None
@@ -162,6 +182,8 @@ class NamespaceInfo:
     bytes: int
     geometries: dict[str, int] = field(default_factory=dict)
     meta: dict[str, Any] | None = None
+    unreadable: int = 0  # entry names that are not readable files (broken links, folders): see verify_cache
+    link: str | None = None  # the target, when the namespace folder is a symbolic link
 
 
 def _namespaces(root: str | os.PathLike[str] | None) -> Iterator[Path]:
@@ -180,8 +202,11 @@ def cache_info(root: str | os.PathLike[str] | None = None) -> list[NamespaceInfo
     out = []
     for ns in _namespaces(root):
         geometries: dict[str, int] = {}
-        total = count = 0
+        total = count = unreadable = 0
         for entry in _entries(ns):
+            if not entry.is_file():  # a broken link or a folder named like an entry
+                unreadable += 1
+                continue
             count += 1
             total += entry.stat().st_size
             geometries[entry.parent.parent.name] = geometries.get(entry.parent.parent.name, 0) + 1
@@ -189,7 +214,8 @@ def cache_info(root: str | os.PathLike[str] | None = None) -> list[NamespaceInfo
             meta = json.loads((ns / _META).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = None
-        out.append(NamespaceInfo(ns.name, ns, count, total, geometries, meta))
+        link = os.readlink(ns) if ns.is_symlink() else None
+        out.append(NamespaceInfo(ns.name, ns, count, total, geometries, meta, unreadable, link))
     return out
 
 
@@ -199,7 +225,9 @@ def verify_cache(
     """Decode every entry and check its size (from its folder), file name and stored pixel hash.
 
     Returns ``(number of good entries, [(path, problem), ...])``; with ``delete_bad`` the bad ones (and
-    stale temporary files from killed writers) are removed, so the next run regenerates them.
+    stale temporary files from killed writers) are removed, so the next run regenerates them. Only files and
+    links are removed (a link, not its target): a folder where an entry should be is reported and left for
+    its owner to remove (its problem says so).
     """
     good, bad = 0, []
     for ns in _namespaces(root):
@@ -212,22 +240,26 @@ def verify_cache(
             else:
                 good += 1
     if delete_bad:
-        for path, _ in bad:
-            path.unlink(missing_ok=True)
+        for i, (path, problem) in enumerate(bad):
+            if path.is_dir() and not path.is_symlink():
+                bad[i] = (path, f"{problem}; not deleted (a folder: remove it yourself if it is not yours to keep)")
+            else:
+                path.unlink(missing_ok=True)
     return good, bad
 
 
 def _check_entry(entry: Path) -> str | None:
+    if entry.is_symlink():
+        return f"a link (to {os.readlink(entry)}), not an entry this cache wrote"
+    if entry.is_dir():
+        return "a folder, not an entry"
     try:
         height, width = (int(v) for v in entry.parent.parent.name.split("x"))
     except ValueError:
         return f"folder {entry.parent.parent.name!r} is not <H>x<W>"
     try:
-        with Image.open(entry) as img:
-            img.load()
-            arr = np.asarray(img)
-            text = dict(img.text)  # type: ignore[attr-defined]
-    except (OSError, ValueError, SyntaxError) as e:
+        arr, text = _read_entry(entry, height, width)
+    except _ENTRY_ERRORS as e:
         return f"unreadable ({e})"
     if arr.shape != (height, width, 3) or arr.dtype != np.uint8:
         return f"expected an 8-bit RGB {height}x{width} image, got {arr.dtype} {arr.shape}"
@@ -239,10 +271,18 @@ def _check_entry(entry: Path) -> str | None:
 
 
 def clear_cache(root: str | os.PathLike[str] | None = None, pattern: str | None = None) -> list[NamespaceInfo]:
-    """Delete the namespaces whose name starts with ``pattern`` (all when None); returns what was removed."""
+    """Delete the namespaces whose name starts with ``pattern`` (all when None); returns what was removed.
+
+    Nothing outside the cache is deleted: a namespace that is a link is removed as a link (``link`` in its
+    :class:`NamespaceInfo` names the target, left as it is), and links inside a namespace are removed, not
+    followed.
+    """
     removed = [ns for ns in cache_info(root) if pattern is None or ns.name.startswith(pattern)]
     for ns in removed:
-        shutil.rmtree(ns.path)
+        if ns.link is not None:
+            ns.path.unlink()
+        else:
+            shutil.rmtree(ns.path)
     return removed
 
 
@@ -279,7 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for ns in infos:
             meta = ns.meta or {}
             geoms = ", ".join(f"{g}: {c}" for g, c in ns.geometries.items()) or "-"
-            print(f"{ns.name}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms})")
+            link = f" -> {ns.link}" if ns.link else ""
+            broken = f"; {ns.unreadable} not readable (run verify)" if ns.unreadable else ""
+            print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
             if meta:
                 print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
                 print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
@@ -288,12 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         good, bad = verify_cache(args.dir, delete_bad=args.delete_bad)
         for path, problem in bad:
             print(f"BAD {path}: {problem}", file=sys.stderr)
-        action = " (deleted; they will be regenerated)" if bad and args.delete_bad else ""
+        left = [path for path, _ in bad if os.path.lexists(path)]
+        action = (f" (deleted; they will be regenerated{f', except {len(left)} left in place' if left else ''})"
+                  if bad and args.delete_bad else "")
         print(f"cache: {base}: {good} good, {len(bad)} bad entries{action}")
-        return 1 if bad and not args.delete_bad else 0
+        return 1 if left else 0
     removed = clear_cache(args.dir, args.prefix)
     for ns in removed:
-        print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
+        if ns.link:
+            print(f"removed the link {ns.path} (its target {ns.link} was left as it is)")
+        else:
+            print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
     print(f"cache: {base}: cleared {len(removed)} namespace(s)")
     return 0
 

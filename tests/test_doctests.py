@@ -5,8 +5,9 @@ import importlib
 
 import pytest
 
-MODULES = ["robustbench_ibn", "robustbench_ibn.env", "robustbench_ibn.files", "robustbench_ibn.hub", "robustbench_ibn.labels",
-           "robustbench_ibn.metrics", "robustbench_ibn.text", "robustbench_ibn.transforms.functional"]
+MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.env", "robustbench_ibn.files", "robustbench_ibn.hub",
+           "robustbench_ibn.labels", "robustbench_ibn.leaderboard", "robustbench_ibn.metrics", "robustbench_ibn.models._api",
+           "robustbench_ibn.text", "robustbench_ibn.transforms.functional"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -30,6 +30,7 @@ from conftest import few_images
 from robustbench_ibn import evaluate, plugins
 from robustbench_ibn import data as data_module
 from robustbench_ibn import files as files_module
+from robustbench_ibn import hub as hub_module
 from robustbench_ibn.cli import main, report_main
 from robustbench_ibn.data import DataError
 from robustbench_ibn.leaderboard import LeaderboardError, load_entries, save_entry
@@ -212,11 +213,11 @@ def test_a_full_disk_during_a_download_caches_nothing_and_keeps_other_files(monk
     cache.mkdir(parents=True)
     (cache / "other-12345678.pth").write_bytes(b"an earlier download")
 
-    def full_disk(url, dst, hash_prefix=None, progress=True):
+    def full_disk(url, dst, progress=True, timeout=None):
         Path(dst).write_bytes(b"half a file")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", full_disk)
+    monkeypatch.setattr(hub_module, "_download", full_disk)
     with pytest.raises(WeightsError, match=r"could not download http://127\.0\.0\.1:9/net\.pth: .*No space left"):
         cached_download("http://127.0.0.1:9/net.pth", None, progress=False)
     assert cache_files() == ["other-12345678.pth"]
@@ -496,7 +497,8 @@ def test_misbehaving_shifts_and_models_are_named(capsys, isolated, data, tmp_pat
                                      "'oops'."),
         (["--model-kwargs", "a=1,a=2"], "argument --model-kwargs: Expected each key once, but 'a' is given twice"),
         (["--model-kwargs", "a={[1]: 2}"], "argument --model-kwargs: Expected the value of 'a' to be a Python literal"),
-        (["--model-kwargs", "in_ratio=2"], "Expected in_ratio in [0, 1], but got 2."),
+        (["--model-kwargs", "in_ratio=2"], "Expected in_ratio to be a number in [0, 1] (the share of channels an IBN "
+                                           "layer gives to InstanceNorm: 0.5 official, 0 plain BN, 1 plain IN), but got 2."),
         (["--transform-weights", "monet"], "argument --transform-weights: Expected NAME=PATH pairs"),
         (["--transforms", "rgb+10:5:1"], "Expected a range START <= STOP in 'rgb+10:5:1', but got 10 > 5."),
         (["--transforms", "rgb+10:100:0"], "Expected a range step > 0 in 'rgb+10:100:0', but got 0."),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from robustbench_ibn.cli import leaderboard_main
+from robustbench_ibn.files import safe_filename
 from robustbench_ibn.leaderboard import (
     ENTRY_SCHEMA_VERSION,
     LeaderboardError,
@@ -111,7 +112,8 @@ def test_measured_entry_fields_and_replacement(tmp_path):
     result = make_result("resnet50")
     path = save_entry(result, tmp_path, n_boot=100)
     fingerprint = result.protocol["fingerprint"]
-    assert path == tmp_path / "measured" / f"resnet50__0123456789ab__{fingerprint}.json"
+    assert path == tmp_path / "measured" / safe_filename(f"resnet50__0123456789ab__{fingerprint}", ".json")
+    assert path.name.startswith(f"resnet50__0123456789ab__{fingerprint}-")  # readable, plus a hash of the name
     entry = json.loads(path.read_text(encoding="utf-8"))
     assert entry["schema_version"] == ENTRY_SCHEMA_VERSION and entry["kind"] == "measured"
     assert entry["protocol"]["fingerprint"] == fingerprint and entry["protocol"]["dataset"]["n"] == 100

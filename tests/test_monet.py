@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,21 @@ def test_interrupted_run_continues_and_bad_entries_are_regenerated(ckpt, tmp_pat
     with pytest.warns(UserWarning, match="regenerated"):
         assert torch.equal(again.apply_batch(crops, ["1", "2"]), out)
     assert again.generated == 1
+
+
+def test_an_oversized_bomb_entry_is_regenerated_not_decoded(ckpt, tmp_path, crops):
+    out = monet(ckpt, tmp_path).apply_batch(crops, ["1", "2"])
+    entry = sorted((tmp_path / "style").rglob("[!.]*.png"))[0]
+    image = Image.new("RGB", (8, 8))
+    image.save(entry)  # a valid PNG, then its header patched to declare 30000x30000 pixels (PIL's bomb limit)
+    raw = bytearray(entry.read_bytes())
+    raw[16:24] = (30000).to_bytes(4, "big") * 2
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")
+    entry.write_bytes(bytes(raw))
+    again = monet(ckpt, tmp_path)
+    with pytest.warns(UserWarning, match="regenerated"):  # once a DecompressionBombError traceback
+        assert torch.equal(again.apply_batch(crops, ["1", "2"]), out)
+    assert again.generated == 1 and stylecache.verify_cache(tmp_path) == (2, [])
 
 
 def test_inputs_off_the_8_bit_grid_are_keyed_exactly(ckpt, tmp_path):

@@ -522,8 +522,8 @@ class AdaINStyle(Shift):
         out, failures = {}, []
         for role, file in FILES.items():
             source = "hub cache" if (hub / file).is_file() else "download"
-            try:
-                out[role] = (cached_download(urls[role], None, progress=progress), source)
+            try:  # the official files keep their plain names, so a copy put there by hand is found
+                out[role] = (cached_download(urls[role], None, progress=progress, cache_name=file), source)
             except WeightsError as e:
                 failures.append(f"{file} ({e.__cause__ or e})")
         if failures:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from ..env import resolve_device
 from ..files import atomic_write
-from ..hub import WeightsError, cached_download, file_sha256, read_state_dict
+from ..hub import WeightsError, cache_path, cached_download, file_sha256, read_state_dict
 from ..stylecache import StyleCache
 from ._base import Shift, TransformError, check_images, register_transform
 from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
@@ -376,10 +376,13 @@ class CycleGANStyle(Shift):
                                      f"Expected the {self.style.file} generator (official URL {self.url}).")
             return path, "path"
         url = self.weights or self.url
-        hub_file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        # The official file keeps its own name in the hub cache (a copy put there by hand is found); any other URL
+        # is cached under its URL, so another file of the same name never passes for it.
+        cache_name = self.style.file if url == self.url else None
+        hub_file = cache_path(url, cache_name=cache_name)
         source = "hub cache" if hub_file.is_file() else "download"
         try:
-            return cached_download(url, None, progress=progress), source
+            return cached_download(url, None, progress=progress, cache_name=cache_name), source
         except WeightsError as e:
             raise TransformError(
                 f"the {self.label} shift needs the CycleGAN generator weights {self.style.file}, which are not on this "

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from ..data import DataConfig, DataError, ImageSource, _is_image, _visible_dirs, wnid_to_index
+from ..data import DataConfig, DataError, FolderWalk, ImageSource, _is_image, _visible_dirs, wnid_to_index
 from ..labels import ImageNet1k, LabelSpace
 from ..registry import Registry
 from ..text import listing
@@ -96,17 +96,22 @@ def locate_wnid_folders(cls: type[DatasetKind], root: Path, allowed: Iterable[st
 
 def list_images(root: Path, folders: list[tuple[Path, int | None]]) -> tuple[list[tuple[str, int]], dict[str, int]]:
     """Every image under each folder (recursively, links followed, hidden entries skipped), as ``(path relative to
-    root, label)`` sorted by path, and the image count of each excluded (label ``None``) folder."""
+    root, label)`` sorted by path, and the image count of each excluded (label ``None``) folder.
+
+    Raises:
+        DataError: link loops, a folder or image reached twice, broken links, unreadable folders (all named; see
+            :class:`~robustbench_ibn.data.FolderWalk`).
+    """
     samples: list[tuple[str, int]] = []
     excluded: dict[str, int] = {}
+    walk = FolderWalk(root)
     for folder, label in folders:
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
-            images = [Path(dirpath, name) for name in filenames if _is_image(Path(dirpath, name))]
-            if label is None:
-                excluded[folder.name] = excluded.get(folder.name, 0) + len(images)
-            else:
-                samples.extend((p.relative_to(root).as_posix(), label) for p in images)
+        images = walk.images_under(folder)
+        if label is None:
+            excluded[folder.name] = excluded.get(folder.name, 0) + len(images)
+        else:
+            samples.extend((p.relative_to(root).as_posix(), label) for p in images)
+    walk.check()
     return sorted(samples), excluded
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +14,7 @@ from torch import nn
 
 from ..data import DataConfig
 from ..registry import Registry
+from ..text import listing
 from ._classes import apply_class_map
 from ._weights import WeightsSource, load_weights
 
@@ -140,14 +144,28 @@ def create_model(
         class_map: for a classifier whose outputs are not the 1000 ImageNet-1k classes, the ImageNet-1k index of
             each output; the model is then wrapped in :class:`~robustbench_ibn.models.ClassMapped`. Without it
             such a model is an error.
-        **kwargs: architecture arguments passed to the builder.
+        **kwargs: architecture arguments passed to the builder, checked against what it accepts before anything
+            is built: its own keyword parameters and, when it passes ``**kwargs`` on, those of the class its return
+            annotation names (torchvision's builder convention). Builders whose arguments cannot be known that way
+            (``timm:``, ``hub:``) get the kwargs unchecked.
 
     Returns:
         The bare network in eval mode, expecting normalized input. It carries ``model_name``,
         ``data_config`` (:class:`~robustbench_ibn.data.DataConfig`) and ``weights_source``
         (:class:`WeightsSource`).
+
+    Raises:
+        ValueError: an argument the model does not take (the message lists those it takes, the closest name, and
+            the registered models that take it), or a value the model refuses.
+
+    Example:
+        >>> create_model("resnet18", "random", in_ratio=0.3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected model arguments of resnet18 (...) among num_classes, ..., but got 'in_ratio'. It is taken ...
     """
     builder, info = _resolve(name)
+    _check_arguments(name, builder, kwargs)
     source: WeightsSource | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -162,6 +180,45 @@ def create_model(
     model.data_config = info.data_config
     model.weights_source = source
     return model.eval()
+
+
+def _builder_arguments(builder: Callable[..., nn.Module]) -> tuple[str, ...] | None:
+    """The keyword arguments ``builder`` accepts, or None when they cannot be known.
+
+    Its own keyword parameters; when it also takes ``**kwargs``, the parameters with a default of the
+    ``nn.Module`` class its return annotation names (torchvision's convention: ``def resnet18(*, weights=None,
+    progress=True, **kwargs) -> ResNet``; parameters without a default are the ones the builder fills). A
+    builder that passes ``**kwargs`` to something undeclared (``-> nn.Module``) gives None.
+    """
+    params = inspect.signature(builder).parameters.values()
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [p.name for p in params if p.kind in keywords]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return tuple(named)
+    try:
+        target = typing.get_type_hints(builder).get("return")
+    except Exception:  # an annotation that does not resolve: nothing is known
+        return None
+    if not (isinstance(target, type) and issubclass(target, nn.Module) and target is not nn.Module):
+        return None
+    forwarded = [n for n, p in inspect.signature(target).parameters.items()
+                 if p.kind in keywords and p.default is not inspect.Parameter.empty]
+    return tuple(dict.fromkeys(named + forwarded))
+
+
+def _check_arguments(name: str, builder: Callable[..., nn.Module], kwargs: Mapping[str, Any]) -> None:
+    accepted = _builder_arguments(builder)
+    unknown = [key for key in kwargs if accepted is not None and key not in accepted]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, accepted or (), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    takers = [m for m in list_models() if key in (_builder_arguments(MODELS.get(m)) or ())]
+    who = (f" It is taken by {len(takers)} registered model{'s' if len(takers) > 1 else ''}: {listing(takers, 6)}."
+           if takers else "")
+    raise ValueError(f"Expected model arguments of {name} (model_kwargs / --model-kwargs) among "
+                     f"{', '.join(accepted or ()) or 'none'}, but got {', '.join(map(repr, unknown))}.{hint}{who}")
 
 
 def prepare_model(

@@ -24,6 +24,7 @@ import difflib
 import functools
 import math
 import re
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def _torchvision(name: str) -> Resolved:
 
     def builder(**kwargs: Any) -> nn.Module:
         return tv_builder(weights=None, **kwargs)
+
+    # torchvision's builders name the class they build: create_model checks the model kwargs against it.
+    builder.__annotations__["return"] = typing.get_type_hints(tv_builder).get("return", nn.Module)
 
     def load_official(**kwargs: Any) -> tuple[nn.Module, WeightsSource]:
         # Our download first (hash-checked, clear offline message), into the torch hub cache where torchvision's

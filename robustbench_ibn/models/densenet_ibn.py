@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._api import register_model
-from .resnet_ibn import NO_WEIGHTS, README, IBN, ibn_info
+from .resnet_ibn import NO_WEIGHTS, README, IBN, check_in_ratio, ibn_info
 
 __all__ = ["DenseNetIBN"]
 
@@ -83,6 +83,7 @@ class DenseNetIBN(nn.Module):
         in_ratio: float = _IBN_RATIO,
     ) -> None:
         super().__init__()
+        check_in_ratio(in_ratio)
         self.features = nn.Sequential(OrderedDict([
             ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
             ("norm0", nn.BatchNorm2d(num_init_features)),
@@ -121,20 +122,20 @@ _ARCHS = {
 }
 
 
-def _densenet_ibn_a(depth: int, **kwargs: Any) -> nn.Module:
+def _densenet_ibn_a(depth: int, **kwargs: Any) -> DenseNetIBN:
     init, growth, blocks = _ARCHS[depth]
     kwargs = {"num_init_features": init, "growth_rate": growth, "block_config": blocks, **kwargs}
     return DenseNetIBN(**kwargs)
 
 
 # Builders: kwargs go to DenseNetIBN (growth_rate, block_config, num_init_features, bn_size, drop_rate, num_classes,
-# in_ratio), as the official constructors' kwargs.
+# in_ratio), as the official constructors' kwargs; the return annotation names that class for create_model's check.
 
 
 @register_model(
     info=ibn_info("densenet121_ibn_a", 7_978_856, "e4af5cc1", (24.47, 7.25), README + " (paper Table 2)")
 )
-def densenet121_ibn_a(**kwargs: Any) -> nn.Module:
+def densenet121_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-121-IBN-a."""
     return _densenet_ibn_a(121, **kwargs)
 
@@ -142,18 +143,18 @@ def densenet121_ibn_a(**kwargs: Any) -> nn.Module:
 @register_model(
     info=ibn_info("densenet169_ibn_a", 14_149_480, "9f32c161", (23.25, 6.51), README + " (paper Table 2)")
 )
-def densenet169_ibn_a(**kwargs: Any) -> nn.Module:
+def densenet169_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-169-IBN-a."""
     return _densenet_ibn_a(169, **kwargs)
 
 
 @register_model(info=ibn_info("densenet201_ibn_a", 20_013_928, ref_source=NO_WEIGHTS))
-def densenet201_ibn_a(**kwargs: Any) -> nn.Module:
+def densenet201_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-201-IBN-a (no published weights)."""
     return _densenet_ibn_a(201, **kwargs)
 
 
 @register_model(info=ibn_info("densenet161_ibn_a", 28_681_000, ref_source=NO_WEIGHTS))
-def densenet161_ibn_a(**kwargs: Any) -> nn.Module:
+def densenet161_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-161-IBN-a (no published weights)."""
     return _densenet_ibn_a(161, **kwargs)

@@ -38,7 +38,7 @@ from ._api import ModelInfo, register_model
 
 __all__ = [
     "IBN", "IBNConcat", "PartialIN", "SELayer", "BasicBlockIBN", "BottleneckIBN", "ResNetIBN", "KINDS",
-    "build_resnet_ibn", "ibn_cfg_for_groups", "ibn_info", "ibn_norm", "parse_in_groups",
+    "InGroups", "build_resnet_ibn", "check_in_ratio", "ibn_cfg_for_groups", "ibn_info", "ibn_norm", "parse_in_groups",
 ]
 
 # Stage kind -> (residual-path kind of every block, after-addition kind of the stage's last block).
@@ -48,6 +48,8 @@ KINDS: dict[str | None, tuple[str | None, str | None]] = {
     "b": (None, "b"), "d": (None, "d"), "ad": ("a", "d"),
 }
 _RELEASE = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
+# Residual groups as the ablation argument in_groups takes them (see parse_in_groups); None: the official stages.
+InGroups = str | int | Iterable[int] | None
 _PAPER = "Pan et al., Two at Once: Enhancing Learning and Generalization Capacities via IBN-Net, ECCV 2018"
 
 
@@ -155,6 +157,15 @@ class SELayer(nn.Module):
         b, c = x.shape[:2]
         gate = self.fc(self.avg_pool(x).view(b, c)).view(b, c, 1, 1)
         return x * gate.expand_as(x)
+
+
+def check_in_ratio(value: Any) -> None:
+    """Refuse an ``in_ratio`` that is not a finite number in [0, 1] (a string such as ``"nan"`` from the command
+    line, NaN itself, a bool) with a message saying what it means."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValueError(f"Expected in_ratio to be a number in [0, 1] (the share of channels an IBN layer gives to "
+                         f"InstanceNorm: 0.5 official, 0 plain BN, 1 plain IN), but got {value!r}.")
 
 
 def ibn_norm(planes: int, ratio: float) -> nn.Module:
@@ -353,8 +364,7 @@ class ResNetIBN(nn.Module):
             raise ValueError(f"Expected 4 stage depths in layers, but got {len(layers)}: {tuple(layers)}.")
         if len(ibn_cfg) != 4 or any(c not in KINDS for c in ibn_cfg):
             raise ValueError(f"Expected ibn_cfg to be 4 entries from {list(KINDS)}, but got {ibn_cfg!r}.")
-        if not 0 <= in_ratio <= 1:
-            raise ValueError(f"Expected in_ratio in [0, 1], but got {in_ratio!r}.")
+        check_in_ratio(in_ratio)
         self.inplanes = 64
         self.in_ratio = in_ratio
         self._block_args = {"in_ratio": in_ratio, "groups": groups, "base_width": base_width,
@@ -476,9 +486,7 @@ _ARCHS: dict[int, tuple[type[BasicBlockIBN] | type[BottleneckIBN], tuple[int, in
 }
 
 
-def build_resnet_ibn(
-    depth: int, kind: str, *, in_groups: str | int | Iterable[int] | None = None, **kwargs: Any
-) -> ResNetIBN:
+def build_resnet_ibn(depth: int, kind: str, *, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """Builder shared by the ResNet, ResNeXt and SE families.
 
     Args:
@@ -528,19 +536,20 @@ NO_WEIGHTS = "no published weights"
 _TABLE3 = "IBN-Net paper Table 3 (authors' model; weights not published)"
 _VARIANT = ("ibn-net", "paper-variant")
 
-# Builders: kwargs go to ResNetIBN (num_classes, ibn_cfg, in_ratio, all_in) plus in_groups.
+# Builders: in_groups (Table 4), and kwargs that go to ResNetIBN (num_classes, ibn_cfg, in_ratio, all_in, ...); the
+# return annotation names that class, which is what create_model checks model kwargs against.
 
 
 @register_model(info=ibn_info("resnet18_ibn_a", 11_689_512, "2f571257", (29.17, 10.24), README))
-def resnet18_ibn_a(**kwargs: Any) -> nn.Module:
+def resnet18_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-18-IBN-a."""
-    return build_resnet_ibn(18, "a", **kwargs)
+    return build_resnet_ibn(18, "a", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet34_ibn_a", 21_797_672, "94bc1577", (25.78, 8.19), README))
-def resnet34_ibn_a(**kwargs: Any) -> nn.Module:
+def resnet34_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-34-IBN-a."""
-    return build_resnet_ibn(34, "a", **kwargs)
+    return build_resnet_ibn(34, "a", in_groups=in_groups, **kwargs)
 
 
 @register_model(
@@ -549,9 +558,9 @@ def resnet34_ibn_a(**kwargs: Any) -> nn.Module:
         "IBN-Net README (paper numbers; released checkpoint measured 22.76/6.41 per older README)",
     )
 )
-def resnet50_ibn_a(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-50-IBN-a."""
-    return build_resnet_ibn(50, "a", **kwargs)
+    return build_resnet_ibn(50, "a", in_groups=in_groups, **kwargs)
 
 
 @register_model(
@@ -560,27 +569,27 @@ def resnet50_ibn_a(**kwargs: Any) -> nn.Module:
         "IBN-Net README (paper numbers; released checkpoint measured 21.29/5.61 per older README)",
     )
 )
-def resnet101_ibn_a(**kwargs: Any) -> nn.Module:
+def resnet101_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-101-IBN-a."""
-    return build_resnet_ibn(101, "a", **kwargs)
+    return build_resnet_ibn(101, "a", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet152_ibn_a", 60_192_808, ref_source=NO_WEIGHTS))
-def resnet152_ibn_a(**kwargs: Any) -> nn.Module:
+def resnet152_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-152-IBN-a (no published weights)."""
-    return build_resnet_ibn(152, "a", **kwargs)
+    return build_resnet_ibn(152, "a", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet18_ibn_b", 11_689_896, "bc2f3c11", ref_source=NOT_REPORTED))
-def resnet18_ibn_b(**kwargs: Any) -> nn.Module:
+def resnet18_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-18-IBN-b."""
-    return build_resnet_ibn(18, "b", **kwargs)
+    return build_resnet_ibn(18, "b", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet34_ibn_b", 21_798_056, "04134c37", ref_source=NOT_REPORTED))
-def resnet34_ibn_b(**kwargs: Any) -> nn.Module:
+def resnet34_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-34-IBN-b."""
-    return build_resnet_ibn(34, "b", **kwargs)
+    return build_resnet_ibn(34, "b", in_groups=in_groups, **kwargs)
 
 
 @register_model(
@@ -589,45 +598,45 @@ def resnet34_ibn_b(**kwargs: Any) -> nn.Module:
         ref_source=NOT_REPORTED + "; the paper's IBN-Net50-b (Table 1/3): 23.64/6.86",
     )
 )
-def resnet50_ibn_b(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-50-IBN-b."""
-    return build_resnet_ibn(50, "b", **kwargs)
+    return build_resnet_ibn(50, "b", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet101_ibn_b", 44_550_696, "c55f6dba", ref_source=NOT_REPORTED))
-def resnet101_ibn_b(**kwargs: Any) -> nn.Module:
+def resnet101_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-101-IBN-b."""
-    return build_resnet_ibn(101, "b", **kwargs)
+    return build_resnet_ibn(101, "b", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet152_ibn_b", 60_194_344, ref_source=NO_WEIGHTS))
-def resnet152_ibn_b(**kwargs: Any) -> nn.Module:
+def resnet152_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-152-IBN-b (no published weights)."""
-    return build_resnet_ibn(152, "b", **kwargs)
+    return build_resnet_ibn(152, "b", in_groups=in_groups, **kwargs)
 
 
 # The paper's variants (Fig. 4, Table 3) on ResNet-50. Other depths: e.g. resnet18_ibn_a with ibn_cfg=("c",)*3+(None,).
 
 
 @register_model(info=ibn_info("resnet50_ibn_c", 29_800_872, err=(22.78, 6.32), ref_source=_TABLE3, tags=_VARIANT))
-def resnet50_ibn_c(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_c(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-c: IN and BN on the same features, concatenated, in every block of layer1-3 (Fig. 4(a))."""
-    return build_resnet_ibn(50, "c", **kwargs)
+    return build_resnet_ibn(50, "c", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet50_ibn_d", 25_557_800, err=(22.86, 6.48), ref_source=_TABLE3, tags=_VARIANT))
-def resnet50_ibn_d(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_d(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-d: IN on half the channels after the addition (last block of layer1-2) and an IBN stem."""
-    return build_resnet_ibn(50, "d", **kwargs)
+    return build_resnet_ibn(50, "d", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet50_ibn_ad", 25_557_800, err=(22.89, 6.48), ref_source=_TABLE3, tags=_VARIANT))
-def resnet50_ibn_ad(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_ad(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-a&d: IBN-a blocks in layer1-3 plus IBN-d's half IN after the addition in layer1-2 and stem."""
-    return build_resnet_ibn(50, "ad", **kwargs)
+    return build_resnet_ibn(50, "ad", in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnet50_ibn_a2", 25_557_032, err=(22.81, 6.46), ref_source=_TABLE3, tags=_VARIANT))
-def resnet50_ibn_a2(**kwargs: Any) -> nn.Module:
+def resnet50_ibn_a2(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-a x2: IBN on the first and the second normalization of every block of layer1-3."""
-    return build_resnet_ibn(50, "a2", **kwargs)
+    return build_resnet_ibn(50, "a2", in_groups=in_groups, **kwargs)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
 
 from ._api import register_model
-from .resnet_ibn import NO_WEIGHTS, README, build_resnet_ibn, ibn_info
+from .resnet_ibn import NO_WEIGHTS, README, InGroups, ResNetIBN, build_resnet_ibn, ibn_info
 
 __all__: list[str] = []
 
@@ -21,23 +20,23 @@ __all__: list[str] = []
 _RESNEXT = {"groups": 32, "base_width": 4}
 
 
-def _resnext_ibn_a(depth: int, **kwargs: Any) -> nn.Module:
+def _resnext_ibn_a(depth: int, **kwargs: Any) -> ResNetIBN:
     return build_resnet_ibn(depth, "a", **{**_RESNEXT, **kwargs})
 
 
 @register_model(info=ibn_info("resnext50_ibn_a", 25_028_904, ref_source=NO_WEIGHTS))
-def resnext50_ibn_a(**kwargs: Any) -> nn.Module:
+def resnext50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNeXt-50-IBN-a 32x4d (no published weights)."""
-    return _resnext_ibn_a(50, **kwargs)
+    return _resnext_ibn_a(50, in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnext101_ibn_a", 44_177_704, "6ace051d", (20.88, 5.42), README + " (paper Table 2)"))
-def resnext101_ibn_a(**kwargs: Any) -> nn.Module:
+def resnext101_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNeXt-101-IBN-a 32x4d."""
-    return _resnext_ibn_a(101, **kwargs)
+    return _resnext_ibn_a(101, in_groups=in_groups, **kwargs)
 
 
 @register_model(info=ibn_info("resnext152_ibn_a", 59_951_400, ref_source=NO_WEIGHTS))
-def resnext152_ibn_a(**kwargs: Any) -> nn.Module:
+def resnext152_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNeXt-152-IBN-a 32x4d (no published weights)."""
-    return _resnext_ibn_a(152, **kwargs)
+    return _resnext_ibn_a(152, in_groups=in_groups, **kwargs)

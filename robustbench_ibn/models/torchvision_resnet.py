@@ -63,7 +63,7 @@ def _register(name: str) -> None:
     tv_builder: Callable[..., nn.Module] = getattr(torchvision.models, name)
     weights = getattr(torchvision.models, f"ResNet{name.removeprefix('resnet')}_Weights")[_WEIGHTS_TAG]
 
-    def builder(**kwargs: Any) -> nn.Module:
+    def builder(**kwargs: Any) -> torchvision.models.ResNet:  # the class create_model checks kwargs against
         # weights=None: the architecture only; weights are loaded (and hash-checked) by the weights module.
         return tv_builder(weights=None, **kwargs)
 
