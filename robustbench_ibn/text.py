@@ -9,7 +9,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["listing", "number", "positional", "random_weights_mark", "significant"]
+__all__ = ["listing", "number", "positional", "random_init_tag", "random_init_title", "random_weights_banner",
+           "random_weights_mark", "significant"]
 
 
 def number(value: float) -> str:
@@ -65,3 +66,34 @@ def random_weights_mark(seed: int | None, *, what: str = "numbers are meaningles
         'RANDOM INIT (seed 0) - not pretrained; numbers are meaningless as accuracy'
     """
     return f"RANDOM INIT (seed {seed}) - not pretrained; {what}"
+
+
+def random_weights_banner(seed: int | None, *, what: str = "numbers are meaningless as accuracy") -> str:
+    """:func:`random_weights_mark` as a report header shows it, impossible to overlook.
+
+    Example:
+        >>> random_weights_banner(0)
+        '!!! RANDOM INIT (seed 0) - not pretrained; numbers are meaningless as accuracy !!!'
+    """
+    return f"!!! {random_weights_mark(seed, what=what)} !!!"
+
+
+def random_init_tag(*, calibrated: bool = False) -> str:
+    """What a table column or a plot legend adds to the name of a random-init model.
+
+    Example:
+        >>> "resnet50" + random_init_tag(), "resnet50" + random_init_tag(calibrated=True)
+        ('resnet50 (random init)', 'resnet50 (random init, calibrated)')
+    """
+    return " (random init, calibrated)" if calibrated else " (random init)"
+
+
+def random_init_title(what: str = "") -> str:
+    """What a figure's title adds when a random-init model is in it.
+
+    Example:
+        >>> random_init_title("not accuracy")
+        ' (RANDOM-INIT weights: not accuracy)'
+    """
+    return f" (RANDOM-INIT weights{': ' + what if what else ''})"
+
