@@ -83,6 +83,13 @@ EPS = 1e-8
 """Added to both domains' per-channel variances (squared feature units) so constant channels stay finite."""
 
 MODES = ("shifts", "dirs", "content")
+STATISTIC = {
+    "feature": "per image and channel, the spatial mean of the layer output",
+    "gaussian": "per domain and channel: mean and unbiased variance (n - 1) over images",
+    "divergence": "symmetric KL, KL(A||B) + KL(B||A), mean over channels (IBN-Net Sec. 4.3)",
+    "forward": "fp32, eval mode; statistics in float64, streamed",
+}
+"""What every divergence record says it measured (plus the ``eps`` of the run)."""
 _STEM_ACTIVATIONS = ("relu", "act1", "act")
 
 
@@ -513,13 +520,7 @@ def feature_divergence(
         "domains": domain_records,
         "data": [s.describe() for s in next(iter(plans.values())).sources.values()],
         "models": model_records,
-        "statistic": {
-            "feature": "per image and channel, the spatial mean of the layer output",
-            "gaussian": "per domain and channel: mean and unbiased variance (n - 1) over images",
-            "eps": eps,
-            "divergence": "symmetric KL, KL(A||B) + KL(B||A), mean over channels (IBN-Net Sec. 4.3)",
-            "forward": "fp32, eval mode; statistics in float64, streamed",
-        },
+        "statistic": {**STATISTIC, "eps": eps},
         "environment": environment_record(config.device, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                           duration_s=round(time.perf_counter() - started, 3),
                                           batch_size=config.batch_size, seed=config.seed),
