@@ -172,6 +172,35 @@ def test_a_plan_with_shifts_of_another_source(data, second, image_shifts):
     assert np.array_equal(result.predictions["b"], direct.predictions["clean"])
 
 
+def test_a_natural_shift_dataset_is_scored_in_its_own_label_space(data, sample_val, tmp_path):
+    """An ImageNet-R tree (its 200-class subset): predictions are the best of its 200 columns, in ImageNet indices."""
+    from robustbench_ibn.datasets import create_dataset
+
+    images = sorted(sample_val.glob("*/*.JPEG"))[:4]
+    root = tmp_path / "imagenet-r"
+    wnids = sorted(_r_wnids())[:2]
+    for k, image in enumerate(images):
+        (root / wnids[k % 2]).mkdir(parents=True, exist_ok=True)
+        (root / wnids[k % 2] / image.name).symlink_to(image)
+    source = create_dataset("imagenet-r", root, PIXELS)
+    assert source.label_space.policy == "subset" and source.kind == "imagenet-r"
+    result = evaluate(Spy(), data, "rgb+50", data_config=PIXELS, sources={"imagenet-r": source}, **RUN)
+    allowed = set(source.label_space.columns().tolist())
+    assert set(result.predictions["imagenet-r"].ravel().tolist()) <= allowed
+    assert not set(result.predictions["clean"][:, 0].tolist()) <= allowed  # val keeps the 1000-way prediction
+    assert result.sources["imagenet-r"].record["label_space"]["kind"] == "subset"
+    row = {r.transform: r for r in result.results}["imagenet-r"]
+    space = source.label_space
+    right = space.correct(result.predictions["imagenet-r"][:, :1], np.array(source.labels)).sum()
+    assert row.top1_err == pytest.approx(100 * (1 - right / 4))
+
+
+def _r_wnids() -> list[str]:
+    from robustbench_ibn.datasets import facts
+
+    return [wnid for wnid, _ in facts.imagenet_r_classes()]
+
+
 # -- logits -----------------------------------------------------------------------------------------
 def test_a_class_mapped_model_with_minus_inf_logits_evaluates_end_to_end(capsys, data, tmp_path):
     """-Inf marks a class the model never predicts (ClassMapped's unmapped classes): allowed, and scored."""
