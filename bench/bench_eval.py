@@ -63,7 +63,7 @@ def forward_only(model: torch.nn.Module, root: Path, batch: int) -> float:
     """Pure model time of our batches: preloaded crops, channels_last, 4 domains' worth of forwards."""
     dataset = ImageNetVal(root)
     crops = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
-    wrapped = rb.runner.Normalized(model, MEAN, STD).to(memory_format=torch.channels_last).eval()
+    wrapped = rb.models.Normalized(model, MEAN, STD).to(memory_format=torch.channels_last).eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(4):

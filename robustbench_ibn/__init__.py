@@ -14,6 +14,7 @@ Example:
 __version__ = "0.1.0"
 
 from .data import DataConfig, ImageNetVal
+from .engine import RunConfig
 from .models import ModelInfo, create_model, list_models, model_info, register_model
 from .results import DomainResult, EvalResult
 from .runner import evaluate
@@ -25,6 +26,7 @@ __all__ = [
     "EvalResult",
     "ImageNetVal",
     "ModelInfo",
+    "RunConfig",
     "Shift",
     "__version__",
     "create_model",

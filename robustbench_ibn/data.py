@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-from .labels import ImageNet1k, LabelSpace
+from .labels import ImageNet1k, LabelSpace, Unlabelled
 from .text import listing
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "ImageNetVal",
     "ImageSource",
+    "UnlabelledImages",
     "build_transform",
     "imagenet_classes",
     "load_rgb",
@@ -629,4 +630,48 @@ class ImageNetVal(ImageSource):
         self.root = root
         self.label_space = ImageNet1k()
         self._setup(samples, config, limit)
+
+
+class UnlabelledImages(ImageSource):
+    """Every image under a folder (recursive, sorted, hidden files skipped), without labels (``-1``).
+
+    For a domain that is not ImageNet-labelled (e.g. frames of a game, for the feature-divergence analysis);
+    its label space is :class:`~robustbench_ibn.labels.Unlabelled`. ``limit`` keeps that many evenly spaced
+    images (deterministic, spanning the folder).
+
+    Raises:
+        DataError: the folder does not exist or holds no images.
+    """
+
+    kind = "images"
+    title = "image folder"
+
+    def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
+                 limit: int | None = None) -> None:
+        self.root = Path(os.path.abspath(Path(root).expanduser()))
+        if not self.root.is_dir():
+            raise DataError(f"image folder {self.root} does not exist or is not a folder.")
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+            found += [Path(dirpath, n).relative_to(self.root).as_posix() for n in filenames if _is_image(Path(dirpath, n))]
+        if not found:
+            raise DataError(f"no images found under {self.root} (extensions: {', '.join(IMAGE_EXTENSIONS)}).")
+        found.sort()
+        available = len(found)
+        if limit is not None and limit < available:  # evenly spaced: deterministic, spans the folder
+            step = (available - 1) / max(1, limit - 1)
+            found = [found[round(i * step)] for i in range(limit)]
+        self.layout = "folder"
+        self.label_space = Unlabelled()
+        self._setup([(rel, -1) for rel in found], config, None)
+        self.limit, self.n_available = limit, available
+
+    def describe(self) -> str:
+        text = f"{self.title} {self.root}: {len(self)} images (unlabelled)"
+        if self.limit is not None and self.limit < self.n_available:
+            text += f", evenly spaced subset (limit {self.limit} of {self.n_available})"
+        if self.skipped:
+            text += f", {len(self.skipped)} unreadable skipped ({listing(sorted(self.skipped), 3)})"
+        return text + f", {self.describe_preprocessing()}, sha256 {self.fingerprint()['sha256'][:12]}"
 

@@ -48,18 +48,18 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data import DataConfig, DataError, ImageNetVal, build_transform, load_rgb
-from .models import prepare_model
+from .data import DataConfig, DataError, ImageNetVal, ImageSource, UnlabelledImages
+from .engine import (BASELINE_SOURCE, Domain, Plan, Run, RunConfig, bad_images_message, domain_inputs, iterate_batches,
+                     note_bad_images, run_config, start_run)
+from .env import environment_record
+from .files import atomic_write_text
+from .models import PreparedModel, prepare_model
 from .models.calibrate import calibrate_random_init
 from .plugins import load_entry_points
-from .files import atomic_write_text
-from .env import device_name, resolve_device, software_versions
-from .runner import Normalized
-from .text import random_weights_mark, significant
-from .transforms import Shift, TransformError, check_shift_output, prepare_transforms, shift_context
+from .text import random_init_tag, random_init_title, random_weights_banner, significant
+from .transforms import Shift, prepare_transforms
 
 __all__ = [
     "EPS",
@@ -83,6 +83,13 @@ EPS = 1e-8
 """Added to both domains' per-channel variances (squared feature units) so constant channels stay finite."""
 
 MODES = ("shifts", "dirs", "content")
+STATISTIC = {
+    "feature": "per image and channel, the spatial mean of the layer output",
+    "gaussian": "per domain and channel: mean and unbiased variance (n - 1) over images",
+    "divergence": "symmetric KL, KL(A||B) + KL(B||A), mean over channels (IBN-Net Sec. 4.3)",
+    "forward": "fp32, eval mode; statistics in float64, streamed",
+}
+"""What every divergence record says it measured (plus the ``eps`` of the run)."""
 _STEM_ACTIVATIONS = ("relu", "act1", "act")
 
 
@@ -356,79 +363,17 @@ def divergence_frame(
 
 
 # -- data -------------------------------------------------------------------------------------------
-class _ImageSet(Dataset):
-    """Every image under a folder (recursive, sorted, hidden files skipped), decoded like :class:`ImageNetVal`.
-
-    For a domain folder that is not ImageNet-labelled (e.g. GTA5 frames); items carry label -1.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], config: DataConfig, limit: int | None = None) -> None:
-        from .data import IMAGE_EXTENSIONS
-
-        self.root = Path(os.path.abspath(Path(root).expanduser()))
-        if not self.root.is_dir():
-            raise DataError(f"domain folder {self.root} does not exist or is not a folder.")
-        found = []
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            dirnames[:] = [n for n in dirnames if not n.startswith(".")]
-            for name in filenames:
-                if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append(Path(dirpath, name).relative_to(self.root).as_posix())
-        if not found:
-            raise DataError(f"no images found under {self.root} (extensions: {', '.join(IMAGE_EXTENSIONS)}).")
-        found.sort()
-        self.n_available = len(found)
-        self.limit = limit
-        if limit is not None and limit < len(found):  # evenly spaced: deterministic, spans the folder
-            found = [found[i] for i in np.linspace(0, len(found) - 1, limit).round().astype(int)]
-        self.samples = [(rel, -1) for rel in found]
-        self.config = config
-        self.transform = build_transform(config)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_rgb(self.root / self.samples[i][0])), -1
-
-    @property
-    def labels(self) -> list[int]:
-        return [-1] * len(self.samples)
-
-    def describe(self) -> str:
-        text = f"image folder {self.root}: {len(self)} images"
-        if self.limit is not None and self.limit < self.n_available:
-            text += f" (evenly spaced subset, limit {self.limit} of {self.n_available})"
-        c = self.config
-        return text + f", resize {c.resize} {c.interpolation} + centre crop {c.crop}"
-
-
-def _open_folder(root: str | os.PathLike[str], config: DataConfig, limit: int | None) -> ImageNetVal | _ImageSet:
+def _open_folder(root: str | os.PathLike[str], config: DataConfig, limit: int | None) -> ImageSource:
     """An ImageNet-labelled folder when it is one (class-balanced ``limit``), any image folder otherwise."""
     try:
         return ImageNetVal(root, config, limit=limit)
     except DataError:
         if not Path(root).is_dir():
             raise
-        return _ImageSet(root, config, limit)
+        return UnlabelledImages(root, config, limit=limit)
 
 
-class _Indexed(Dataset):
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        return (*self.dataset[i], i)
-
-
-def _loader(dataset: Dataset, batch_size: int, workers: int, pin: bool) -> DataLoader:
-    return DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin)
-
-
-def _calibration_images(dataset: ImageNetVal | _ImageSet, count: int) -> tuple[torch.Tensor, list[int]]:
+def _calibration_images(dataset: ImageSource, count: int) -> tuple[torch.Tensor, list[int]]:
     """``count`` evenly spaced images of ``dataset`` (all when fewer) as float [N, 3, H, W] in [0, 1]."""
     n = len(dataset)
     index = sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist()))
@@ -436,15 +381,30 @@ def _calibration_images(dataset: ImageNetVal | _ImageSet, count: int) -> tuple[t
 
 
 # -- the whole analysis -----------------------------------------------------------------------------
-@dataclass
-class _Plan:
-    """What the two domains are, independent of the model (built once, before any model)."""
+@dataclass(frozen=True)
+class _Domains:
+    """What the two domains are, independent of the model (decided once, before any model is built)."""
 
     mode: str
     names: tuple[str, str]
     labels: tuple[str, str]
-    shifts: dict[str, Shift] | None = None
+    shifts: Mapping[str, Shift] | None = None
     dirs: tuple[str, str] | None = None
+
+    def plan(self, config: DataConfig, data: Any, labels_file: Any, limit: int | None) -> Plan:
+        """The engine's plan for one model geometry: the sources, and the two domains (one for the content split)."""
+        if self.mode == "dirs":
+            assert self.dirs is not None
+            folders = {"A": _open_folder(self.dirs[0], config, limit), "B": _open_folder(self.dirs[1], config, limit)}
+            names = self.names if self.names[0] != self.names[1] else ("A", "B")  # one folder on both sides
+            return Plan(folders, tuple(Domain(n, lab, k) for n, lab, k in zip(names, self.labels, "AB")),
+                        baseline="A")
+        source = {BASELINE_SOURCE: ImageNetVal(data, config, labels_file=labels_file, limit=limit)}
+        if self.mode == "content":
+            return Plan(source, (Domain("clean", "origin", BASELINE_SOURCE),))
+        assert self.shifts is not None
+        return Plan(source, tuple(Domain(n, lab, BASELINE_SOURCE, None if n == "clean" else self.shifts[n])
+                                  for n, lab in zip(self.names, self.labels)))
 
 
 def _as_pair(value: str | Sequence[str], what: str) -> tuple[str, str]:
@@ -482,24 +442,24 @@ def feature_divergence(
     calibrate: int | None = None,
     labels_file: str | os.PathLike[str] | None = None,
     limit: int | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
     eps: float = EPS,
-    progress: bool = True,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    config: RunConfig | None = None,
+    **run: Any,
 ) -> pd.DataFrame:
     """Per-layer feature divergence between two domains, for one or several models (IBN-Net Fig. 2/5).
 
     Exactly one way of defining the domains:
 
     * ``domains="clean,monet"``: two shifts of the same images of ``data``; each image is decoded once and
-      both shifts are applied to it on the device.
+      both shifts are applied to it on the device (an image-stage shift gets its own decode).
     * ``domain_dirs=("DIR_A", "DIR_B")``: two image folders (ImageNet-labelled or any images; ``limit`` applies
       to each).
     * ``content_split=True``: the clean images of ``data``, the first half of the classes present (by canonical
       index) against the second half; ImageNet val gives the paper's classes 0-499 vs 500-999.
+
+    The images go through the evaluation engine (:mod:`robustbench_ibn.engine`): the same batch iterator, shift
+    application and first-batch checks, and environment record as :func:`~robustbench_ibn.evaluate`.
 
     Args:
         models: registered names (``"resnet50"``, ``"resnet50_ibn_b"``, ``"tv:..."``) or ``nn.Module``s taking
@@ -513,18 +473,63 @@ def feature_divergence(
             (:func:`~robustbench_ibn.models.calibrate.calibrate_random_init`) on this many evenly spaced clean
             images (of ``data``, or of the first folder), so a random-init analysis is not degenerate.
         labels_file, limit: as in :func:`~robustbench_ibn.evaluate` (``limit``: class-balanced subset).
-        batch_size, workers, device, seed: as in :func:`~robustbench_ibn.evaluate` (``seed``: random init and
-            stochastic shifts).
         eps: added to every per-channel variance (see :data:`EPS`).
-        progress: a progress bar on stderr.
         transform_weights: weights of shifts that need them (``{"monet": "style_monet.pth"}``).
+        config: how the run executes (:class:`~robustbench_ibn.engine.RunConfig`, fp32 only; batch size 32 unless
+            given); ``run`` overrides its fields (``batch_size``, ``workers``, ``device``, ``seed``: random init
+            and stochastic shifts, ``progress``, ``on_bad_image``).
 
     Returns:
         A DataFrame, one row per model and layer (:func:`divergence_frame`'s columns); ``frame.attrs`` holds
         the JSON-serializable description of the run (domains, data, weights, calibration, statistic).
     """
     started = time.perf_counter()
+    config = run_config(config or RunConfig(batch_size=32), **run)
     model_list = [models] if isinstance(models, (str, nn.Module)) else list(models)
+    _check_arguments(model_list, config, data, domains, domain_dirs, content_split, calibrate, eps)
+    load_entry_points()
+    spec = _decide_domains(domains, domain_dirs, transform_weights, config)  # a shift that cannot run stops here
+    frames, model_records, plans = [], [], {}
+    domain_records: list[dict[str, Any]] = []
+    for model in model_list:
+        prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
+        if any(record["name"] == prepared.name for record in model_records):
+            raise ValueError(f"Expected distinct models, but got {prepared.name!r} twice (rename a module's model_name).")
+        cfg = prepared.data_config
+        geometry = (cfg.resize, cfg.crop, cfg.interpolation)
+        if geometry not in plans:  # models of one geometry share the sources (found and labelled once)
+            plans[geometry] = spec.plan(cfg, data, labels_file, limit)
+        plan = plans[geometry]
+        calibration = _calibrate(prepared, plan.sources[plan.baseline], calibrate)
+        measured = list(layers) if layers is not None else resnet_positions(prepared.net)
+        engine_run = start_run(plan, prepared, config, shard=False, state=False)
+        stats, records = _measure(engine_run, spec, measured)
+        frames.append(divergence_frame(stats, prepared.name, eps))
+        domain_records = domain_records or records
+        model_records.append({
+            "name": prepared.name, "weights": prepared.weights, "weights_description": _weights_line(prepared.weights),
+            "calibration": calibration, "layers": "given" if layers is not None else "ResNet positions (structure)",
+            "data_config": cfg.to_dict(),
+        })
+        del engine_run, prepared
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "feature_divergence",
+        "mode": spec.mode,
+        "domains": domain_records,
+        "data": [s.describe() for s in next(iter(plans.values())).sources.values()],
+        "models": model_records,
+        "statistic": {**STATISTIC, "eps": eps},
+        "environment": environment_record(config.device, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                          duration_s=round(time.perf_counter() - started, 3),
+                                          batch_size=config.batch_size, seed=config.seed),
+    }
+    return result
+
+
+def _check_arguments(model_list: Sequence[Any], config: RunConfig, data: Any, domains: Any, domain_dirs: Any,
+                     content_split: bool, calibrate: int | None, eps: float) -> None:
     if not model_list:
         raise ValueError("Expected at least one model, but got none.")
     named = [m for m in model_list if isinstance(m, str)]
@@ -537,182 +542,98 @@ def feature_divergence(
                          f"{sum(given) or 'none'}.")
     if calibrate is not None and (isinstance(calibrate, bool) or calibrate < 2):
         raise ValueError(f"Expected calibrate to be a number of images >= 2, but got {calibrate!r}.")
-    if batch_size < 1:
-        raise ValueError(f"Expected batch_size >= 1, but got {batch_size}.")
+    if config.precision != "fp32":
+        raise ValueError(f"Expected precision fp32 for the feature divergence (float64 statistics of fp32 features), "
+                         f"but got {config.precision!r}.")
     if eps < 0 or not math.isfinite(eps):
         raise ValueError(f"Expected eps to be a finite number >= 0, but got {eps}.")
     if domain_dirs is None and data is None:
         raise ValueError("Expected an image folder (data=...) for shifted domains or the content split.")
     if domain_dirs is not None and data is not None:
         raise ValueError("Expected no data=... with domain_dirs: the two folders are the data.")
-    dev = resolve_device(device)
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
-    load_entry_points()
 
-    # The domains first: a shift that cannot run (no Monet weights) stops the call before any model is built.
+
+def _decide_domains(domains: Any, domain_dirs: Any, transform_weights: Any, config: RunConfig) -> _Domains:
     if domains is not None:
         names = _as_pair(domains, "shift names")
-        prepared = prepare_transforms(list(dict.fromkeys(names)), weights=transform_weights, progress=progress)
-        plan = _Plan("shifts", names, (prepared[names[0]].label or names[0], prepared[names[1]].label or names[1]),
-                     shifts=prepared)
-    elif domain_dirs is not None:
+        shifts = prepare_transforms(list(dict.fromkeys(names)), weights=transform_weights, progress=config.progress,
+                                    seed=config.seed)
+        return _Domains("shifts", names, (shifts[names[0]].label or names[0], shifts[names[1]].label or names[1]),
+                        shifts=shifts)
+    if domain_dirs is not None:
         dirs = _as_pair([os.fspath(d) for d in domain_dirs] if not isinstance(domain_dirs, str) else domain_dirs,
                         "domain folders")
         short = (Path(dirs[0]).name, Path(dirs[1]).name)
-        plan = _Plan("dirs", dirs, short if all(short) and short[0] != short[1] else dirs, dirs=dirs)
+        names = short if all(short) and short[0] != short[1] else dirs
+        return _Domains("dirs", names, names, dirs=dirs)
+    return _Domains("content", ("classes-first-half", "classes-second-half"), ("classes 1st half", "classes 2nd half"))
+
+
+def _calibrate(prepared: PreparedModel, source: ImageSource, count: int | None) -> dict[str, Any] | None:
+    """Calibrate a random-init model on ``count`` clean images of ``source`` (on the CPU, before the device)."""
+    if count is None:
+        return None
+    if not prepared.is_random:
+        raise ValueError(
+            f"Expected random weights for calibrate (it re-estimates BatchNorm statistics and rescales the "
+            f"classifier of a random-init model), but {prepared.name!r} has {prepared.weights.get('kind')} weights, "
+            "whose statistics are part of the trained network. Drop calibrate or use weights='random'."
+        )
+    images, index = _calibration_images(source, count)
+    calibrate_random_init(prepared.net, images, prepared.data_config.mean, prepared.data_config.std)
+    return {"images": len(index), "source": f"clean images of {source.root}, evenly spaced",
+            "method": "robustbench_ibn.models.calibrate.calibrate_random_init"}
+
+
+def _measure(run: Run, spec: _Domains, layers: Sequence[str]) -> tuple[list[dict[str, ChannelMoments]],
+                                                                         list[dict[str, Any]]]:
+    """Stream the plan's images through the engine into per-domain statistics; and the domains' records."""
+    halves = _content_halves(next(iter(run.plan.sources.values())).labels) if spec.mode == "content" else None
+    counts, bad = [0, 0], {}  # type: ignore[var-annotated]
+    index = {d.name: i for i, d in enumerate(run.plan.domains)}
+    total = sum(len(run.source(p)) * len(p.domains) for p in run.passes)
+
+    def batches(bar: tqdm) -> Iterator[tuple[torch.Tensor, torch.Tensor | int]]:
+        second = torch.tensor(halves[1]) if halves is not None else None
+        for unit, loaded in iterate_batches(run, run.units):
+            note_bad_images(run, run.passes[unit.pass_index], loaded, bad)
+            labels = loaded.labels[loaded.ok]
+            for domain, x in domain_inputs(run, unit, loaded):
+                split = torch.isin(labels, second).long() if second is not None else None
+                if split is not None:
+                    counts[0], counts[1] = counts[0] + int((split == 0).sum()), counts[1] + int((split == 1).sum())
+                else:
+                    counts[index[domain.name]] += len(x)
+                yield x, split if split is not None else index[domain.name]
+                bar.update(len(x))
+
+    with tqdm(total=total, unit="img", desc=f"{run.model.name}: divergence", disable=not run.config.progress,
+              dynamic_ncols=True) as bar:
+        stats = measure_domains(run.net, run.model.net, batches(bar), layers)
+    if any(bad.values()) and run.config.on_bad_image == "error":
+        raise DataError(bad_images_message({run.plan.sources[k].root: f for k, f in bad.items()},
+                                           sum(len(run.plan.sources[k]) for k in bad), None))
+    root = next(iter(run.plan.sources.values())).root
+    if spec.mode == "content":
+        assert halves is not None
+        records = [{"name": n, "label": lab, "n": c, "classes": h, "description": f"clean images of {_span(h)} of {root}"}
+                   for n, lab, c, h in zip(spec.names, spec.labels, counts, halves)]
+    elif spec.mode == "shifts":
+        records = [{**d.record(), "n": c, "description": f"{d.name} of the images of {root}"}
+                   for d, c in zip(run.plan.domains, counts)]
     else:
-        plan = _Plan("content", ("classes-first-half", "classes-second-half"), ("classes 1st half", "classes 2nd half"))
-
-    frames, model_records = [], []
-    datasets: dict[tuple[Any, ...], list[ImageNetVal | _ImageSet]] = {}
-    domain_records: list[dict[str, Any]] = []
-    for model in model_list:
-        net, name, config, weights_record = prepare_model(model, weights, seed=seed, model_kwargs=model_kwargs,
-                                                         data_config=data_config)
-        if any(record["name"] == name for record in model_records):
-            raise ValueError(f"Expected distinct models, but got {name!r} twice (rename a module's model_name).")
-        key = (config.resize, config.crop, config.interpolation)
-        if key not in datasets:
-            if plan.mode == "dirs":
-                assert plan.dirs is not None
-                datasets[key] = [_open_folder(d, config, limit) for d in plan.dirs]
-            else:
-                datasets[key] = [ImageNetVal(data, config, labels_file=labels_file, limit=limit)]  # type: ignore[arg-type]
-        sets = datasets[key]
-        calibration = None
-        if calibrate is not None:
-            if weights_record.get("kind") != "random":
-                raise ValueError(
-                    f"Expected random weights for calibrate (it re-estimates BatchNorm statistics and rescales the "
-                    f"classifier of a random-init model), but {name!r} has {weights_record.get('kind')} weights, "
-                    "whose statistics are part of the trained network. Drop calibrate or use weights='random'."
-                )
-            images, index = _calibration_images(sets[0], calibrate)
-            calibrate_random_init(net, images, config.mean, config.std)  # on the CPU, before moving to the device
-            calibration = {"images": len(index), "source": f"clean images of {_root(sets[0])}, evenly spaced",
-                           "method": "robustbench_ibn.models.calibrate.calibrate_random_init"}
-        measured = list(layers) if layers is not None else resnet_positions(net)
-        wrapped = Normalized(net, config.mean, config.std).to(dev).eval()
-        shifts = None
-        if plan.shifts is not None:
-            shifts = [plan.shifts[n].bind(config.mean, config.std, seed=seed).to(dev) for n in plan.names]
-        total = sum(len(s) for s in sets) * (2 if plan.mode == "shifts" else 1)
-        bar = tqdm(total=total, unit="img", desc=f"{name}: divergence", disable=not progress, dynamic_ncols=True)
-        with bar:
-            batches, domain_info = _batches(plan, sets, shifts, dev, batch_size, workers, bar)
-            stats = measure_domains(wrapped, net, batches, measured)
-        frame = divergence_frame(stats, name, eps)
-        frames.append(frame)
-        if not domain_records:
-            domain_records = domain_info()
-        source = getattr(net, "weights_source", None)
-        model_records.append({
-            "name": name, "weights": weights_record,
-            "weights_description": _weights_line(source, weights_record),
-            "calibration": calibration, "layers": "given" if layers is not None else "ResNet positions (structure)",
-            "data_config": config.to_dict(),
-        })
-        del wrapped, net
-
-    result = pd.concat(frames, ignore_index=True)
-    result.attrs = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "feature_divergence",
-        "mode": plan.mode,
-        "domains": domain_records,
-        "data": [s.describe() for s in next(iter(datasets.values()))],
-        "models": model_records,
-        "statistic": {
-            "feature": "per image and channel, the spatial mean of the layer output",
-            "gaussian": "per domain and channel: mean and unbiased variance (n - 1) over images",
-            "eps": eps,
-            "divergence": "symmetric KL, KL(A||B) + KL(B||A), mean over channels (IBN-Net Sec. 4.3)",
-            "forward": "fp32, eval mode; statistics in float64, streamed",
-        },
-        "environment": {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - started, 3),
-            "device": device_name(dev),
-            "batch_size": batch_size, "seed": seed, "versions": software_versions(),
-        },
-    }
-    return result
+        records = [{"name": d.name, "label": d.label, "n": c, "description": run.plan.sources[d.source].describe()}
+                   for d, c in zip(run.plan.domains, counts)]
+    if any(bad.values()):  # on_bad_image="skip": the counts above are of the images measured
+        records = [{**r, "skipped": sorted(f for files in bad.values() for f in files)} for r in records]
+    return stats, records
 
 
-def _root(dataset: ImageNetVal | _ImageSet) -> str:
-    return str(dataset.root)
-
-
-def _weights_line(source: Any, record: Mapping[str, Any]) -> str:
+def _weights_line(record: Mapping[str, Any]) -> str:
     if record.get("kind") == "random":
-        what = "the divergences describe the architecture at init, not a trained network"
-        return f"!!! {random_weights_mark(record.get('seed'), what=what)} !!!"
-    return source.describe() if source is not None else str(record.get("description", "user-supplied nn.Module"))
-
-
-def _batches(
-    plan: _Plan, sets: Sequence[ImageNetVal | _ImageSet], shifts: Sequence[Shift] | None, dev: torch.device,
-    batch_size: int, workers: int, bar: tqdm,
-) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor | int]], Callable[[], list[dict[str, Any]]]]:
-    """The ``(pixels, domain)`` stream of a mode, and a function describing the domains once it has run."""
-    pin = dev.type == "cuda"
-    counts = [0, 0]
-
-    def shifted() -> Iterator[tuple[torch.Tensor, torch.Tensor | int]]:
-        assert shifts is not None
-        dataset = sets[0]
-        checked: set[int] = set()
-        for images, _, index in _loader(dataset, batch_size, workers, pin):
-            x = images.to(dev, non_blocking=True).float().div_(255)  # one decode serves both domains
-            keys = [dataset.samples[i][0] for i in index.tolist()]
-            for d, shift in enumerate(shifts):
-                try:
-                    out = shift.apply_batch(x, keys)
-                except TransformError:
-                    raise
-                except Exception as err:
-                    raise TransformError(f"{shift_context(shift)} raised {type(err).__name__} on the batch starting "
-                                         f"with {keys[0]!r}: {err}") from err
-                if d not in checked:
-                    check_shift_output(shift, x, out)
-                    checked.add(d)
-                counts[d] += len(keys)
-                yield out, d
-                bar.update(len(keys))
-
-    def folders() -> Iterator[tuple[torch.Tensor, torch.Tensor | int]]:
-        for d, dataset in enumerate(sets):
-            for images, _, _ in _loader(dataset, batch_size, workers, pin):
-                counts[d] += len(images)
-                yield images.to(dev, non_blocking=True).float().div_(255), d
-                bar.update(len(images))
-
-    halves = _content_halves(sets[0].labels) if plan.mode == "content" else ([], [])
-
-    def content() -> Iterator[tuple[torch.Tensor, torch.Tensor | int]]:
-        second = torch.tensor(halves[1])
-        for images, labels, _ in _loader(sets[0], batch_size, workers, pin):
-            domain = torch.isin(labels, second).long()
-            counts[0] += int((domain == 0).sum())
-            counts[1] += int((domain == 1).sum())
-            yield images.to(dev, non_blocking=True).float().div_(255), domain
-            bar.update(len(images))
-
-    def describe() -> list[dict[str, Any]]:
-        if plan.mode == "shifts":
-            assert shifts is not None
-            return [{"name": n, "label": lab, "n": c, "shift": s.definition(),
-                     "description": f"{n} of the images of {_root(sets[0])}"}
-                    for n, lab, c, s in zip(plan.names, plan.labels, counts, shifts)]
-        if plan.mode == "dirs":
-            return [{"name": n, "label": lab, "n": c, "description": s.describe()}
-                    for n, lab, c, s in zip(plan.names, plan.labels, counts, sets)]
-        return [{"name": n, "label": lab, "n": c, "classes": h,
-                 "description": f"clean images of {_span(h)} of {_root(sets[0])}"}
-                for n, lab, c, h in zip(plan.names, plan.labels, counts, halves)]
-
-    stream = {"shifts": shifted, "dirs": folders, "content": content}[plan.mode]()
-    return stream, describe
+        return random_weights_banner(record.get("seed"), what="the divergences describe the architecture at init, "
+                                                              "not a trained network")
+    return str(record.get("description", "user-supplied nn.Module"))
 
 
 # -- presentation -----------------------------------------------------------------------------------
@@ -724,7 +645,7 @@ def _model_columns(frame: pd.DataFrame) -> dict[str, str]:
         record = records.get(name, {})
         tag = ""
         if record.get("weights", {}).get("kind") == "random":
-            tag = " (random init, calibrated)" if record.get("calibration") else " (random init)"
+            tag = random_init_tag(calibrated=bool(record.get("calibration")))
         titles[name] = name + tag
     return titles
 
@@ -839,6 +760,6 @@ def plot_divergence(frame: pd.DataFrame, path: str | os.PathLike[str], *, log: b
         a, b = frame.attrs["domains"]
         title += f": {a['label']} vs {b['label']}"
     if any(m.get("weights", {}).get("kind") == "random" for m in frame.attrs.get("models", [])):
-        title += " (RANDOM-INIT weights)"
+        title += random_init_title()
     figure.suptitle(title, fontsize=9)
     return save_figure(figure, path)

@@ -7,6 +7,8 @@ labelled in its own label space:
 * :class:`ClassSubset`: labels are canonical indices of a declared subset (the 200 classes of ImageNet-R and
   -A). Policy ``"subset"`` (their official protocol) takes the prediction over the subset's columns of the
   logits only; policy ``"full"`` keeps the 1000-way prediction, so a class outside the subset is wrong.
+* :class:`Unlabelled`: images without labels (label -1, e.g. a folder of frames for the feature-divergence
+  analysis): no prediction is ever right, and reports say there is no accuracy to show.
 * :class:`ClassMapping`: labels are the dataset's own classes, each mapped to one or more ImageNet classes
   (ObjectNet's 113 overlapping classes -> 125 ImageNet classes). A prediction is right when it is any ImageNet
   class mapped to the true class. Policy ``"subset"`` restricts the prediction to the mapped columns
@@ -25,7 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-__all__ = ["NUM_CLASSES", "POLICIES", "ClassMapping", "ClassSubset", "ImageNet1k", "LabelSpace", "label_space_from_dict"]
+__all__ = ["NUM_CLASSES", "POLICIES", "ClassMapping", "ClassSubset", "ImageNet1k", "LabelSpace", "Unlabelled",
+           "label_space_from_dict"]
 
 NUM_CLASSES = 1000
 POLICIES = ("subset", "full")
@@ -115,6 +118,24 @@ class ImageNet1k(LabelSpace):
     def __init__(self) -> None:
         self.name = "imagenet-1k"
         self.policy = "full"
+
+
+class Unlabelled(LabelSpace):
+    """Images without labels (every label is ``-1``): predictions are kept, but none is ever right.
+
+    Example:
+        >>> Unlabelled().correct(np.array([[3, 1]]), np.array([-1])).tolist()
+        [[False, False]]
+    """
+
+    kind = "none"
+
+    def __init__(self) -> None:
+        self.name = "unlabelled"
+        self.policy = "full"
+
+    def correct(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return np.zeros(np.shape(super().correct(predictions, labels)), dtype=bool)
 
 
 class ClassSubset(LabelSpace):
@@ -216,9 +237,11 @@ def label_space_from_dict(record: Mapping[str, Any]) -> LabelSpace:
     kind = record.get("kind")
     if kind == ImageNet1k.kind:
         return ImageNet1k()
+    if kind == Unlabelled.kind:
+        return Unlabelled()
     if kind == ClassSubset.kind:
         return ClassSubset(record["name"], record["indices"], record.get("policy", "subset"))
     if kind == ClassMapping.kind:
         return ClassMapping(record["name"], record["classes"], record["mapping"], record.get("policy", "subset"))
-    raise ValueError(f"Expected a label space of kind {ImageNet1k.kind!r}, {ClassSubset.kind!r} or "
-                     f"{ClassMapping.kind!r}, but got {kind!r}.")
+    raise ValueError(f"Expected a label space of kind {ImageNet1k.kind!r}, {ClassSubset.kind!r}, "
+                     f"{ClassMapping.kind!r} or {Unlabelled.kind!r}, but got {kind!r}.")

@@ -10,12 +10,13 @@ Written names are :func:`~robustbench_ibn.files.safe_filename` of those fields (
 whole name, :func:`entry_filename`), so no name can write outside the folder or nest folders; loading reads
 every ``*.json`` whatever its name (the reported entries are written by hand).
 
-Entries are grouped by protocol (the fingerprint of the images, geometry, shift definitions and
-versions, and precision) and ranked within a group by the mean top-1 drop over the group's shifts;
-entries of different protocols are never ranked together (:func:`rank_entries` refuses), and
-reported numbers never share a table with measured ones. Random-init entries are listed, unranked,
-as pipeline checks. The markdown is a pure function of the entries, so a test can regenerate it and
-compare it with the committed file.
+Entries are grouped by protocol (the fingerprint of the images, the domains' shift definitions and
+versions, the precision and the protocol version; not the model's geometry, which each row shows) and
+ranked within a group by the mean top-1 drop over the group's shifts; entries of different protocols are
+never ranked together (:func:`rank_entries` refuses), and reported numbers never share a table with
+measured ones. Random-init results are refused: they check the pipeline (that belongs in tests), they are
+not models. The markdown is a pure function of the entries, so a test can regenerate it and compare it
+with the committed file.
 
 Entries are untrusted files: besides their types, :func:`load_entries` checks that every number is finite
 (a NaN sorts anywhere), dates are ISO 8601 and fingerprints and digests are hexadecimal (reported entries:
@@ -65,9 +66,11 @@ class LeaderboardError(ValueError):
 def _weights_id(weights: dict[str, Any]) -> str:
     if weights.get("sha256"):
         return str(weights["sha256"])[:12]
-    if weights.get("kind") == "random":
-        return f"random-seed{weights.get('seed')}"
     return str(weights.get("kind", "unknown"))
+
+
+_NO_RANDOM = ("random-init weights check the pipeline, they are not a model: such checks belong in the tests, and "
+              "the leaderboard holds trained models only")
 
 
 def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -75,20 +78,28 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
     fingerprint = result.protocol.get("fingerprint")
     if not fingerprint:
         raise LeaderboardError(f"Expected result {result.model!r} to carry a protocol fingerprint, but it has none.")
+    if result.is_random:
+        raise LeaderboardError(f"Expected a result with trained weights for a leaderboard entry, but {result.model!r} "
+                               f"has random-init weights (seed {result.weights.get('seed')}): {_NO_RANDOM}.")
     uncertainty = result.uncertainty(n_boot=n_boot, seed=seed)
     ci_rows = {row["transform"]: row for row in uncertainty["rows"]}
     rows = [{**r.to_dict(), **{k: v for k, v in ci_rows[r.transform].items() if k != "transform"}}
             for r in result.results]
-    dataset = {k: result.dataset.get(k) for k in ("n", "sha256", "labels_sha256", "layout", "limit")}
+    keys = ("n", "sha256", "labels_sha256", "layout", "limit", "kind")
+    dataset = {k: result.dataset.get(k) for k in keys}
     protocol = {
         "fingerprint": fingerprint,
+        "version": result.protocol.get("version"),
         "dataset": dataset,
-        "geometry": result.protocol.get("geometry"),
+        "sources": {key: {k: s.record.get(k) for k in keys} for key, s in result.sources.items()
+                    if key != result.baseline_source},
         "precision": result.protocol.get("precision"),
         # "stochastic" (a random shift's run seed) is part of the fingerprint, so it is kept with the shift.
-        "transforms": [{k: t.get(k) for k in ("name", "label", "version", "params", "stochastic") if k in t}
-                       for t in result.protocol.get("transforms", [])],
+        "transforms": [{"name": d["name"], "label": d["label"], "source": d["source"], "stage": d["stage"],
+                        **{k: d["shift"][k] for k in ("version", "params", "stochastic") if k in (d["shift"] or {})}}
+                       for d in result.domains],
     }
+    geometry = {k: result.data_config.get(k) for k in ("resize", "crop", "interpolation", "mean", "std")}
     weights = {k: result.weights.get(k) for k in ("kind", "location", "sha256", "seed", "description")}
     return {
         "schema_version": ENTRY_SCHEMA_VERSION,
@@ -97,6 +108,7 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
         "display_name": result.model,
         "weights": weights,
         "weights_id": _weights_id(weights),
+        "geometry": geometry,
         "protocol": protocol,
         "date": str(result.environment.get("date", "")),
         "n": int(dataset["n"] or len(result.labels)),
@@ -125,6 +137,9 @@ def save_entry(result: EvalResult, directory: str | os.PathLike[str] = "leaderbo
     """Add (or replace: same model, weights and protocol) ``result``'s entry under ``directory/measured``.
 
     The entry is checked as :func:`load_entries` checks it before it is written, so a saved entry always loads.
+
+    Raises:
+        LeaderboardError: a random-init result (a pipeline check, not a model).
     """
     entry = entry_from_result(result, **kwargs)
     path = Path(directory) / "measured" / entry_filename(entry)
@@ -155,6 +170,9 @@ def _check_entry(entry: Any, path: Path, kind: str) -> dict[str, Any]:
         raise LeaderboardError(f"Expected a protocol fingerprint (a string) in leaderboard entry {path}, but it has "
                                f"{entry['protocol'].get('fingerprint')!r:.80}.")
     _check_formats(entry, path)
+    if entry["weights"].get("kind") == "random":  # a dict: checked by _check_types
+        raise LeaderboardError(f"Expected trained weights in leaderboard entry {path}, but it holds random-init "
+                               f"weights: {_NO_RANDOM}. Delete the file.")
     if kind == "reported" and "source" not in entry:
         raise LeaderboardError(f"Expected a reported entry {path} to name its source, but it has no 'source'.")
     source = entry.get("source")
@@ -221,9 +239,8 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
             for t in shifts):
         raise LeaderboardError(f"Expected protocol.transforms to be a list of objects with a string name and label "
                                f"in leaderboard entry {path}, but got {shifts!r:.80}.")
-    for key in ("dataset", "geometry"):
-        if not isinstance(protocol.get(key) or {}, dict):
-            raise LeaderboardError(f"Expected protocol.{key} to be an object in leaderboard entry {path}.")
+    if not isinstance(protocol.get("dataset") or {}, dict) or not isinstance(entry.get("geometry") or {}, dict):
+        raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
     transforms = []
     for i, row in enumerate(entry["results"]):
         ok = (isinstance(row, dict) and isinstance(row.get("transform"), str) and isinstance(row.get("label"), str)
@@ -278,15 +295,10 @@ def _clean(entry: dict[str, Any]) -> dict[str, Any]:
     return next(r for r in entry["results"] if r["transform"] == "clean")
 
 
-def _is_random(entry: dict[str, Any]) -> bool:
-    return entry["weights"].get("kind") == "random"
-
-
-def rank_entries(entries: Sequence[dict[str, Any]]) -> list[tuple[int | None, dict[str, Any]]]:
+def rank_entries(entries: Sequence[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     """``(rank, entry)`` pairs, best first: lowest mean top-1 drop (no shifts: lowest clean top-1 error).
 
-    Ties go to the lower clean top-1 error, then the model name. Random-init entries come last, with
-    rank ``None``: they check the pipeline, they are not models.
+    Ties go to the lower clean top-1 error, then the model name.
 
     Raises:
         LeaderboardError: the entries do not all share one kind and one protocol fingerprint.
@@ -302,25 +314,15 @@ def rank_entries(entries: Sequence[dict[str, Any]]) -> list[tuple[int | None, di
         listed = ", ".join(f"{fp} ({count} entr{'y' if count == 1 else 'ies'})" for fp, count in fingerprints.items())
         raise LeaderboardError(
             f"Expected entries of one protocol to rank, but got {len(fingerprints)} protocols: {listed}. Their numbers "
-            f"are not comparable (different images, geometry, shifts or precision); rank each protocol separately "
-            f"(leaderboard_markdown groups them)."
+            f"are not comparable (different images, shifts, precision or protocol version); rank each protocol "
+            f"separately (leaderboard_markdown groups them)."
         )
 
     def key(e: dict[str, Any]) -> tuple[Any, ...]:
         drop = _mean_drop(e)
-        return (_is_random(e), drop if drop is not None else _clean(e)["top1_err"], _clean(e)["top1_err"], e["model"],
-                e["weights_id"])
+        return (drop if drop is not None else _clean(e)["top1_err"], _clean(e)["top1_err"], e["model"], e["weights_id"])
 
-    ordered = sorted(entries, key=key)
-    ranked: list[tuple[int | None, dict[str, Any]]] = []
-    rank = 0
-    for e in ordered:
-        if _is_random(e):
-            ranked.append((None, e))
-        else:
-            rank += 1
-            ranked.append((rank, e))
-    return ranked
+    return list(enumerate(sorted(entries, key=key), start=1))
 
 
 def _cell(row: dict[str, Any]) -> str:
@@ -345,21 +347,25 @@ def _protocol_heading(entry: dict[str, Any]) -> str:
     if entry["kind"] == "reported":
         return f"{_md(entry['source']['title'])} (`{protocol['fingerprint']}`)"
     dataset = protocol.get("dataset") or {}
-    geometry = protocol.get("geometry") or {}
     limit = f", class-balanced limit {_md(dataset['limit'])}" if dataset.get("limit") is not None else ""
     shifts = [_md(t["label"]) for t in protocol.get("transforms", []) if t["name"] != "clean"]
+    version = f"protocol v{_md(protocol['version'])}, " if protocol.get("version") else ""
     return (
         f"Protocol `{protocol['fingerprint']}`: {_md(dataset.get('n'))} images (dataset sha256 "
-        f"{_md(str(dataset.get('sha256'))[:12])}{limit}), resize {_md(geometry.get('resize'))} "
-        f"{_md(geometry.get('interpolation'))} + centre crop {_md(geometry.get('crop'))}, "
-        f"{_md(protocol.get('precision'))}; shifts: {', '.join(shifts) or 'none'}"
+        f"{_md(str(dataset.get('sha256'))[:12])}{limit}), {version}{_md(protocol.get('precision'))}; "
+        f"shifts: {', '.join(shifts) or 'none'}"
     )
+
+
+def _geometry_cell(entry: dict[str, Any]) -> str:
+    """``256 bilinear / 224``: the model's own resize, interpolation and crop."""
+    g = entry.get("geometry") or {}
+    text = f"{g['resize']} {g.get('interpolation', '')} / {g['crop']}".replace("  ", " ") if g.get("crop") else "-"
+    return _md(text)
 
 
 def _weights_cell(entry: dict[str, Any]) -> str:
     weights = entry["weights"]
-    if _is_random(entry):
-        return f"**random init** (seed {_md(weights.get('seed'))})"
     if weights.get("sha256"):
         return f"{_md(weights.get('kind'))} `{str(weights['sha256'])[:12]}`"
     return _md(weights.get("description") or weights.get("kind"))
@@ -373,7 +379,8 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
             if r["transform"] != "clean" and (r["transform"], r["label"]) not in shifts:
                 shifts.append((r["transform"], r["label"]))
     reported = entries[0]["kind"] == "reported"
-    header = ["rank", "model", "weights", "origin", *(_md(label) for _, label in shifts)]
+    header = ["rank", "model", "weights", *([] if reported else ["geometry"]), "origin",
+              *(_md(label) for _, label in shifts)]
     if shifts:
         header.append("mean top-1 drop" + ("" if reported else " [95% CI]"))
     header += ["n", "date"]
@@ -383,7 +390,7 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         name = _md(e.get("display_name") or e["model"])
         if (e.get("display_name") or e["model"]) != e["model"]:
             name += f" ({_code(e['model'])})"
-        cells = ["-" if rank is None else str(rank), name, _weights_cell(e), _cell(rows["clean"])]
+        cells = [str(rank), name, _weights_cell(e), *([] if reported else [_geometry_cell(e)]), _cell(rows["clean"])]
         cells += [_cell(rows[t]) if t in rows else "" for t, _ in shifts]
         if shifts:
             mean = _mean_drop(e)
@@ -416,10 +423,11 @@ def leaderboard_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "",
         "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin). Within a protocol, entries are ranked by the "
         "mean top-1 drop over its shifts (lower is more robust; ties by clean top-1 error); a protocol without shifts "
-        "is ranked by clean top-1 error. A protocol is the fingerprint of the images, geometry, shift definitions "
-        "and versions, and precision: entries of different protocols are never ranked together. Measured entries "
-        "come from `robust-eval --save-entry`, with 95% paired-bootstrap intervals over images; random-init entries "
-        "are pipeline checks and stay unranked. Reported entries are published numbers, kept apart.",
+        "is ranked by clean top-1 error. A protocol is the fingerprint of the images, the shift definitions and "
+        "versions, the precision and the protocol version: entries of different protocols are never ranked together, "
+        "and models with different preprocessing are (each row shows its model's resize / crop). Measured entries "
+        "come from `robust-eval --save-entry` with trained weights, with 95% paired-bootstrap intervals over images. "
+        "Reported entries are published numbers, kept apart.",
         "",
         "## Measured",
         "",

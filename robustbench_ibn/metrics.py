@@ -3,21 +3,29 @@
 Predictions are integer arrays ``[N, k]`` (top-k class indices, best first) and labels ``[N]``.
 Counts are kept as integers; percentages are derived once, at the end.
 
+Predictions are ImageNet-1k indices; labels are in their source's label space
+(:mod:`robustbench_ibn.labels`), and :meth:`LabelSpace.correct` is the only place the two meet.
+
 Uncertainty comes from the same stored predictions: a seeded, vectorized **paired bootstrap over
 images** (every statistic of one resample, every domain's error, every drop, the flip rates, is
 computed on the same resampled images, so a drop's interval accounts for the clean and shifted errors
 being measured on the same pictures), a binomial (Wilson) reference interval, and McNemar's paired
-test between two models. Severity curves are summarized by their area and the doubling severity.
+test between two models. A domain of another image source is resampled over its own images,
+independently of the baseline's (its drop's interval is that of a difference of independent
+estimates), and has no flip rate. Severity curves are summarized by their area and the doubling severity.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .labels import ImageNet1k, LabelSpace
 
 __all__ = [
     "BOOTSTRAP_METHOD",
@@ -58,8 +66,8 @@ class TopkCounts:
         return 100.0 * (self.n - self.correct5) / self.n if self.n else float("nan")
 
 
-def topk_correct(predictions: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Boolean ``[N]``: is the label among the first ``k`` predictions of each image.
+def topk_correct(predictions: np.ndarray, labels: np.ndarray, k: int, space: LabelSpace | None = None) -> np.ndarray:
+    """Boolean ``[N]``: is one of the first ``k`` predictions of each image right (in ``space``, default ImageNet-1k).
 
     Example:
         >>> topk_correct(np.array([[3, 1], [2, 0]]), np.array([1, 5]), k=2).tolist()
@@ -72,15 +80,15 @@ def topk_correct(predictions: np.ndarray, labels: np.ndarray, k: int) -> np.ndar
         )
     if predictions.shape[1] < k:
         raise ValueError(f"Expected at least {k} predictions per image, but got {predictions.shape[1]}.")
-    return (predictions[:, :k] == labels[:, None]).any(axis=1)
+    return (space or ImageNet1k()).correct(predictions[:, :k], labels).any(axis=1)
 
 
-def topk_counts(predictions: np.ndarray, labels: np.ndarray) -> TopkCounts:
-    """Top-1 and top-5 correct counts of stored predictions."""
+def topk_counts(predictions: np.ndarray, labels: np.ndarray, space: LabelSpace | None = None) -> TopkCounts:
+    """Top-1 and top-5 correct counts of stored predictions (labels in ``space``, default ImageNet-1k)."""
     return TopkCounts(
         n=int(len(labels)),
-        correct1=int(topk_correct(predictions, labels, 1).sum()),
-        correct5=int(topk_correct(predictions, labels, 5).sum()),
+        correct1=int(topk_correct(predictions, labels, 1, space).sum()),
+        correct5=int(topk_correct(predictions, labels, 5, space).sum()),
     )
 
 
@@ -164,67 +172,94 @@ def _normal_quantile(q: float) -> float:
     return (lo + hi) / 2
 
 
+def _source_seed(seed: int, source: str) -> int:
+    """The bootstrap seed of a non-baseline source: fixed by (seed, source key), independent of the baseline's."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(source.encode())]).generate_state(1)[0])
+
+
 def prediction_uncertainty(
-    labels: np.ndarray,
+    labels: np.ndarray | Mapping[str, np.ndarray],
     predictions: Mapping[str, np.ndarray],
     *,
     baseline: str = "clean",
+    sources: Mapping[str, str] | None = None,
+    spaces: Mapping[str, LabelSpace] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
     """Intervals for every error, drop and flip rate of one model, from its stored predictions.
 
-    One paired bootstrap over images: each resample draws the same images for every domain, so the
-    interval of a drop (shifted minus ``baseline`` error) and of the mean drop over the shifts use
-    matched clean and shifted errors. All values are percent.
+    One paired bootstrap over the images of each source: each resample draws the same images for every
+    domain of that source, so the interval of a drop (shifted minus ``baseline`` error) and of the mean drop
+    over the shifts use matched clean and shifted errors. A domain of another source is resampled over its
+    own images (seed fixed by ``seed`` and the source key) and its drop's interval is that of the difference
+    of independent resamples; it has no flip rate (``None``): its images are not the baseline's. Percent.
+
+    Args:
+        labels: the baseline source's labels ``[N]``, or ``{source key: labels}`` for several sources.
+        predictions: domain name -> top-k predictions ``[N_source, k]`` (ImageNet indices).
+        baseline: the domain every drop is measured against (its source is the baseline source).
+        sources: domain name -> source key (default: every domain on the baseline source).
+        spaces: source key -> its :class:`~robustbench_ibn.labels.LabelSpace` (default ImageNet-1k).
 
     Returns:
         ``{"method", "n_boot", "seed", "level", "rows": [...], "mean_drop": {...}}``: one row per domain
         with ``top1_err_ci``, ``top5_err_ci``, ``top1_drop_ci``, ``top5_drop_ci`` (``[low, high]``),
-        ``flip_rate`` and ``flip_rate_ci`` (share of images whose top-1 prediction differs from the
+        ``paired``, ``flip_rate`` and ``flip_rate_ci`` (share of images whose top-1 prediction differs from the
         baseline's); ``mean_drop`` holds the mean top-1/top-5 drop over the non-baseline domains and
         their intervals (``None`` when there is no shift).
     """
-    labels = np.asarray(labels)
     names = list(predictions)
     if baseline not in predictions:
         raise ValueError(f"Expected the baseline domain {baseline!r} among the predictions, but got {names}.")
-    base = np.asarray(predictions[baseline])
-    columns = []
+    source_of = dict(sources or {})
+    base_source = source_of.get(baseline, "")
+    labels_of = dict(labels) if isinstance(labels, Mapping) else {base_source: np.asarray(labels)}
+    groups: dict[str, list[str]] = {}
     for name in names:
-        preds = np.asarray(predictions[name])
-        columns += [~topk_correct(preds, labels, 1), ~topk_correct(preds, labels, 5), preds[:, 0] != base[:, 0]]
-    values = np.stack(columns, axis=1).astype(np.float64)  # [N, 3 * domains]: top-1 wrong, top-5 wrong, flipped
-    samples = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed)
-    samples = samples.reshape(n_boot, len(names), 3)
-    errors, flips = samples[:, :, :2], samples[:, :, 2]
-    drops = errors - errors[:, names.index(baseline)][:, None, :]
-    err_ci, drop_ci, flip_ci = (percentile_interval(x, level) for x in (errors, drops, flips))
-    point = 100.0 * values.mean(axis=0).reshape(len(names), 3)
+        groups.setdefault(source_of.get(name, base_source), []).append(name)
+    base = np.asarray(predictions[baseline])
+    errors: dict[str, np.ndarray] = {}  # domain -> bootstrap samples [n_boot, 2] (top-1, top-5 error)
+    point: dict[str, np.ndarray] = {}  # domain -> [top-1 err, top-5 err, flip rate]
+    flips: dict[str, np.ndarray] = {}
+    for source, members in groups.items():
+        paired = source == base_source
+        space, source_labels = (spaces or {}).get(source), np.asarray(labels_of[source])
+        columns = []
+        for name in members:
+            preds = np.asarray(predictions[name])
+            columns += [~topk_correct(preds, source_labels, 1, space), ~topk_correct(preds, source_labels, 5, space)]
+            if paired:
+                columns.append(preds[:, 0] != base[:, 0])
+        width = 3 if paired else 2
+        values = np.stack(columns, axis=1).astype(np.float64)  # [N, width * domains]: top-1/top-5 wrong (flipped)
+        draws = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed if paired else _source_seed(seed, source))
+        draws = draws.reshape(n_boot, len(members), width)
+        means = 100.0 * values.mean(axis=0).reshape(len(members), width)
+        for i, name in enumerate(members):
+            errors[name], point[name] = draws[:, i, :2], means[i]
+            if paired:
+                flips[name] = draws[:, i, 2]
+    drops = {name: errors[name] - errors[baseline] for name in names}
 
-    def pair(ci: np.ndarray, *index: int) -> list[float]:
-        return [float(ci[(0, *index)]), float(ci[(1, *index)])]
+    def pair(samples: np.ndarray) -> list[Any]:
+        ci = percentile_interval(samples, level)
+        return [float(v) for v in ci] if ci.ndim == 1 else [[float(ci[0, j]), float(ci[1, j])] for j in range(ci.shape[1])]
 
-    rows = [
-        {
-            "transform": name,
-            "top1_err_ci": pair(err_ci, i, 0),
-            "top5_err_ci": pair(err_ci, i, 1),
-            "top1_drop_ci": pair(drop_ci, i, 0),
-            "top5_drop_ci": pair(drop_ci, i, 1),
-            "flip_rate": float(point[i, 2]),
-            "flip_rate_ci": pair(flip_ci, i),
-        }
-        for i, name in enumerate(names)
-    ]
-    shifted = [i for i, name in enumerate(names) if name != baseline]
+    rows = []
+    for name in names:
+        (err1, err5), (drop1, drop5) = pair(errors[name]), pair(drops[name])
+        rows.append({"transform": name, "top1_err_ci": err1, "top5_err_ci": err5, "top1_drop_ci": drop1,
+                     "top5_drop_ci": drop5, "paired": name in flips,
+                     "flip_rate": float(point[name][2]) if name in flips else None,
+                     "flip_rate_ci": pair(flips[name]) if name in flips else None})
+    shifted = [name for name in names if name != baseline]
     mean_drop: dict[str, Any] = {"top1": None, "top1_ci": None, "top5": None, "top5_ci": None, "n_shifts": len(shifted)}
     if shifted:
-        point_drop = point[shifted, :2].mean(axis=0) - point[names.index(baseline), :2]
-        mean_ci = percentile_interval(drops[:, shifted].mean(axis=1), level)
-        mean_drop.update(top1=float(point_drop[0]), top1_ci=pair(mean_ci, 0), top5=float(point_drop[1]),
-                         top5_ci=pair(mean_ci, 1))
+        point_drop = np.mean([point[n][:2] for n in shifted], axis=0) - point[baseline][:2]
+        top1_ci, top5_ci = pair(np.mean([drops[n] for n in shifted], axis=0))
+        mean_drop.update(top1=float(point_drop[0]), top1_ci=top1_ci, top5=float(point_drop[1]), top5_ci=top5_ci)
     return {"method": BOOTSTRAP_METHOD, "n_boot": n_boot, "seed": seed, "level": level, "rows": rows,
             "mean_drop": mean_drop}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .report import column_names, severity_curves
 from .results import EvalResult
+from .text import random_init_title
 
 __all__ = ["PLOT_KINDS", "new_figure", "plot_drop_bars", "plot_report", "plot_severity_curves", "save_figure"]
 
@@ -48,7 +49,7 @@ def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def _is_random(results: Sequence[EvalResult]) -> str:
-    return " (RANDOM-INIT weights: not accuracy)" if any(r.is_random for r in results) else ""
+    return random_init_title("not accuracy") if any(r.is_random for r in results) else ""
 
 
 def plot_severity_curves(
@@ -120,10 +121,12 @@ def plot_drop_bars(
     for i, (name, result) in enumerate(zip(names, results)):
         rows = {r.transform: r for r in result.results}
         uncertainty = {r["transform"]: r for r in result.uncertainty(n_boot=n_boot, seed=seed)["rows"]}
-        present = [t for t in order if t in rows]
-        xs = [order.index(t) + (i - (len(results) - 1) / 2) * width for t in present]
+        present_in = [t for t in order if t in rows]
         for ax, value, key in ((drop_ax, lambda t: rows[t].top1_drop, "top1_drop_ci"),
                                (flip_ax, lambda t: uncertainty[t]["flip_rate"], "flip_rate_ci")):
+            # A domain of another source has no flip rate (other images): no bar there.
+            present = [t for t in present_in if value(t) is not None]
+            xs = [order.index(t) + (i - (len(results) - 1) / 2) * width for t in present]
             heights = [value(t) for t in present]
             yerr = None
             if ci:

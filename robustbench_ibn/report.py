@@ -1,7 +1,8 @@
 """Table 1 style reports: pure functions from results to text.
 
-The layout follows the paper: one row per transform (origin first), one column per model, cells
-``top1/top5`` error with the drops in brackets, two decimals. On request (``ci=True``) every cell gets a
+The layout follows the paper: one row per domain in evaluation order (origin first, then the shifts, then the
+domains of other image sources), one column per model, cells ``top1/top5`` error with the drops against
+origin in brackets, two decimals. On request (``ci=True``) every cell gets a
 second row with its 95% bootstrap intervals, followed by the flip rates and, for two or more models,
 McNemar's paired test of every pair of models on every shift. Severity sweeps (several members of one
 family, e.g. ``rgb+10:100:10``) are summarized per model by the area under the error curve and the
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 from collections.abc import Sequence
 from itertools import combinations
@@ -26,6 +26,7 @@ from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, to
 from .results import SCHEMA_VERSION, DomainResult, EvalResult
 from .text import latex_escape as _latex_escape
 from .text import markdown_cell
+from .text import random_init_tag, random_weights_banner
 
 __all__ = [
     "FORMATS",
@@ -66,7 +67,7 @@ def _ci_cell(ci_row: dict[str, Any]) -> str:
 
 def column_names(results: Sequence[EvalResult]) -> list[str]:
     """One column name per result: the model, ``(random init)`` when so, the weights' hash if names collide."""
-    base = [r.model + (" (random init)" if r.is_random else "") for r in results]
+    base = [r.model + (random_init_tag() if r.is_random else "") for r in results]
     names = list(base)
     for i, result in enumerate(results):
         if base.count(base[i]) > 1:
@@ -116,32 +117,39 @@ def table1_frame(
 
 
 def _flip_frame(results: Sequence[EvalResult], uncertainty: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Flip rates of the shifts of the baseline images (a domain of another source has none: other images)."""
     order, labels = _domain_order(results)
-    shifted = [n for n in order if n != "clean"]
     ci_by_model = [{row["transform"]: row for row in u["rows"]} for u in uncertainty]
+    shifted = [n for n in order if n != "clean" and any(ci.get(n, {}).get("flip_rate") is not None
+                                                       for ci in ci_by_model)]
     body = [
-        [f"{ci[name]['flip_rate']:.2f} {_interval(ci[name]['flip_rate_ci'])}" if name in ci else "" for ci in ci_by_model]
+        [f"{ci[name]['flip_rate']:.2f} {_interval(ci[name]['flip_rate_ci'])}"
+         if ci.get(name, {}).get("flip_rate") is not None else "" for ci in ci_by_model]
         for name in shifted
     ]
     return pd.DataFrame(body, index=pd.Index([labels[n] for n in shifted], name="transform"),
                         columns=column_names(results))
 
 
-def _same_images(a: EvalResult, b: EvalResult) -> bool:
-    if len(a.labels) != len(b.labels) or not np.array_equal(a.labels, b.labels):
+def _same_images(a: EvalResult, b: EvalResult, domain: str | None = None) -> bool:
+    """Do ``a`` and ``b`` hold the same images, in the same order, with the same labels (of ``domain``'s source,
+    default the baseline's)?"""
+    sa, sb = (a.source_of(domain), b.source_of(domain)) if domain else (a.sources[a.baseline_source],
+                                                                         b.sources[b.baseline_source])
+    if len(sa.labels) != len(sb.labels) or not np.array_equal(sa.labels, sb.labels):
         return False
-    if a.images and b.images:
-        return list(a.images) == list(b.images)
-    return a.dataset.get("sha256") == b.dataset.get("sha256")
+    if sa.images and sb.images:
+        return list(sa.images) == list(sb.images)
+    return sa.record.get("sha256") == sb.record.get("sha256")
 
 
 def paired_tests(results: Sequence[EvalResult], method: str = "auto") -> list[dict[str, Any]]:
     """McNemar's test (top-1 correctness) for every pair of results on every domain both evaluated.
 
     Pairs are only formed between results on the same images in the same order (else the pair is
-    listed with ``"paired": false`` and no test). ``method``: see :func:`robustbench_ibn.metrics.mcnemar`
-    (``auto``: exact binomial below 25 discordant images, chi-square with continuity correction above).
-    Differences are ``a - b`` in top-1 error (percent).
+    listed with ``"paired": false`` and no test; likewise a domain of another source whose images differ).
+    ``method``: see :func:`robustbench_ibn.metrics.mcnemar` (``auto``: exact binomial below 25 discordant
+    images, chi-square with continuity correction above). Differences are ``a - b`` in top-1 error (percent).
     """
     names = column_names(results)
     tests: list[dict[str, Any]] = []
@@ -151,8 +159,13 @@ def paired_tests(results: Sequence[EvalResult], method: str = "auto") -> list[di
                           "reason": "different images or labels: no paired test"})
             continue
         for name in (n for n in a.predictions if n in b.predictions):
-            ca = topk_correct(a.predictions[name], a.labels, 1)
-            cb = topk_correct(b.predictions[name], b.labels, 1)
+            if not _same_images(a, b, name):
+                tests.append({"a": names[i], "b": names[j], "paired": False, "transform": name,
+                              "reason": "different images or labels in this domain's source: no paired test"})
+                continue
+            source = a.source_of(name)
+            ca = topk_correct(a.predictions[name], source.labels, 1, source.label_space)
+            cb = topk_correct(b.predictions[name], source.labels, 1, source.label_space)
             test = mcnemar(ca, cb, method=method)
             tests.append({"a": names[i], "b": names[j], "paired": True, "transform": name, "metric": "top1",
                           "top1_err_diff": 100.0 * (float(np.mean(~ca)) - float(np.mean(~cb))), **test.to_dict()})
@@ -178,15 +191,15 @@ def _p(p: float) -> str:
 
 
 def _severity_points(result: EvalResult) -> dict[str, dict[str, Any]]:
-    """Family -> {param, identity, members: [(value, name)]} from the recorded shift definitions."""
+    """Family -> {param, identity, members: [(value, name)]} from the recorded shift definitions (of the shifts
+    of the baseline images: a sweep is read against their clean error)."""
     families: dict[str, dict[str, Any]] = {}
-    for i, definition in enumerate(result.protocol.get("transforms", [])):
-        name = definition["name"]
-        if name == "clean":
+    for domain in result.domains:
+        definition, name = domain["shift"], domain["name"]
+        if definition is None or not domain["paired"]:
             continue
         severity = definition.get("severity")
         if severity:
-            _check_severity(severity, f"protocol.transforms[{i}].severity of result {result.model!r}")
             family, param, value, identity = (severity["family"], severity["param"], float(severity["value"]),
                                               severity.get("identity"))
         else:  # records without declared severities: the trailing number of the name
@@ -198,18 +211,6 @@ def _severity_points(result: EvalResult) -> dict[str, dict[str, Any]]:
         entry = families.setdefault(family, {"param": param, "identity": identity, "members": []})
         entry["members"].append((value, name))
     return families
-
-
-def _check_severity(severity: Any, where: str) -> None:
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if not (isinstance(severity, dict) and isinstance(severity.get("family"), str)
-            and isinstance(severity.get("param"), str) and number(severity.get("value"))
-            and (severity.get("identity") is None or number(severity["identity"]))):
-        raise ValueError(f"Expected {where} to be an object with a string family and param, a finite number value "
-                         f"and an optional numeric identity, but got {severity!r:.80}. Re-create the record with "
-                         "robust-eval --output.")
 
 
 def severity_curves(result: EvalResult, uncertainty: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -275,22 +276,37 @@ def _curve_frame(results: Sequence[EvalResult], curves: list[list[dict[str, Any]
                         columns=["family", "severities", "AUC top-1", "mean top-1 err", "top-1 err doubles at"])
 
 
+def _data_lines(result: EvalResult, prefix: str = "data") -> list[str]:
+    """``data: <baseline description>``, then ``data <key>: ...`` for every other source."""
+    lines = [f"{prefix}: {result.dataset.get('description', result.dataset.get('root'))}"]
+    lines += [f"{prefix} {key}: {s.record.get('description', s.record.get('root'))}"
+              for key, s in result.sources.items() if key != result.baseline_source]
+    return lines
+
+
+def _protocol_text(result: EvalResult) -> str:
+    stages = "shifts on the {}px crop".format(result.data_config["crop"])
+    if any(d["stage"] == "image" for d in result.domains):
+        stages += " or on the decoded image (image stage)"
+    return (f"{result.protocol['precision']}, {stages} before normalization, protocol v{result.protocol.get('version')}"
+            f", fingerprint {result.protocol.get('fingerprint', '?')}")
+
+
 def header_lines(result: EvalResult) -> list[str]:
     """What the numbers are: model, weights (loudly when random), data, protocol."""
-    protocol = result.protocol
     return [
         f"model: {result.model}",
         f"weights: {_weights_text(result)}",
-        f"data: {result.dataset.get('description', result.dataset.get('root'))}",
-        f"protocol: {protocol['precision']}, shifts on the {protocol['geometry']['crop']}px crop before normalization, "
-        f"fingerprint {protocol.get('fingerprint', '?')}",
+        *_data_lines(result),
+        f"protocol: {_protocol_text(result)}",
         "cells: top-1/top-5 error % (drop vs origin)",
     ]
 
 
 def _weights_text(result: EvalResult) -> str:
-    weights = result.weights.get("description", result.weights.get("kind"))
-    return f"!!! {weights} !!!" if result.is_random else str(weights)
+    if result.is_random:
+        return random_weights_banner(result.weights.get("seed"))
+    return str(result.weights.get("description", result.weights.get("kind")))
 
 
 def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) -> list[str]:
@@ -304,13 +320,12 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
             lines.append(f"weights: {weights[0]} (every model)")
         else:
             lines += [f"weights {name}: {w}" for name, w in zip(names, weights)]
-        data = [str(r.dataset.get("description", r.dataset.get("root"))) for r in results]
-        lines += [f"data: {data[0]}"] if len(set(data)) == 1 else [f"data {n}: {d}" for n, d in zip(names, data)]
-        protocols = [
-            f"{r.protocol['precision']}, shifts on the {r.protocol['geometry']['crop']}px crop before normalization, "
-            f"fingerprint {r.protocol.get('fingerprint', '?')}"
-            for r in results
-        ]
+        data = [_data_lines(r) for r in results]
+        if all(d == data[0] for d in data):
+            lines += data[0]
+        else:
+            lines += [line for n, r in zip(names, results) for line in _data_lines(r, f"data {n}")]
+        protocols = [_protocol_text(r) for r in results]
         if len(set(protocols)) == 1:
             lines.append(f"protocol: {protocols[0]}")
         else:
@@ -318,6 +333,9 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
             lines.append("note: the columns differ in protocol (data, geometry, shift set or precision); "
                          "compare them with care")
         lines.append("cells: top-1/top-5 error % (drop vs origin)")
+    if any(not d["paired"] for r in results for d in r.domains):
+        lines.append("other sources: their rows' drops are against clean ImageNet val, intervals from resampling "
+                     "each source on its own; no flip rate (other images)")
     if ci:
         lines.append(f"intervals: 95% {BOOTSTRAP_METHOD}, {n_boot} resamples, seed {seed}")
     return lines
@@ -399,8 +417,8 @@ def format_report(
             if uncertainty is not None:
                 ci_rows = {row["transform"]: row for row in uncertainty[i]["rows"]}
                 for key in ("top1_err", "top5_err", "top1_drop", "top5_drop", "flip_rate"):
-                    bounds = np.array([ci_rows[t][f"{key}_ci"] for t in frame["transform"]])
-                    if key == "flip_rate":
+                    bounds = np.array([ci_rows[t][f"{key}_ci"] or [np.nan, np.nan] for t in frame["transform"]])
+                    if key == "flip_rate":  # none for a domain of another source
                         frame[key] = [ci_rows[t]["flip_rate"] for t in frame["transform"]]
                     frame[f"{key}_lo"], frame[f"{key}_hi"] = bounds[:, 0], bounds[:, 1]
             frames.append(frame)
@@ -412,7 +430,9 @@ def format_report(
     headers = _headers(results, ci, n_boot, seed)
     extras: list[tuple[str, pd.DataFrame, str]] = []
     if uncertainty is not None:
-        extras.append(("flip rate: % of images whose top-1 prediction differs from origin's [95% CI]",
+        extras.append(("flip rate: % of images whose top-1 prediction differs from origin's [95% CI]"
+                       + (" (shifts of the origin images only)" if any(not d["paired"] for r in results
+                                                                          for d in r.domains) else ""),
                        _flip_frame(results, uncertainty), "transform"))
         if len(results) > 1:
             mc = _mcnemar_frame(results, paired_tests(results))

@@ -1,32 +1,68 @@
-"""Typed result records: per-image predictions plus everything needed to trust and redo the numbers."""
+"""Typed result records: per-image predictions plus everything needed to trust and redo the numbers.
+
+A record (``schema_version`` 2) holds one model's run over one or more image sources (ImageNet val is the
+baseline source ``"val"``; its ``clean`` domain the baseline of every drop) and a list of domains (a
+source, an optional shift and the stage it acts at). Every number is a pure function of the stored top-5
+predictions, the sources' labels and their label spaces.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .checks import check_finite
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json
+from .labels import LabelSpace, label_space_from_dict
 from .metrics import prediction_uncertainty, topk_counts
 
-__all__ = ["SCHEMA_VERSION", "DomainResult", "EvalResult", "protocol_fingerprint"]
+__all__ = [
+    "BASELINE_DOMAIN",
+    "BASELINE_SOURCE",
+    "PROTOCOL_CHANGES",
+    "PROTOCOL_VERSION",
+    "SCHEMA_VERSION",
+    "STAGES",
+    "DomainResult",
+    "EvalResult",
+    "SourceResult",
+    "protocol_fingerprint",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PROTOCOL_VERSION = 2
+PROTOCOL_CHANGES = {
+    1: "the first protocol: std{F} scaled the deviation from each model's own normalization mean; the fingerprint "
+       "included the model's geometry",
+    2: "std{F} scales the deviation from the fixed ImageNet mean (0.485, 0.456, 0.406) for every model, so every "
+       "model sees the same shifted pixels (identical numbers for models normalized with that mean, as the paper's); "
+       "the fingerprint covers the images, the domains' shift definitions and versions, the precision and this "
+       "version, not the model's geometry, so models with other preprocessing rank together",
+}
+"""What each protocol version changed, and why (recorded numbers are comparable only within one version)."""
+BASELINE_SOURCE = "val"
+BASELINE_DOMAIN = "clean"
+STAGES = ("crop", "image")
+TOPK = 5
 
 
 @dataclass(frozen=True)
 class DomainResult:
-    """One row of Table 1: errors on a domain and their drops against the clean images (percent)."""
+    """One row of Table 1: errors on a domain and their drops against the clean baseline images (percent).
+
+    ``transform`` is the domain's name (a shift of the baseline images, or a domain of another source).
+    """
 
     transform: str
     label: str
+    source: str
     n: int
     top1_err: float
     top5_err: float
@@ -37,61 +73,101 @@ class DomainResult:
         return asdict(self)
 
 
-def protocol_fingerprint(protocol: dict[str, Any], dataset: dict[str, Any]) -> str:
-    """Hash of what makes two results comparable: data, geometry, shift definitions and precision."""
+@dataclass(frozen=True, eq=False)
+class SourceResult:
+    """One image source of a run: its record (fingerprint, root, description, kind, label space), labels, images."""
+
+    record: dict[str, Any]
+    labels: np.ndarray
+    images: list[str] = field(default_factory=list)
+
+    @property
+    def label_space(self) -> LabelSpace:
+        return label_space_from_dict(self.record["label_space"])
+
+
+_FINGERPRINT_SOURCE = ("n", "sha256", "labels_sha256", "limit", "kind", "label_space")
+_FINGERPRINT_SHIFT = ("name", "version", "params", "stochastic")
+
+
+def protocol_fingerprint(sources: Mapping[str, Mapping[str, Any]], domains: Sequence[Mapping[str, Any]],
+                         precision: str, version: int = PROTOCOL_VERSION) -> str:
+    """Hash of what makes two results comparable: the images, the domains' shifts, the precision, the version.
+
+    Not the model's geometry or normalization: a 224-px and a 240-px model on the same images and shifts are
+    ranked together, as on every ImageNet leaderboard (each records its own geometry).
+    """
     keyed = {
-        "dataset": {k: dataset.get(k) for k in ("n", "sha256", "labels_sha256", "limit")},
-        "geometry": protocol.get("geometry"),
+        "version": version,
+        "sources": {key: {k: record.get(k) for k in _FINGERPRINT_SOURCE} for key, record in sources.items()},
         # "stochastic" holds a random shift's run seed: another seed is another set of images.
-        "transforms": [{k: t[k] for k in ("name", "version", "params", "stochastic") if k in t}
-                       for t in protocol.get("transforms", [])],
-        "precision": protocol.get("precision"),
+        "domains": [{"name": d["name"], "source": d["source"], "stage": d["stage"],
+                     "shift": None if d["shift"] is None else {k: d["shift"][k] for k in _FINGERPRINT_SHIFT
+                                                               if k in d["shift"]}}
+                    for d in domains],
+        "precision": precision,
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
+@dataclass(eq=False)
 class EvalResult:
     """The outcome of :func:`robustbench_ibn.evaluate` for one model.
 
-    Every number is derived from ``predictions`` (top-5 class indices per image and transform) and
-    ``labels``; nothing else is stored as a result, so later reports can compute intervals and tests.
+    Every number is derived from ``predictions`` (top-5 ImageNet class indices per image and domain), the
+    sources' labels and label spaces; nothing else is stored as a result, so later reports can compute
+    intervals and tests. ``labels``, ``images`` and ``dataset`` are those of the baseline source (ImageNet val).
     """
 
     model: str
     weights: dict[str, Any]
-    dataset: dict[str, Any]
+    data_config: dict[str, Any]
+    sources: dict[str, SourceResult]
+    domains: list[dict[str, Any]]
     protocol: dict[str, Any]
     environment: dict[str, Any]
-    labels: np.ndarray
     predictions: dict[str, np.ndarray]
-    images: list[str] = field(default_factory=list)
+    tied: dict[str, int] = field(default_factory=dict)
+    _uncertainty: dict[tuple[int, int, float], dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def baseline_source(self) -> str:
+        return next(d["source"] for d in self.domains if d["name"] == BASELINE_DOMAIN)
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.sources[self.baseline_source].record
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.sources[self.baseline_source].labels
+
+    @property
+    def images(self) -> list[str]:
+        return self.sources[self.baseline_source].images
 
     @property
     def is_random(self) -> bool:
         return self.weights.get("kind") == "random"
 
+    def source_of(self, domain: str) -> SourceResult:
+        """The source a domain's images come from."""
+        return self.sources[next(d["source"] for d in self.domains if d["name"] == domain)]
+
     @property
     def results(self) -> list[DomainResult]:
-        """Table 1's rows, clean first, drops relative to clean (0 for clean itself)."""
-        labels = {t["name"]: t["label"] for t in self.protocol["transforms"]}
-        counts = {name: topk_counts(preds, self.labels) for name, preds in self.predictions.items()}
-        base = counts["clean"]
-        return [
-            DomainResult(
-                transform=name,
-                label=labels[name],
-                n=c.n,
-                top1_err=c.top1_err,
-                top5_err=c.top5_err,
-                top1_drop=c.top1_err - base.top1_err,
-                top5_drop=c.top5_err - base.top5_err,
-            )
-            for name, c in counts.items()
-        ]
+        """Table 1's rows in evaluation order, drops relative to clean (0 for clean itself)."""
+        rows = []
+        for d in self.domains:
+            source = self.sources[d["source"]]
+            rows.append((d, topk_counts(self.predictions[d["name"]], source.labels, source.label_space)))
+        base = next(c for d, c in rows if d["name"] == BASELINE_DOMAIN)
+        return [DomainResult(transform=d["name"], label=d["label"], source=d["source"], n=c.n, top1_err=c.top1_err,
+                             top5_err=c.top5_err, top1_drop=c.top1_err - base.top1_err,
+                             top5_drop=c.top5_err - base.top5_err) for d, c in rows]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per transform: model, transform, label, n, errors and drops (percent)."""
+        """One row per domain: model, transform (the domain), label, source, n, errors and drops (percent)."""
         frame = pd.DataFrame([r.to_dict() for r in self.results])
         frame.insert(0, "model", self.model)
         return frame
@@ -99,9 +175,16 @@ class EvalResult:
     def uncertainty(self, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
         """95% intervals of every error and drop, flip rates and the mean drop, from the stored predictions.
 
-        See :func:`robustbench_ibn.metrics.prediction_uncertainty` (paired bootstrap over images, seeded).
+        See :func:`robustbench_ibn.metrics.prediction_uncertainty` (paired bootstrap over images, seeded). Computed
+        once per ``(n_boot, seed, level)``: reports, plots, entries and :meth:`save` reuse it.
         """
-        return prediction_uncertainty(self.labels, self.predictions, n_boot=n_boot, seed=seed, level=level)
+        key = (n_boot, seed, level)
+        if key not in self._uncertainty:
+            self._uncertainty[key] = prediction_uncertainty(
+                {k: s.labels for k, s in self.sources.items()}, self.predictions, baseline=BASELINE_DOMAIN,
+                sources={d["name"]: d["source"] for d in self.domains},
+                spaces={k: s.label_space for k, s in self.sources.items()}, n_boot=n_boot, seed=seed, level=level)
+        return self._uncertainty[key]
 
     def summary(self, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
         """The record without per-image data: what ``--format json`` prints.
@@ -113,18 +196,21 @@ class EvalResult:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "weights": self.weights,
-            "dataset": self.dataset,
+            "data_config": self.data_config,
+            "sources": {key: source.record for key, source in self.sources.items()},
+            "domains": self.domains,
             "protocol": self.protocol,
             "environment": self.environment,
+            "tied": self.tied,
             "results": [r.to_dict() for r in self.results],
             "uncertainty": self.uncertainty(n_boot=n_boot, seed=seed),
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The full record, per-image predictions included (JSON-serializable)."""
+        """The full record, per-image labels, images and predictions included (JSON-serializable)."""
         record = self.summary()
-        record["images"] = list(self.images)
-        record["labels"] = self.labels.astype(int).tolist()
+        record["sources"] = {key: {**s.record, "images": list(s.images), "labels": s.labels.astype(int).tolist()}
+                             for key, s in self.sources.items()}
         record["predictions"] = {name: p.astype(int).tolist() for name, p in self.predictions.items()}
         return record
 
@@ -140,88 +226,117 @@ class EvalResult:
             ValueError: not JSON, another ``schema_version``, or a field missing or of the wrong type or
                 shape; the message names the file and the field.
         """
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"Expected a JSON result record (robust-eval --output) in {path}, but it cannot be "
-                             f"parsed: {err}.") from None
+        record = read_json(path, "JSON result record (robust-eval --output)")
         if not isinstance(record, dict):
             raise ValueError(f"Expected a JSON object as result record in {path}, but got {type(record).__name__}.")
         if record.get("schema_version") != SCHEMA_VERSION:
+            older = record.get("schema_version") == 1
             raise ValueError(
                 f"Expected a result record with schema_version {SCHEMA_VERSION} in {path}, "
-                f"but got {record.get('schema_version')!r}. Re-run the evaluation with this version."
+                f"but got {record.get('schema_version')!r}. "
+                + ("Records of schema 1 were made under protocol version 1 (std shifts relative to each model's "
+                   "normalization), so their numbers are not comparable: re-run the evaluation with this version."
+                   if older else "Re-run the evaluation with this version.")
             )
-        labels, predictions = _check_record(record, path)
-        return cls(
-            model=record["model"],
-            weights=record["weights"],
-            dataset=record["dataset"],
-            protocol=record["protocol"],
-            environment=record["environment"],
-            labels=labels,
-            predictions=predictions,
-            images=record.get("images", []),
-        )
+        sources, predictions = _check_record(record, path)
+        return cls(model=record["model"], weights=record["weights"], data_config=record["data_config"],
+                   sources=sources, domains=record["domains"], protocol=record["protocol"],
+                   environment=record["environment"], predictions=predictions, tied=record.get("tied", {}))
 
 
-def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The schema of a result record (the fields :class:`EvalResult` and the reports use); labels, predictions."""
+def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple[dict[str, SourceResult],
+                                                                                  dict[str, np.ndarray]]:
+    """The schema of a result record (the fields :class:`EvalResult` and the reports use); sources, predictions."""
 
     def bad(field: str, expected: str, got: Any) -> ValueError:
         shown = repr(got) if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
         return ValueError(f"Expected {field} to be {expected} in result record {path}, but got {shown[:80]}. The "
                           "file was edited or damaged, or not written by robust-eval --output: re-run the evaluation.")
 
-    if not isinstance(record.get("model"), str):
-        raise bad("'model'", "a string", record.get("model"))
-    # A NaN or an infinity anywhere else (predictions and labels are checked as integers below).
-    check_finite({k: v for k, v in record.items() if k not in ("labels", "predictions")}, f"result record {path}")
-    for key in ("weights", "dataset", "protocol", "environment"):
-        if not isinstance(record.get(key), dict):
-            raise bad(f"{key!r}", "an object", record.get(key))
-    protocol = record["protocol"]
-    transforms = protocol.get("transforms")
-    if not isinstance(transforms, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("label"), str) for t in transforms
-    ):
-        raise bad("protocol.transforms", "a list of objects with a string name and label", transforms)
-    names = [t["name"] for t in transforms]
-    if "clean" not in names or len(set(names)) != len(names):
-        raise bad("protocol.transforms", "unique names including 'clean'", ", ".join(names))
-    if not isinstance(protocol.get("precision"), str):
-        raise bad("protocol.precision", "a string", protocol.get("precision"))
-    geometry = protocol.get("geometry")
-    if not isinstance(geometry, dict) or not isinstance(geometry.get("crop"), int):
-        raise bad("protocol.geometry.crop", "an integer",
-                  geometry.get("crop") if isinstance(geometry, dict) else geometry)
-
-    def integers(field: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def integers(field: str, value: Any, shape: tuple[int, ...], low: int, high: int) -> np.ndarray:
         try:
             array = np.asarray(value)
         except ValueError:  # ragged nested lists
             array = None
-        expected = f"a list of {shape[0]} " + (f"lists of {shape[1]} " if len(shape) > 1 else "") + "integers in 0..999"
+        expected = (f"a list of {shape[0]} " + (f"lists of {shape[1]} " if len(shape) > 1 else "")
+                    + f"integers in {low}..{high}")
         if array is None or array.dtype.kind not in "iu" or array.shape != shape or (array.size and (
-                array.min() < 0 or array.max() > 999)):
+                array.min() < low or array.max() > high)):
             raise bad(field, expected, value if array is None or array.ndim == 0 else f"shape {array.shape} "
                       f"{array.dtype}")
         return array.astype(np.int64)
 
-    raw_labels = record.get("labels")
-    if not isinstance(raw_labels, list):
-        raise bad("'labels'", "a list of integers in 0..999", raw_labels)
-    labels = integers("'labels'", raw_labels, (len(raw_labels),))
-    n = record["dataset"].get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n != len(labels):
-        raise bad("dataset.n", f"the number of labels ({len(labels)})", n)
+    if not isinstance(record.get("model"), str):
+        raise bad("'model'", "a string", record.get("model"))
+    # A NaN or an infinity anywhere but in the integer arrays (labels and predictions are checked as integers below).
+    check_finite({k: v for k, v in record.items() if k not in ("sources", "predictions")}, f"result record {path}")
+    for key in ("weights", "data_config", "sources", "protocol", "environment"):
+        if not isinstance(record.get(key), dict):
+            raise bad(f"{key!r}", "an object", record.get(key))
+    if not isinstance(record["data_config"].get("crop"), int):
+        raise bad("data_config.crop", "an integer", record["data_config"].get("crop"))
+    protocol = record["protocol"]
+    if not isinstance(protocol.get("precision"), str):
+        raise bad("protocol.precision", "a string", protocol.get("precision"))
+    if not isinstance(protocol.get("version"), int):
+        raise bad("protocol.version", "an integer", protocol.get("version"))
+
+    sources: dict[str, SourceResult] = {}
+    for key, source in record["sources"].items():
+        where = f"sources[{key!r}]"
+        if not isinstance(source, dict):
+            raise bad(where, "an object", source)
+        try:
+            space = label_space_from_dict(source.get("label_space") or {})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise bad(f"{where}.label_space", "a label space record (kind, name, policy)", source.get("label_space"))
+        raw_labels = source.get("labels")
+        if not isinstance(raw_labels, list):
+            raise bad(f"{where}.labels", "a list of integers", raw_labels)
+        unlabelled = space.kind == "none"
+        high = len(getattr(space, "classes", ())) - 1 if space.kind == "mapping" else 999
+        labels = integers(f"{where}.labels", raw_labels, (len(raw_labels),), -1 if unlabelled else 0,
+                          -1 if unlabelled else high)
+        n = source.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or n != len(labels):
+            raise bad(f"{where}.n", f"the number of labels ({len(labels)})", n)
+        images = source.get("images", [])
+        if (not isinstance(images, list) or not all(isinstance(i, str) for i in images)
+                or len(images) not in (0, len(labels))):
+            raise bad(f"{where}.images", f"a list of {len(labels)} image paths", images)
+        record_only = {k: v for k, v in source.items() if k not in ("labels", "images")}
+        sources[key] = SourceResult(record_only, labels, images)
+
+    domains = record.get("domains")
+    if not isinstance(domains, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("label"), str)
+        and isinstance(d.get("source"), str) and d["source"] in sources and isinstance(d.get("stage"), str)
+        and d["stage"] in STAGES and isinstance(d.get("paired"), bool)
+        and (d.get("shift") is None or isinstance(d.get("shift"), dict)) for d in domains
+    ):
+        raise bad("'domains'", f"a list of objects with a string name and label, a source of {sorted(sources)}, a "
+                  f"stage in {STAGES}, a shift (object or null) and paired (true/false)", domains)
+    for i, d in enumerate(domains):
+        shift, number = d["shift"] or {}, (int, float)
+        severity = shift.get("severity")
+        if d["shift"] is not None and not (isinstance(shift.get("name"), str) and (severity is None or (
+                isinstance(severity, dict) and isinstance(severity.get("family"), str)
+                and isinstance(severity.get("param"), str) and isinstance(severity.get("value"), number)
+                and not isinstance(severity.get("value"), bool)
+                and (severity.get("identity") is None or (isinstance(severity["identity"], number)
+                                                          and not isinstance(severity["identity"], bool)))))):
+            raise bad(f"domains[{i}].shift", "null or a shift definition (a string name; severity null or "
+                      "{family, param, value, identity: number or null})", d["shift"])
+    names = [d["name"] for d in domains]
+    if BASELINE_DOMAIN not in names or len(set(names)) != len(names):
+        raise bad("'domains'", f"unique names including {BASELINE_DOMAIN!r}", ", ".join(names))
     raw = record.get("predictions")
     if not isinstance(raw, dict) or sorted(raw) != sorted(names):
         got = ", ".join(map(str, raw)) if isinstance(raw, dict) else raw
-        raise bad("'predictions'", f"an object with one entry per transform ({', '.join(names)})", got)
-    predictions = {name: integers(f"predictions[{name!r}]", raw[name], (len(labels), 5)) for name in names}
-    images = record.get("images", [])
-    if (not isinstance(images, list) or not all(isinstance(i, str) for i in images)
-            or len(images) not in (0, len(labels))):
-        raise bad("'images'", f"a list of {len(labels)} image paths", images)
-    return labels, predictions
+        raise bad("'predictions'", f"an object with one entry per domain ({', '.join(names)})", got)
+    predictions = {d["name"]: integers(f"predictions[{d['name']!r}]", raw[d["name"]],
+                                       (len(sources[d["source"]].labels), TOPK), 0, 999) for d in domains}
+    tied = record.get("tied", {})
+    if not isinstance(tied, dict) or not all(isinstance(v, int) and k in names for k, v in tied.items()):
+        raise bad("'tied'", "an object of domain name -> number of images", tied)
+    return sources, predictions

@@ -1,10 +1,12 @@
 """Run state: per-batch predictions committed to disk as batches finish, so a killed run resumes.
 
-Batches follow one fixed grid over the dataset (batch ``k`` holds images ``[k*B, (k+1)*B)``), whatever
+A run is a list of passes (one per image source and image-stage shift, see :mod:`robustbench_ibn.engine`);
+each pass follows one fixed grid over its source (batch ``k`` holds images ``[k*B, (k+1)*B)``), whatever
 the number of ranks, so a resumed or sharded run feeds the model exactly the batches an uninterrupted
-single-process run would: predictions are bit-identical, not just close.
+single-process run would: predictions are bit-identical, not just close. The unit of work, of sharding and
+of saving is a (pass, batch) pair, a :class:`Unit`.
 
-Each finished batch is one small ``.npz`` file, written atomically (temp file + rename); a kill leaves
+Each finished unit is one small ``.npz`` file, written atomically (temp file + rename); a kill leaves
 at most a stray temp file, never a half-written chunk. A lock file keeps two runs of the same command
 from writing the same state at once.
 """
@@ -16,7 +18,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ import numpy as np
 
 from .files import atomic_write, cache_root
 
-__all__ = ["Batch", "RunState", "batch_grid", "default_state_root", "run_key"]
+__all__ = ["Batch", "RunState", "Unit", "batch_grid", "default_state_root", "run_key", "unit_grid"]
+
 
 def default_state_root() -> Path:
     """``<cache root>/runs`` (:func:`robustbench_ibn.files.cache_root`)."""
@@ -63,18 +66,42 @@ def batch_grid(n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> l
     return [Batch(k, k * batch_size, min(n, (k + 1) * batch_size)) for k in range(rank, count, world_size)]
 
 
+@dataclass(frozen=True)
+class Unit:
+    """Batch ``batch`` of pass ``pass_index``: what one rank evaluates and commits at a time."""
+
+    pass_index: int
+    batch: Batch
+
+    @property
+    def size(self) -> int:
+        return self.batch.stop - self.batch.start
+
+
+def unit_grid(sizes: Sequence[int], batch_size: int, rank: int = 0, world_size: int = 1) -> list[Unit]:
+    """This rank's units: every pass's batch grid (``sizes[p]`` images in pass ``p``), in pass order, then every
+    ``world_size``-th unit starting at ``rank``.
+
+    Example:
+        >>> [(u.pass_index, u.batch.k) for u in unit_grid([5, 3], 2, rank=1, world_size=2)]
+        [(0, 1), (1, 0)]
+    """
+    units = [Unit(p, b) for p, n in enumerate(sizes) for b in batch_grid(n, batch_size)]
+    return units[rank::world_size]
+
+
 class RunState:
-    """The on-disk state of one run (one model x protocol x dataset x batch size).
+    """The on-disk state of one run (one model x plan x batch size).
 
     Args:
         directory: where this run's chunks live (``<state root>/<run key>``).
-        shifts: the shift names whose predictions each chunk holds.
-        rank: this process's rank; each rank holds its own lock (ranks write disjoint batches).
+        passes: per pass, the names of the domains whose predictions its chunks hold.
+        rank: this process's rank; each rank holds its own lock (ranks write disjoint units).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], shifts: list[str], rank: int = 0) -> None:
+    def __init__(self, directory: str | os.PathLike[str], passes: Sequence[Sequence[str]], rank: int = 0) -> None:
         self.directory = Path(directory)
-        self.shifts = list(shifts)
+        self.passes = [list(p) for p in passes]
         self.rank = rank
         self._lock_file: Any = None
 
@@ -100,39 +127,48 @@ class RunState:
             self._lock_file = None
 
     # -- chunks ---------------------------------------------------------------------------------
-    def _path(self, k: int) -> Path:
-        return self.directory / f"batch-{k:07d}.npz"
+    def _path(self, unit: Unit) -> Path:
+        return self.directory / f"batch-p{unit.pass_index}-{unit.batch.k:07d}.npz"
 
-    def done(self) -> set[int]:
-        """Indices ``k`` of the batches already committed."""
-        return {int(p.stem.split("-")[1]) for p in self.directory.glob("batch-*.npz")}
+    def done(self) -> set[tuple[int, int]]:
+        """``(pass, batch k)`` of the units already committed."""
+        done = set()
+        for path in self.directory.glob("batch-p*-*.npz"):
+            p, k = path.stem[len("batch-p"):].split("-")
+            done.add((int(p), int(k)))
+        return done
 
-    def commit(self, batch: Batch, labels: np.ndarray, predictions: Mapping[str, np.ndarray]) -> None:
-        """Write one finished batch atomically."""
-        with atomic_write(self._path(batch.k), "wb") as f:
-            np.savez(f, labels=labels, **{f"pred_{i}": predictions[s] for i, s in enumerate(self.shifts)})
+    def commit(self, unit: Unit, predictions: Mapping[str, np.ndarray], tied: Mapping[str, np.ndarray]) -> None:
+        """Write one finished unit atomically: per domain of its pass, top-k predictions and tied flags."""
+        arrays = {}
+        for i, name in enumerate(self.passes[unit.pass_index]):
+            arrays[f"pred_{i}"], arrays[f"tied_{i}"] = predictions[name], tied[name]
+        with atomic_write(self._path(unit), "wb") as f:
+            np.savez(f, **arrays)
 
-    def load(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """A committed batch's labels and per-shift predictions."""
-        path = self._path(batch.k)
+    def load(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """A committed unit's per-domain predictions and tied flags."""
+        path = self._path(unit)
+        names = self.passes[unit.pass_index]
         try:
             with np.load(path) as chunk:
-                labels = chunk["labels"]
-                predictions = {s: chunk[f"pred_{i}"] for i, s in enumerate(self.shifts)}
+                predictions = {name: chunk[f"pred_{i}"] for i, name in enumerate(names)}
+                tied = {name: chunk[f"tied_{i}"] for i, name in enumerate(names)}
         except (OSError, ValueError, KeyError) as err:
             raise RuntimeError(
                 f"The saved batch {path} cannot be read ({err}). Delete it; the run will recompute that batch."
             ) from err
-        if len(labels) != batch.stop - batch.start:
-            raise RuntimeError(f"The saved batch {path} holds {len(labels)} images, expected {batch.stop - batch.start}. "
+        sizes = {len(p) for p in (*predictions.values(), *tied.values())}
+        if sizes != {unit.size}:
+            raise RuntimeError(f"The saved batch {path} holds {sorted(sizes)} images, expected {unit.size}. "
                                f"Delete it; the run will recompute that batch.")
-        return labels, predictions
+        return predictions, tied
 
-    def iter_done(self, batches: list[Batch]) -> Iterator[tuple[Batch, np.ndarray, dict[str, np.ndarray]]]:
+    def iter_done(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, dict[str, np.ndarray], dict[str, np.ndarray]]]:
         done = self.done()
-        for batch in batches:
-            if batch.k in done:
-                yield (batch, *self.load(batch))
+        for unit in units:
+            if (unit.pass_index, unit.batch.k) in done:
+                yield (unit, *self.load(unit))
 
     def clear(self) -> None:
         """Remove the state once the result is safely returned."""

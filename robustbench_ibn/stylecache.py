@@ -1,4 +1,4 @@
-"""On-disk cache of stylized crops (the CycleGAN shifts), and the ``robust-cache`` command.
+"""On-disk cache of stylized crops (the CycleGAN shifts); ``robust-cache`` (:mod:`robustbench_ibn.cli.cache`) inspects it.
 
 Generating a Monet crop costs ~0.25 s on a CPU core pair (about 3 hours for ImageNet val), so every
 stylized crop is kept on disk and shared by every model evaluated later. Layout::
@@ -30,15 +30,13 @@ This module imports nothing from the runner (the transforms use it).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import os
 import shutil
-import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,14 +44,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .files import CACHE_ENV, atomic_write_bytes, atomic_write_text, cache_root
+from .files import atomic_write_bytes, atomic_write_text, cache_root
 
 __all__ = [
     "StyleCache",
     "clear_cache",
     "content_key",
     "cache_info",
-    "main",
     "style_cache_dir",
     "verify_cache",
 ]
@@ -284,66 +281,3 @@ def clear_cache(root: str | os.PathLike[str] | None = None, pattern: str | None 
         else:
             shutil.rmtree(ns.path)
     return removed
-
-
-# --- robust-cache -------------------------------------------------------------------------------------------
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``robust-cache [--dir ROOT] {info,verify,clear}``: inspect the stylized-crop cache."""
-    parser = argparse.ArgumentParser(prog="robust-cache", description="Show, verify or clear the cache of "
-                                     "stylized crops (Monet and the other CycleGAN shifts).")
-    parser.add_argument("--dir", default=None, metavar="ROOT",
-                        help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="list namespaces (style, generator sha256, variant) with entry counts and sizes")
-    verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
-    verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
-    clear = sub.add_parser("clear", help="delete cached crops")
-    clear.add_argument("prefix", nargs="?", default=None,
-                       help="only namespaces starting with this (e.g. 'monet' or 'monet-3f0c'); default: all")
-    args = parser.parse_args(argv)
-    base = style_cache_dir(args.dir)
-    if args.command == "info":
-        infos = cache_info(args.dir)
-        print(f"cache: {base}" + ("" if infos else " (empty)"))
-        for ns in infos:
-            meta = ns.meta or {}
-            geoms = ", ".join(f"{g}: {c}" for g, c in ns.geometries.items()) or "-"
-            link = f" -> {ns.link}" if ns.link else ""
-            broken = f"; {ns.unreadable} not readable (run verify)" if ns.unreadable else ""
-            print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
-            if meta:
-                print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
-                print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
-        return 0
-    if args.command == "verify":
-        good, bad = verify_cache(args.dir, delete_bad=args.delete_bad)
-        for path, problem in bad:
-            print(f"BAD {path}: {problem}", file=sys.stderr)
-        left = [path for path, _ in bad if os.path.lexists(path)]
-        action = (f" (deleted; they will be regenerated{f', except {len(left)} left in place' if left else ''})"
-                  if bad and args.delete_bad else "")
-        print(f"cache: {base}: {good} good, {len(bad)} bad entries{action}")
-        return 1 if left else 0
-    removed = clear_cache(args.dir, args.prefix)
-    for ns in removed:
-        if ns.link:
-            print(f"removed the link {ns.path} (its target {ns.link} was left as it is)")
-        else:
-            print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
-    print(f"cache: {base}: cleared {len(removed)} namespace(s)")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["latex_escape", "listing", "markdown_cell", "number", "positional", "random_weights_mark", "significant"]
+__all__ = ["latex_escape", "listing", "markdown_cell", "number", "positional", "random_init_tag", "random_init_title",
+           "random_weights_banner", "random_weights_mark", "significant"]
 
 
 def number(value: float) -> str:
@@ -136,3 +137,32 @@ def latex_escape(text: Any) -> str:
         std$\\times$1.5 \\& 50\\% of a\\_b \\{x\\}
     """
     return _LATEX_SPECIAL.sub(lambda m: _LATEX[m.group()], str(text))
+def random_weights_banner(seed: int | None, *, what: str = "numbers are meaningless as accuracy") -> str:
+    """:func:`random_weights_mark` as a report header shows it, impossible to overlook.
+
+    Example:
+        >>> random_weights_banner(0)
+        '!!! RANDOM INIT (seed 0) - not pretrained; numbers are meaningless as accuracy !!!'
+    """
+    return f"!!! {random_weights_mark(seed, what=what)} !!!"
+
+
+def random_init_tag(*, calibrated: bool = False) -> str:
+    """What a table column or a plot legend adds to the name of a random-init model.
+
+    Example:
+        >>> "resnet50" + random_init_tag(), "resnet50" + random_init_tag(calibrated=True)
+        ('resnet50 (random init)', 'resnet50 (random init, calibrated)')
+    """
+    return " (random init, calibrated)" if calibrated else " (random init)"
+
+
+def random_init_title(what: str = "") -> str:
+    """What a figure's title adds when a random-init model is in it.
+
+    Example:
+        >>> random_init_title("not accuracy")
+        ' (RANDOM-INIT weights: not accuracy)'
+    """
+    return f" (RANDOM-INIT weights{': ' + what if what else ''})"
+

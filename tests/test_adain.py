@@ -22,7 +22,7 @@ from torch import nn
 
 from conftest import SHARED_DATA, few_images
 from robustbench_ibn import DataConfig, evaluate
-from robustbench_ibn.data import IMAGENET_MEAN, IMAGENET_STD, ImageNetVal
+from robustbench_ibn.data import ImageNetVal
 from robustbench_ibn.stylecache import content_key
 from robustbench_ibn.transforms import TRANSFORMS, TransformError, create_transform, prepare_transforms
 from robustbench_ibn.transforms import adain as adain_module
@@ -333,9 +333,9 @@ def test_style_choice_is_the_documented_rule_and_independent_of_batching(weights
     ranks = {r: dict(zip(keys[r::2], s.choose_styles(keys[r::2]))) for r in (0, 1)}  # two disjoint key lists
     assert [{**ranks[0], **ranks[1]}[k] for k in keys] == expected
     assert len(set(expected)) > 10  # spread over the pool
-    fresh = shift(0.5, weights, STYLES).bind(IMAGENET_MEAN, IMAGENET_STD, seed=3)  # another alpha, another instance
+    fresh = shift(0.5, weights, STYLES).seeded(3)  # another alpha, another instance
     assert fresh.choose_styles(keys) == expected
-    assert shift(1, weights, STYLES).bind(IMAGENET_MEAN, IMAGENET_STD, seed=4).choose_styles(keys) != expected
+    assert shift(1, weights, STYLES).seeded(4).choose_styles(keys) != expected
 
 
 def test_pixels_are_independent_of_batch_size(weights, pool3):
@@ -541,7 +541,7 @@ def test_download_then_hub_cache(local_server, weights, pool3, monkeypatch):
 
 
 def test_definition_records_weights_pool_and_rule(weights, pool3):
-    s = shift(0.5, weights, pool3).bind(IMAGENET_MEAN, IMAGENET_STD, seed=7)
+    s = shift(0.5, weights, pool3).seeded(7)
     record = json.loads(json.dumps(s.definition()))
     assert record["name"] == "adain0.5" and record["label"] == "AdaIN α=0.5" and record["stage"] == "crop"
     assert record["severity"] == {"family": "adain{alpha}", "param": "alpha", "value": 0.5, "identity": None}
@@ -600,7 +600,7 @@ def test_evaluate_end_to_end_and_again_from_the_cache(adain_with_pool, weights, 
     assert counter.images == 6  # every stylized crop came from the cache
     for name in ("adain1", "adain0.5"):
         assert np.array_equal(first.predictions[name], second.predictions[name])
-    definition = {t["name"]: t for t in second.protocol["transforms"]}["adain1"]
+    definition = {d["name"]: d["shift"] for d in second.domains}["adain1"]
     assert definition["params"]["style_pool"]["fingerprint"] == StylePool.scan(STYLES).fingerprint
     assert definition["weights"]["decoder"]["sha256"] == sha(weights / "decoder.pth")
     assert first.protocol["fingerprint"] == second.protocol["fingerprint"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from conftest import few_images
 from robustbench_ibn import DataConfig, create_model, evaluate, model_info, register_model
-from robustbench_ibn.cli import main
+from robustbench_ibn.cli.eval import main
 from robustbench_ibn.models import MODELS, ClassMapped, ModelInfo, adapters
 from robustbench_ibn.hub import WeightsError, file_sha256
 
@@ -250,8 +250,9 @@ def test_registered_module_with_its_own_data_config(two_images: Path) -> None:
     with MODELS.snapshot():
         register_model("my_tiny", info=ModelInfo(name="my_tiny", data_config=config))(lambda **kw: _Tiny(**kw))
         result = evaluate("my_tiny", two_images, "std1.5", weights="random", workers=0, progress=False)
-    assert result.protocol["geometry"] == {"resize": 160, "crop": 128, "interpolation": "bicubic"}
-    assert result.protocol["normalization"]["mean"] == [0.5] * 3
+    assert {k: result.data_config[k] for k in ("resize", "crop", "interpolation")} == {
+        "resize": 160, "crop": 128, "interpolation": "bicubic"}
+    assert result.data_config["mean"] == [0.5] * 3
 
 
 @pytest.mark.parametrize("adapter", ["tv", "hub"])

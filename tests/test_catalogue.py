@@ -19,7 +19,6 @@ import os
 import pytest
 import torch
 
-from robustbench_ibn.data import IMAGENET_MEAN, IMAGENET_STD
 from robustbench_ibn.plugins import load_entry_points, load_plugins
 from robustbench_ibn.transforms import (
     Shift,
@@ -59,7 +58,7 @@ def style_weights(tmp_path_factory) -> str:
 
 
 def build(name: str, style_weights: str | None = None) -> Shift:
-    """A shift as the runner uses it: built, set up, bound to the ImageNet normalization and a seed."""
+    """A shift as the engine uses it: built, set up, seeded."""
     shift = create_transform(name)
     if isinstance(shift, CycleGANStyle) and style_weights is not None:
         shift = create_transform(name, weights=style_weights)
@@ -68,7 +67,7 @@ def build(name: str, style_weights: str | None = None) -> Shift:
             shift.prepare(progress=False)
         except TransformError as err:  # e.g. generator weights that are not on this machine (tests run offline)
             pytest.skip(f"{name} needs set-up this machine cannot do: {err}")
-    return shift.bind(IMAGENET_MEAN, IMAGENET_STD, seed=0)
+    return shift.seeded(0)
 
 
 def check_contract(name: str, device: str = "cpu", style_weights: str | None = None) -> None:
@@ -132,7 +131,7 @@ def test_labels_and_records():
     assert labels == {"hue30": "hue+30", "sat0.5": "sat×0.5", "gamma2": "gamma2", "grey0.5": "grey0.5",
                       "temp3000": "3000K", "contrast0.5": "contrast×0.5", "jpeg20": "JPEG q20", "noise20": "noise20",
                       "b-10": "B-10"}
-    record = create_transform("noise20").bind(IMAGENET_MEAN, IMAGENET_STD, seed=3).definition()
+    record = create_transform("noise20").seeded(3).definition()
     assert record["severity"] == {"family": "noise{sigma}", "param": "sigma", "value": 20, "identity": 0}
     assert record["stochastic"]["seed"] == 3 and record["params"]["sigma"] == 20
 
@@ -207,7 +206,7 @@ def test_noise_is_reproducible_across_batch_sizes():
     """The same image gets the same noise whatever the batch size or order (a per-image seeded generator)."""
     x = batch(b=32, h=8, w=8)
     keys = [f"n01440764/img_{i}.JPEG" for i in range(32)]
-    shift = create_transform("noise25").bind(IMAGENET_MEAN, IMAGENET_STD, seed=0)
+    shift = create_transform("noise25").seeded(0)
     results = []
     for size in (1, 7, 32):
         results.append(torch.cat([shift.apply_batch(x[i:i + size], keys[i:i + size]) for i in range(0, 32, size)]))
@@ -216,11 +215,11 @@ def test_noise_is_reproducible_across_batch_sizes():
     shuffled = shift.apply_batch(x[order], [keys[i] for i in order])
     assert torch.equal(shuffled, results[2][order])
     # Another run seed, or another image identity, gives other noise; the same seed replays.
-    other = create_transform("noise25").bind(IMAGENET_MEAN, IMAGENET_STD, seed=1).apply_batch(x, keys)
+    other = create_transform("noise25").seeded(1).apply_batch(x, keys)
     assert not torch.equal(other, results[2])
     renamed = shift.apply_batch(x, [k + "x" for k in keys])
     assert not torch.equal(renamed, results[2])
-    replay = create_transform("noise25").bind(IMAGENET_MEAN, IMAGENET_STD, seed=0).apply_batch(x, keys)
+    replay = create_transform("noise25").seeded(0).apply_batch(x, keys)
     assert torch.equal(replay, results[2])
     # It is N(0, (25/255)^2) noise where nothing clips.
     mid = torch.full((32, 3, 16, 16), 0.5)

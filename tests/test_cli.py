@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import few_images
-from robustbench_ibn.cli import main, parse_kwargs
+from robustbench_ibn.cli._common import parse_kwargs
+from robustbench_ibn.cli.eval import main
 from robustbench_ibn.results import EvalResult
 
 ARGS = ["--model", "resnet18_ibn_b", "--weights", "random", "--transforms", "rgb+50,r+50,std1.5",
@@ -60,10 +61,17 @@ def test_json_fields_drops_and_record(capsys, data, tmp_path):
     assert printed["weights"]["kind"] == "random"
 
     record = json.loads(record_path.read_text())
-    for key in ("model", "weights", "dataset", "protocol", "environment", "results", "predictions", "labels"):
+    for key in ("schema_version", "model", "weights", "data_config", "sources", "domains", "protocol", "environment",
+                "results", "predictions"):
         assert key in record
-    assert record["dataset"]["n"] == 4 and len(record["dataset"]["sha256"]) == 64
-    assert [t["name"] for t in record["protocol"]["transforms"]] == ["clean", "rgb+50", "r+50", "std1.5"]
+    assert record["schema_version"] == 2 and record["protocol"]["version"] == 2
+    val = record["sources"]["val"]
+    assert val["n"] == 4 and len(val["sha256"]) == 64 and len(val["labels"]) == 4 and len(val["images"]) == 4
+    assert val["kind"] == "imagenet-val" and val["label_space"] == {"kind": "imagenet-1k", "name": "imagenet-1k",
+                                                                     "policy": "full"}
+    assert [d["name"] for d in record["domains"]] == ["clean", "rgb+50", "r+50", "std1.5"]
+    assert record["domains"][0]["shift"] is None and record["domains"][3]["shift"]["version"] == 2
+    assert record["data_config"]["crop"] == 224 and record["tied"] == {"clean": 0, "rgb+50": 0, "r+50": 0, "std1.5": 0}
     assert record["environment"]["versions"]["torch"] == torch.__version__
     assert {"date", "duration_s", "device"} <= set(record["environment"])
     assert all(len(p) == 5 for p in record["predictions"]["std1.5"])

@@ -14,8 +14,8 @@ from torch import nn
 from conftest import few_images
 import robustbench_ibn.divergence
 from robustbench_ibn import create_model
-from robustbench_ibn.cli_divergence import main
-from robustbench_ibn.data import DataConfig
+from robustbench_ibn.cli.divergence import main
+from robustbench_ibn.data import DataConfig, DataError
 from robustbench_ibn.divergence import (
     ChannelMoments,
     FeatureRecorder,
@@ -27,8 +27,8 @@ from robustbench_ibn.divergence import (
     resnet_positions,
     symmetric_kl,
 )
-from robustbench_ibn.runner import Normalized
-from robustbench_ibn.transforms import create_transform
+from robustbench_ibn.models import Normalized
+from robustbench_ibn.transforms import TRANSFORMS, Shift, create_transform, register_transform
 
 f64 = torch.float64
 
@@ -174,7 +174,7 @@ def test_streamed_model_statistics_equal_two_pass_on_the_recorded_features():
 # -- the IBN-b property -----------------------------------------------------------------------------
 def std15_divergence(model: nn.Module, images: torch.Tensor):
     cfg = model.data_config
-    shift = create_transform("std1.5").bind(cfg.mean, cfg.std)
+    shift = create_transform("std1.5")
     stats = measure_domains(Normalized(model, cfg.mean, cfg.std).eval(), model, [(images, 0), (shift(images), 1)])
     return divergence_frame(stats, model.model_name), stats
 
@@ -261,6 +261,34 @@ def test_api_domain_folders_any_images_and_given_layers(data, tmp_path):
     assert same["divergence"].tolist() == [0.0]
 
 
+def test_divergence_runs_on_the_engine_image_stage_and_bad_images_included(data, tmp_path):
+    """The same batch iterator and shift application as evaluate(): an identity at the image stage gives exactly
+    the clean features (divergence 0); an undecodable image is named, or left out, as in evaluate()."""
+    class ImageIdentity(Shift):
+        stage = "image"
+
+        def forward(self, images):
+            return images
+
+    with TRANSFORMS.snapshot():
+        register_transform("img_identity")(ImageIdentity)
+        same = feature_divergence("resnet18", data, "clean,img_identity", layers=["relu", "layer4"], weights="random",
+                                  workers=0, batch_size=3, progress=False)
+    assert same["divergence"].tolist() == [0.0, 0.0] and [d["stage"] for d in same.attrs["domains"]] == [
+        "crop", "image"]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for image in sorted(data.rglob("*.JPEG"))[:3]:
+        (folder / image.name).symlink_to(image.resolve())
+    (folder / "broken.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"1 of the 4 images cannot be decoded:\n  .*broken\.jpg: empty file"):
+        feature_divergence("resnet18", domain_dirs=(folder, data), layers=["relu"], weights="random", workers=0,
+                           progress=False)
+    skipped = feature_divergence("resnet18", domain_dirs=(folder, data), layers=["relu"], weights="random", workers=0,
+                                 progress=False, on_bad_image="skip")
+    assert skipped["n_a"].tolist() == [3] and skipped.attrs["domains"][0]["skipped"] == ["broken.jpg"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet18", "--domains", "clean,std1.5", "--calibrate"], "only with --weights random"),
     (["--model", "resnet18", "--weights", "random", "--domains", "clean,nope"], "nope"),
@@ -287,4 +315,4 @@ def test_doctests():
 
 def test_console_script_is_declared():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert 'robust-divergence = "robustbench_ibn.cli_divergence:main"' in text
+    assert 'robust-divergence = "robustbench_ibn.cli.divergence:main"' in text

@@ -5,9 +5,12 @@ import importlib
 
 import pytest
 
-MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.env", "robustbench_ibn.files", "robustbench_ibn.hub",
-           "robustbench_ibn.labels", "robustbench_ibn.leaderboard", "robustbench_ibn.metrics", "robustbench_ibn.models._api",
-           "robustbench_ibn.text", "robustbench_ibn.transforms.functional"]
+MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.cli._common", "robustbench_ibn.engine",
+           "robustbench_ibn.env", "robustbench_ibn.leaderboard",
+           "robustbench_ibn.files", "robustbench_ibn.hub", "robustbench_ibn.labels", "robustbench_ibn.metrics",
+           "robustbench_ibn.models._api", "robustbench_ibn.state", "robustbench_ibn.text",
+           "robustbench_ibn.transforms._base", "robustbench_ibn.transforms.functional",
+           "robustbench_ibn.transforms.photometric"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -31,7 +31,8 @@ from robustbench_ibn import evaluate, plugins
 from robustbench_ibn import data as data_module
 from robustbench_ibn import files as files_module
 from robustbench_ibn import hub as hub_module
-from robustbench_ibn.cli import main, report_main
+from robustbench_ibn.cli.eval import main
+from robustbench_ibn.cli.report import main as report_main
 from robustbench_ibn.data import DataError
 from robustbench_ibn.leaderboard import LeaderboardError, load_entries, save_entry
 from robustbench_ibn.models import MODELS, create_model
@@ -127,12 +128,13 @@ def test_skip_leaves_bad_images_out_and_records_which(capsys, bad_data, tmp_path
     header = next(line for line in out.splitlines() if line.startswith("data: "))
     assert "3 images, 3 classes" in header and "3 unreadable images skipped (" in header  # the table says n
     saved = json.loads(record.read_text())
-    assert saved["dataset"]["n"] == 3 and [r["n"] for r in saved["results"]] == [3, 3]
-    assert sorted(Path(s["image"]).name for s in saved["dataset"]["skipped"]) == sorted(BAD)
-    assert all(s["error"] for s in saved["dataset"]["skipped"])
-    assert [Path(i).name for i in saved["images"]] == ["good.JPEG", "alpha.png", "cmyk.JPEG"]
+    val = saved["sources"]["val"]
+    assert val["n"] == 3 and [r["n"] for r in saved["results"]] == [3, 3]
+    assert sorted(Path(s["image"]).name for s in val["skipped"]) == sorted(BAD)
+    assert all(s["error"] for s in val["skipped"])
+    assert [Path(i).name for i in val["images"]] == ["good.JPEG", "alpha.png", "cmyk.JPEG"]
     result = EvalResult.load(record)
-    assert len(result.labels) == 3 and result.dataset["skipped"] == saved["dataset"]["skipped"]
+    assert len(result.labels) == 3 and result.dataset["skipped"] == val["skipped"]
     # Another image set is another protocol: the fingerprint is that of the 3 images evaluated.
     whole = evaluate("resnet18_ibn_b", bad_data, "std1.5", weights="random", workers=0, progress=False,
                      on_bad_image="skip", limit=3)
@@ -309,7 +311,7 @@ def test_sigint_saves_says_how_to_resume_and_a_second_run_is_refused(eight, tmp_
     assert f"resuming, {saved} of 8 images already done" in again.stderr
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
     done, ref = json.loads(record.read_text()), json.loads(reference.read_text())
-    assert done["predictions"] == ref["predictions"] and done["labels"] == ref["labels"]
+    assert done["predictions"] == ref["predictions"] and done["sources"]["val"]["labels"] == ref["sources"]["val"]["labels"]
     assert done["results"] == ref["results"]
     assert not list(state.glob("*/batch-*.npz"))
 
@@ -379,7 +381,7 @@ def test_a_full_disk_while_saving_a_batch_keeps_the_earlier_ones(monkeypatch, da
     assert re.match(rf"cannot save batch 1 \(images 2-3\) in {re.escape(str(state))}/\w+: \[Errno 28\] No space left "
                     r"on device\. The 2 images saved before are kept: free some space and run the same command again",
                     str(info.value))
-    assert [p.name for p in state.glob("*/*.npz")] == ["batch-0000000.npz"] and no_temp_files(state)
+    assert [p.name for p in state.glob("*/*.npz")] == ["batch-p0-0000000.npz"] and no_temp_files(state)
     monkeypatch.setattr(files_module, "os", os)
     evaluate("resnet18_ibn_b", data, "std1.5", weights="random", workers=0, batch_size=2, state_dir=state,
              progress=False)
@@ -527,23 +529,33 @@ def record(data, tmp_path_factory) -> dict:
 @pytest.mark.parametrize(
     "damage,expected",
     [
-        (lambda r: r.update(labels=["n01440764"] * 4), "Expected 'labels' to be a list of 4 integers in 0..999"),
-        (lambda r: r.update(labels=r["labels"][:2]), "Expected dataset.n to be the number of labels (2)"),
+        (lambda r: r["sources"]["val"].update(labels=["n01440764"] * 4),
+         "Expected sources['val'].labels to be a list of 4 integers in 0..999"),
+        (lambda r: r["sources"]["val"].update(labels=r["sources"]["val"]["labels"][:2]),
+         "Expected sources['val'].n to be the number of labels (2)"),
         (lambda r: r["predictions"].update(clean=[[1, 2, 3]] * 4), "Expected predictions['clean'] to be a list of 4 "
                                                                    "lists of 5 integers in 0..999 in result record"),
         (lambda r: r["predictions"]["std1.5"][0].__setitem__(0, 5000), "Expected predictions['std1.5'] to be"),
         (lambda r: r["predictions"].pop("std1.5"), "Expected 'predictions' to be an object with one entry per "
-                                                   "transform (clean, std1.5)"),
-        (lambda r: r["protocol"].update(transforms=[{"name": "std1.5", "label": "x"}]), "unique names including "
-                                                                                         "'clean'"),
-        (lambda r: r["protocol"].pop("geometry"), "Expected protocol.geometry.crop to be an integer"),
+                                                   "domain (clean, std1.5)"),
+        (lambda r: r.update(domains=r["domains"][1:]), "unique names including 'clean'"),
+        (lambda r: r["domains"][1].update(stage="late"), "Expected 'domains' to be a list of objects with a string "
+                                                         "name and label, a source of ['val'], a stage in"),
+        (lambda r: r["domains"][1].update(source="imagenet-r"), "a source of ['val']"),
+        (lambda r: r["sources"]["val"].update(label_space={"kind": "planets"}),
+         "Expected sources['val'].label_space to be a label space record"),
+        (lambda r: r["data_config"].pop("crop"), "Expected data_config.crop to be an integer"),
+        (lambda r: r["protocol"].pop("version"), "Expected protocol.version to be an integer"),
         (lambda r: r.update(model=["resnet"]), "Expected 'model' to be a string"),
         (lambda r: r.update(weights="random"), "Expected 'weights' to be an object"),
-        (lambda r: r.update(images=["a.JPEG"]), "Expected 'images' to be a list of 4 image paths"),
-        (lambda r: r.update(schema_version=99), "Expected a result record with schema_version 1"),
+        (lambda r: r["sources"]["val"].update(images=["a.JPEG"]),
+         "Expected sources['val'].images to be a list of 4 image paths"),
+        (lambda r: r.update(tied={"clean": "none"}), "Expected 'tied' to be an object of domain name -> number"),
+        (lambda r: r.update(schema_version=99), "Expected a result record with schema_version 2"),
     ],
     ids=["labels-not-integers", "labels-short", "predictions-not-top5", "prediction-not-a-class", "shift-missing",
-         "no-clean", "no-geometry", "model-not-a-string", "weights-not-an-object", "images-short", "schema-version"],
+         "no-clean", "bad-stage", "unknown-source", "bad-label-space", "no-crop", "no-protocol-version",
+         "model-not-a-string", "weights-not-an-object", "images-short", "tied-not-counts", "schema-version"],
 )
 def test_a_damaged_result_record_is_refused_naming_the_field(capsys, record, tmp_path, damage, expected):
     damaged = json.loads(json.dumps(record))
@@ -584,7 +596,9 @@ def test_a_record_that_is_not_json_is_refused(tmp_path):
          "weights-null", "mean-drop-a-list"],
 )
 def test_a_damaged_leaderboard_entry_is_refused_naming_the_field(record, tmp_path, damage, expected):
-    result = EvalResult.load(_write(tmp_path / "r.json", record))
+    trained = {**record, "weights": {"kind": "path", "location": "/w/resnet18_ibn_b.pth", "sha256": "a" * 64,
+                                     "seed": None, "description": "file /w/resnet18_ibn_b.pth"}}
+    result = EvalResult.load(_write(tmp_path / "r.json", trained))
     path = save_entry(result, tmp_path / "board", n_boot=20)
     entry = json.loads(path.read_text())
     damage(entry)

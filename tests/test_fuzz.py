@@ -16,11 +16,12 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from robustbench_ibn.cli import parse_kwargs
+from robustbench_ibn.cli._common import parse_kwargs
 from robustbench_ibn.data import DataError, ImageNetVal, _read_labels, imagenet_classes
 from robustbench_ibn.leaderboard import LeaderboardError, entry_from_result, leaderboard_markdown, load_entries
 from robustbench_ibn.report import format_report
-from robustbench_ibn.results import EvalResult
+from robustbench_ibn.labels import ImageNet1k
+from robustbench_ibn.results import EvalResult, SourceResult
 from robustbench_ibn.transforms import TRANSFORMS, TransformError, resolve_transform_names
 from robustbench_ibn.transforms._base import expand_transform_range
 
@@ -152,15 +153,18 @@ JSON = st.recursive(
 def _result() -> EvalResult:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, 6)
+    dataset = {"n": 6, "sha256": "0" * 64, "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(),
+               "description": "six images"}
     result = EvalResult(
-        model="m", weights={"kind": "random", "seed": 0, "description": "RANDOM"},
-        dataset={"n": 6, "sha256": "0" * 64, "description": "six images"},
-        protocol={"transforms": [{"name": "clean", "label": "origin"}, {"name": "std2", "label": "std×2"}],
-                  "precision": "fp32", "geometry": {"resize": 256, "crop": 224, "interpolation": "bilinear"},
-                  "fingerprint": "f" * 16},
-        environment={"date": "2024-01-01"}, labels=labels,
+        model="m", weights={"kind": "official", "sha256": "a" * 64, "description": "official m.pth"},
+        data_config={"resize": 256, "crop": 224, "interpolation": "bilinear"},
+        sources={"val": SourceResult(dataset, labels, [f"n0/{i}.JPEG" for i in range(6)])},
+        domains=[{"name": "clean", "label": "origin", "source": "val", "stage": "crop", "shift": None, "paired": True},
+                 {"name": "std2", "label": "std×2", "source": "val", "stage": "crop", "paired": True,
+                  "shift": {"name": "std2", "label": "std×2", "version": 2, "params": {"factor": 2.0}}}],
+        protocol={"version": 2, "precision": "fp32", "fingerprint": "f" * 16},
+        environment={"date": "2024-01-01"},
         predictions={s: rng.integers(0, 1000, (6, 5)) for s in ("clean", "std2")},
-        images=[f"n0/{i}.JPEG" for i in range(6)],
     )
     return result
 
@@ -194,8 +198,8 @@ def _replace(value: Any, path: tuple, new: Any) -> Any:
 
 @FUZZ
 @given(st.sampled_from(_paths(RECORD)), JSON)
-@example(("dataset", "n"), ":")  # once a ValueError from int() in the leaderboard entry
-@example(("protocol", "transforms", 1), {})
+@example(("sources", "val", "n"), ":")  # once a ValueError from int() in the leaderboard entry
+@example(("domains", 1), {})
 def test_a_damaged_result_record_is_refused_or_still_reports(path: tuple, new: Any) -> None:
     damaged = _replace(RECORD, path, new)
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,8 +214,8 @@ def test_a_damaged_result_record_is_refused_or_still_reports(path: tuple, new: A
     assert format_report([result], "markdown", n_boot=10)
     try:
         assert entry_from_result(result, n_boot=10)["results"]
-    except LeaderboardError as err:  # e.g. no protocol fingerprint: says so
-        assert "fingerprint" in str(err)
+    except LeaderboardError as err:  # e.g. no protocol fingerprint, or random-init weights: says so
+        assert "fingerprint" in str(err) or "random-init" in str(err)
 
 
 # A measured entry made here, and a reported one of the repository (the paper's Table 1 numbers).

@@ -27,9 +27,12 @@ import torch
 from PIL import Image
 
 from robustbench_ibn import data as data_module
-from robustbench_ibn import evaluate, stylecache
+from robustbench_ibn import evaluate
+from robustbench_ibn.cli import cache as cache_cli
 from robustbench_ibn.checks import check_finite, is_iso_date
-from robustbench_ibn.cli import leaderboard_main, main, report_main
+from robustbench_ibn.cli.eval import main
+from robustbench_ibn.cli.leaderboard import main as leaderboard_main
+from robustbench_ibn.cli.report import main as report_main
 from robustbench_ibn.data import DataError, ImageNetVal, imagenet_classes, load_rgb
 from robustbench_ibn.datasets import create_dataset
 from robustbench_ibn.files import read_json, safe_filename
@@ -377,12 +380,12 @@ def test_non_finite_numbers_in_an_entry_are_named(tmp_path):
 
 def test_non_finite_numbers_in_a_result_record_are_named(tmp_path, capsys):
     record = make_result("resnet50").to_dict()
-    record["protocol"]["transforms"][1]["params"]["amount"] = float("nan")
+    record["domains"][1]["shift"]["params"]["amount"] = float("nan")
     path = tmp_path / "r.json"
     path.write_text(json.dumps(record))
     assert report_main([str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"robust-report: error: Expected finite numbers in result record {path}, "
-                                              "but protocol.transforms[1].params.amount is nan.")
+                                              "but domains[1].shift.params.amount is nan.")
 
 
 def test_check_finite_names_the_field_for_any_reader():
@@ -472,14 +475,15 @@ def test_report_escapes_names_for_markdown_and_latex():
 
 def test_a_record_with_a_malformed_severity_is_an_error_naming_the_field(tmp_path, capsys):
     record = make_result("resnet50").to_dict()
-    for bad in ("k", ["rgb+{k}", "k", 50]):
-        record["protocol"]["transforms"][1]["severity"] = bad
+    for bad in ("k", ["rgb+{k}", "k", 50], {"family": "rgb+{k}", "param": "k", "value": 50, "identity": "0"}):
+        record["domains"][1]["shift"]["severity"] = bad
         path = tmp_path / "r.json"
         path.write_text(json.dumps(record))
         assert report_main([str(path)]) == 2  # before: a TypeError traceback
         err = capsys.readouterr().err
-        assert err.startswith("robust-report: error: Expected protocol.transforms[1].severity of result 'resnet50' to "
-                              "be an object with a string family and param, a finite number value"), err
+        assert err.startswith(f"robust-report: error: Expected domains[1].shift to be null or a shift definition (a "
+                              f"string name; severity null or {{family, param, value, identity: number or null}}) "
+                              f"in result record {path}"), err
 
 
 # -- file names from names ----------------------------------------------------------------------------------
@@ -505,7 +509,7 @@ def test_a_broken_link_in_the_cache_is_counted_not_a_traceback(cache, capsys):
     (entry.parent / ("cd" * 32 + ".png")).symlink_to(entry.parent / "nowhere.png")
     [info] = cache_info(root)  # before: FileNotFoundError from stat()
     assert (info.entries, info.unreadable) == (1, 1)
-    assert stylecache.main(["--dir", str(root), "info"]) == 0
+    assert cache_cli.main(["--dir", str(root), "info"]) == 0
     out = capsys.readouterr().out
     assert "1 crops" in out and "1 not readable (run verify)" in out
 
@@ -518,7 +522,7 @@ def test_verify_delete_bad_leaves_a_folder_named_like_an_entry(cache, capsys):
     assert good == 1 and bad == [(folder, "a folder, not an entry; not deleted (a folder: remove it yourself if it "
                                           "is not yours to keep)")]
     assert (folder / "mine").is_dir()
-    assert stylecache.main(["--dir", str(root), "verify", "--delete-bad"]) == 1  # something bad is left
+    assert cache_cli.main(["--dir", str(root), "verify", "--delete-bad"]) == 1  # something bad is left
     assert "except 1 left in place" in capsys.readouterr().out
 
 
@@ -540,7 +544,7 @@ def test_clear_removes_a_linked_namespace_as_a_link(cache, tmp_path, capsys):
     (outside / "8x8").mkdir(parents=True)
     (outside / "8x8" / "keep.png").write_bytes(b"not the cache's")
     (root / "style" / "monet-linked").symlink_to(outside)
-    assert stylecache.main(["--dir", str(root), "clear", "monet-linked"]) == 0  # before: OSError from rmtree
+    assert cache_cli.main(["--dir", str(root), "clear", "monet-linked"]) == 0  # before: OSError from rmtree
     assert f"removed the link {root / 'style' / 'monet-linked'} (its target {outside} was left as it is)" in \
         capsys.readouterr().out
     assert (outside / "8x8" / "keep.png").read_bytes() == b"not the cache's"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from robustbench_ibn.cli import leaderboard_main
+from robustbench_ibn.cli.leaderboard import main as leaderboard_main
 from robustbench_ibn.files import safe_filename
 from robustbench_ibn.leaderboard import (
     ENTRY_SCHEMA_VERSION,
@@ -134,11 +134,9 @@ def test_ranking_within_one_protocol(tmp_path):
         entry_from_result(make_result("a", {"clean": (20, 5), "rgb+50": (30, 6), "std1.5": (40, 7)}), n_boot=50),
         entry_from_result(make_result("b", {"clean": (25, 5), "rgb+50": (26, 6), "std1.5": (27, 7)}, sha256="1" * 64),
                           n_boot=50),
-        entry_from_result(make_result("c", {"clean": (10, 5), "rgb+50": (12, 6), "std1.5": (12, 7)}, random=True),
-                          n_boot=50),
     ]
     ranked = rank_entries(entries)
-    assert [(rank, e["model"]) for rank, e in ranked] == [(1, "b"), (2, "a"), (None, "c")]  # random init: unranked
+    assert [(rank, e["model"]) for rank, e in ranked] == [(1, "b"), (2, "a")]
     other = entry_from_result(make_result("d", {"clean": (20, 5), "r+50": (30, 6)}), n_boot=50)
     with pytest.raises(LeaderboardError, match="one protocol") as err:
         rank_entries([*entries, other])
@@ -150,9 +148,40 @@ def test_ranking_within_one_protocol(tmp_path):
     assert page.count("### Protocol `") == 2
     group = next(g for g in page.split("### Protocol `")[1:] if g.startswith(entries[0]["protocol"]["fingerprint"]))
     assert [line.split(" | ")[0] for line in group.splitlines() if line.startswith("| ") and "rank" not in line] == [
-        "| 1", "| 2", "| -"]
-    assert "| b | official `111111111111` | 25.00/5.00 | 26.00/6.00 (1.00/1.00) | 27.00/7.00 (2.00/2.00) | 1.50 [" in group
-    assert "| 100 | 2024-05-06 |" in group and "**random init** (seed 0)" in group
+        "| 1", "| 2"]
+    assert ("| b | official `111111111111` | 256 bilinear / 224 | 25.00/5.00 | 26.00/6.00 (1.00/1.00) | 27.00/7.00 "
+            "(2.00/2.00) | 1.50 [") in group
+    assert "| 100 | 2024-05-06 |" in group and "protocol v2, fp32" in group
+
+
+def test_models_with_other_geometry_rank_in_one_group():
+    """The protocol is the images, shifts, precision and version: a 224-px and a 240-px model share a table."""
+    small = make_result("resnet50", {"clean": (20, 5), "rgb+50": (30, 6)})
+    large = make_result("efficientnet_b1", {"clean": (18, 4), "rgb+50": (22, 5)}, sha256="2" * 64, resize=272,
+                        crop=240)
+    assert small.protocol["fingerprint"] == large.protocol["fingerprint"]
+    entries = [entry_from_result(r, n_boot=20) for r in (small, large)]
+    assert [e["geometry"]["crop"] for e in entries] == [224, 240]
+    page = leaderboard_markdown(entries)
+    assert page.count("### Protocol `") == 1
+    rows = [line for line in page.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [r.split(" | ")[1] for r in rows] == ["efficientnet_b1", "resnet50"]  # ranked together: 4.00 < 10.00
+    assert "| 272 bilinear / 240 |" in rows[0] and "| 256 bilinear / 224 |" in rows[1]
+    assert "| rank | model | weights | geometry | origin | RGB+50 |" in page
+
+
+def test_random_init_results_never_reach_the_leaderboard(tmp_path):
+    result = make_result("resnet50", random=True)
+    with pytest.raises(LeaderboardError, match="random-init weights .* such checks belong in the tests"):
+        save_entry(result, tmp_path)
+    assert not (tmp_path / "measured").exists()
+    entry = entry_from_result(make_result("resnet50"), n_boot=20)
+    entry["weights"] = {**entry["weights"], "kind": "random", "sha256": None, "seed": 0}
+    (tmp_path / "measured").mkdir()
+    (tmp_path / "measured" / "old.json").write_text(json.dumps(entry), encoding="utf-8")
+    with pytest.raises(LeaderboardError, match="holds random-init weights.*Delete the file"):
+        load_entries(tmp_path)
+    assert not list(LEADERBOARDS.glob("measured/*random*"))  # the committed page: trained and reported entries only
 
 
 def test_load_entries_refuses_bad_entries(tmp_path):

@@ -23,7 +23,8 @@ from torch import nn
 from conftest import few_images
 from robustbench_ibn import DataConfig, evaluate
 from robustbench_ibn import stylecache
-from robustbench_ibn.cli import main as robust_eval
+from robustbench_ibn.cli.cache import main as robust_cache
+from robustbench_ibn.cli.eval import main as robust_eval
 from robustbench_ibn.data import ImageNetVal
 from robustbench_ibn.transforms import TRANSFORMS, TransformError, create_transform, prepare_transforms
 from robustbench_ibn.transforms import cyclegan
@@ -316,7 +317,7 @@ def test_second_evaluation_does_no_generator_work(ckpt, sample_val, tmp_path, mo
     second = run()
     assert counter.images == 3  # nothing generated the second time
     assert np.array_equal(first.predictions["monet"], second.predictions["monet"])
-    definition = second.protocol["transforms"][1]
+    definition = second.domains[1]["shift"]
     assert definition["params"]["generator_sha256"] == file_sha256(ckpt)
     assert definition["weights"]["location"] == str(ckpt.resolve()) and definition["weights"]["source"] == "path"
     assert first.protocol["fingerprint"] == second.protocol["fingerprint"]
@@ -415,7 +416,7 @@ def test_cli_all_with_and_without_weights(capsys, sample_val, ckpt, tmp_path, mo
     assert robust_eval([*common, "--transform-weights", f"monet={ckpt}", "--output", str(record)]) == 0
     out, _ = capsys.readouterr()
     assert all(label in out for label in ("origin", "RGB+50", "R+50", "std×1.5", "Monet")) and counter.images == 2
-    monet_record = json.loads(record.read_text())["protocol"]["transforms"][-1]
+    monet_record = json.loads(record.read_text())["domains"][-1]["shift"]
     assert monet_record["name"] == "monet" and monet_record["weights"]["sha256"] == file_sha256(ckpt)
 
 
@@ -427,21 +428,21 @@ def test_cli_transform_weights_syntax(capsys, ckpt):
 
 def test_robust_cache_info_verify_clear(ckpt, tmp_path, crops, capsys):
     monet(ckpt, tmp_path).apply_batch(crops, ["a/1.JPEG", "a/2.JPEG"])
-    assert stylecache.main(["--dir", str(tmp_path), "info"]) == 0
+    assert robust_cache(["--dir", str(tmp_path), "info"]) == 0
     out = capsys.readouterr().out
     assert "monet-" in out and "2 crops" in out and file_sha256(ckpt) in out and "36x44: 2" in out
-    assert stylecache.main(["--dir", str(tmp_path), "verify"]) == 0
+    assert robust_cache(["--dir", str(tmp_path), "verify"]) == 0
     assert "2 good, 0 bad" in capsys.readouterr().out
     entry = next((tmp_path / "style").rglob("*.png"))
     img = np.asarray(Image.open(entry)).copy()
     img[0, 0, 0] ^= 1  # one flipped bit, re-saved as a valid PNG without the right hash
     Image.fromarray(img).save(entry)
-    assert stylecache.main(["--dir", str(tmp_path), "verify"]) == 1
+    assert robust_cache(["--dir", str(tmp_path), "verify"]) == 1
     assert "BAD" in capsys.readouterr().err
-    assert stylecache.main(["--dir", str(tmp_path), "verify", "--delete-bad"]) == 0 and not entry.exists()
-    assert stylecache.main(["--dir", str(tmp_path), "clear", "vangogh"]) == 0
+    assert robust_cache(["--dir", str(tmp_path), "verify", "--delete-bad"]) == 0 and not entry.exists()
+    assert robust_cache(["--dir", str(tmp_path), "clear", "vangogh"]) == 0
     assert "cleared 0" in capsys.readouterr().out
-    assert stylecache.main(["--dir", str(tmp_path), "clear"]) == 0
+    assert robust_cache(["--dir", str(tmp_path), "clear"]) == 0
     assert "cleared 1" in capsys.readouterr().out and stylecache.cache_info(tmp_path) == []
 
 

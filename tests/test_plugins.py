@@ -13,7 +13,7 @@ import torch
 
 from conftest import few_images
 from robustbench_ibn import DataConfig, evaluate, plugins
-from robustbench_ibn.cli import main
+from robustbench_ibn.cli.eval import main
 from robustbench_ibn.models import MODELS
 from robustbench_ibn.plugins import NO_ENTRY_POINTS_ENV, PluginError, load_entry_points, load_plugin
 from robustbench_ibn.transforms import TRANSFORMS, create_transform, register_transform
@@ -78,7 +78,7 @@ def test_readme_example_runs_through_the_cli(capsys, data, tmp_path):
     printed = json.loads(out)
     assert [(r["transform"], r["label"], r["n"]) for r in printed["results"]] == [
         ("clean", "origin", 3), ("mycast+30", "cast+30", 3)]
-    definition = next(t for t in printed["protocol"]["transforms"] if t["name"] == "mycast+30")
+    definition = next(d["shift"] for d in printed["domains"] if d["name"] == "mycast+30")
     assert definition["origin"] == f"plug-in file {plugin}"
     assert definition["severity"] == {"family": "mycast+{k}", "param": "k", "value": 30, "identity": 0}
     assert definition["params"] == {"k": 30}
@@ -347,5 +347,5 @@ def test_the_runner_seeds_stochastic_shifts_per_image(data):
         assert torch.equal(seen["0/1"][key], seen["0/2"][key])
         assert not torch.equal(seen["0/1"][key], seen["1/2"][key])
     assert (results[0, 1].predictions["spynoise30"] == results[0, 2].predictions["spynoise30"]).all()
-    definition = results[1, 2].protocol["transforms"][1]
+    definition = results[1, 2].domains[1]["shift"]
     assert definition["stochastic"]["seed"] == 1 and definition["severity"]["value"] == 30

@@ -15,10 +15,14 @@ import pandas as pd
 import pytest
 
 from conftest import few_images
-from robustbench_ibn.cli import main, report_main
+from robustbench_ibn.cli.eval import main
+from robustbench_ibn.cli.report import main as report_main
 from robustbench_ibn.plots import plot_drop_bars, plot_report, plot_severity_curves
 from robustbench_ibn.report import column_names, format_report, paired_tests, severity_curves, table1_frame
-from robustbench_ibn.results import EvalResult, protocol_fingerprint
+from robustbench_ibn.data import DataConfig
+from robustbench_ibn.engine import Domain
+from robustbench_ibn.labels import ImageNet1k
+from robustbench_ibn.results import EvalResult, SourceResult, protocol_fingerprint
 from robustbench_ibn.transforms import TransformError, create_transform, resolve_transform_names
 from robustbench_ibn.transforms._base import expand_transform_range
 
@@ -34,6 +38,8 @@ def make_result(
     sha256: str | None = "0123456789abcdef" * 4,
     date: str = "2024-05-06T07:08:09+00:00",
     images: list[str] | None = None,
+    resize: int = 256,
+    crop: int = 224,
 ) -> EvalResult:
     """A result whose domain ``name`` has exactly ``w1`` top-1 and ``w5`` top-5 wrong images (the first ones).
 
@@ -49,10 +55,15 @@ def make_result(
         preds[w1:, 0] = labels[w1:]  # right
         predictions[name] = preds
     dataset = {"n": n, "sha256": "ab" * 32, "labels_sha256": "cd" * 32, "layout": "imagefolder", "limit": None,
-               "root": "/data/val", "description": f"ImageNet val /data/val: {n} images (synthetic)"}
-    protocol = {"geometry": {"resize": 256, "crop": 224, "interpolation": "bilinear"},
-                "transforms": [create_transform(name).definition() for name in domains], "precision": "fp32"}
-    protocol["fingerprint"] = protocol_fingerprint(protocol, dataset)
+               "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(), "root": "/data/val",
+               "description": f"ImageNet val /data/val: {n} images (synthetic)"}
+    source = SourceResult(dataset, labels, images if images is not None else [f"n0/{i}.JPEG" for i in range(n)])
+    records = []
+    for name in domains:
+        shift = create_transform(name)
+        records.append(Domain(name, shift.label, "val", None if name == "clean" else shift).record())
+    protocol = {"version": 2, "precision": "fp32", "memory_format": "channels_last", "topk": 5}
+    protocol["fingerprint"] = protocol_fingerprint({"val": dataset}, records, "fp32")
     if random:
         weights = {"kind": "random", "location": None, "sha256": None, "seed": 0,
                    "description": "RANDOM INIT (seed 0) - not pretrained; numbers are meaningless as accuracy"}
@@ -61,9 +72,9 @@ def make_result(
                    "description": f"official https://example.org/{model}.pth"}
     environment = {"date": date, "device": "cpu (test)", "versions": {"robustbench_ibn": "0.1.0"},
                    "duration_s": 1.0, "loader_wait_s": 0.0, "compute_s": 1.0}
-    return EvalResult(model=model, weights=weights, dataset=dataset, protocol=protocol, environment=environment,
-                      labels=labels, predictions=predictions,
-                      images=images if images is not None else [f"n0/{i}.JPEG" for i in range(n)])
+    return EvalResult(model=model, weights=weights, data_config=DataConfig(resize=resize, crop=crop).to_dict(),
+                      sources={"val": source}, domains=records, protocol=protocol, environment=environment,
+                      predictions=predictions)
 
 
 @pytest.fixture()
@@ -129,7 +140,8 @@ def test_latex_is_booktabs_and_escaped(two):
 
 def test_csv_long_format_with_intervals(two):
     frame = pd.read_csv(io.StringIO(format_report(two, "csv")))
-    assert list(frame.columns) == ["model", "transform", "label", "n", "top1_err", "top5_err", "top1_drop", "top5_drop"]
+    assert list(frame.columns) == ["model", "transform", "label", "source", "n", "top1_err", "top5_err", "top1_drop",
+                                   "top5_drop"]
     assert frame["top1_err"].tolist() == [20.0, 30.0, 50.0, 15.0, 16.0, 15.0]
     frame = pd.read_csv(io.StringIO(format_report(two, "csv", ci=True, n_boot=200)))
     assert {"top1_err_lo", "top1_err_hi", "top1_drop_lo", "top5_drop_hi", "flip_rate", "flip_rate_lo"} <= set(frame)
@@ -140,7 +152,8 @@ def test_csv_long_format_with_intervals(two):
 def test_json_always_carries_intervals_and_keeps_result_fields(two):
     single = json.loads(format_report(two[:1], "json"))
     assert [r["transform"] for r in single["results"]] == ["clean", "rgb+50", "std1.5"]
-    assert set(single["results"][0]) == {"transform", "label", "n", "top1_err", "top5_err", "top1_drop", "top5_drop"}
+    assert set(single["results"][0]) == {"transform", "label", "source", "n", "top1_err", "top5_err", "top1_drop",
+                                         "top5_drop"}
     u = single["uncertainty"]
     assert u["n_boot"] == 1000 and u["seed"] == 0 and u["level"] == 0.95 and "paired" in u["method"]
     assert [r["flip_rate"] for r in u["rows"]] == [0.0, 10.0, 30.0]
@@ -215,8 +228,8 @@ def test_severity_curves_area_and_doubling():
     with_ci = severity_curves(result, result.uncertainty(n_boot=100))[0]
     assert len(with_ci["top1_err_ci"]) == 4 and with_ci["top1_err_ci"][0] == with_ci["top1_err_ci"][0]
     # A record without declared severities (older runs, unknown plug-ins) falls back to the trailing number.
-    for t in result.protocol["transforms"]:
-        t.pop("severity", None)
+    for d in result.domains:
+        (d["shift"] or {}).pop("severity", None)
     rgb_old = severity_curves(result)[0]
     assert rgb_old["family"] == "rgb+{}" and not rgb_old["includes_origin"] and rgb_old["severities"] == [20, 40, 60]
     assert severity_curves(make_result()) == []  # one member per family is not a sweep
@@ -271,8 +284,7 @@ def test_robust_eval_several_models_sweep_ci_entry_and_plot(tmp_path, capsys, sa
     data = few_images(sample_val, 3, tmp_path / "val")
     argv = ["--model", "resnet18_ibn_b,resnet18", "--weights", "random", "--transforms", "std1.5:2:0.5",
             "--data", str(data), "--batch-size", "3", "--workers", "0", "--no-progress", "--ci", "--n-boot", "200",
-            "--output", str(tmp_path / "runs" / "{model}.json"), "--save-entry", str(tmp_path / "lb"),
-            "--plot", str(tmp_path / "curve.svg")]
+            "--output", str(tmp_path / "runs" / "{model}.json"), "--plot", str(tmp_path / "curve.svg")]
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "models: resnet18_ibn_b, resnet18" in out
@@ -283,9 +295,7 @@ def test_robust_eval_several_models_sweep_ci_entry_and_plot(tmp_path, capsys, sa
     assert (tmp_path / "curve.svg").read_text().lstrip().startswith("<?xml")
     records = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert records == ["resnet18.json", "resnet18_ibn_b.json"]
-    entries = sorted(p.name for p in (tmp_path / "lb" / "measured").iterdir())
-    assert len(entries) == 2 and all(e.endswith(".json") and "__random-seed0__" in e for e in entries)
-    assert "robust-leaderboard" in err
+    assert "record written to" in err
     # The stored records reproduce the printed table.
     loaded = [EvalResult.load(tmp_path / "runs" / f"{m}.json") for m in ("resnet18_ibn_b", "resnet18")]
     assert format_report(loaded, ci=True, n_boot=200).split("\n\n")[1] == out.split("\n\n")[1]

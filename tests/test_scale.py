@@ -33,7 +33,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def predictions(path: Path) -> dict:
     record = json.loads(path.read_text())
-    return {"labels": record["labels"], **record["predictions"]}
+    return {"labels": record["sources"]["val"]["labels"], **record["predictions"]}
 
 
 def test_batch_grid_is_shared_by_every_rank_count():
@@ -44,22 +44,41 @@ def test_batch_grid_is_shared_by_every_rank_count():
 
 
 def test_two_runs_of_the_same_state_are_refused(tmp_path):
-    with RunState(tmp_path / "s", ["clean"]):
+    with RunState(tmp_path / "s", [["clean"]]):
         with pytest.raises(RuntimeError, match="Another run of the same command"):
-            with RunState(tmp_path / "s", ["clean"]):
+            with RunState(tmp_path / "s", [["clean"]]):
                 pass
 
 
+IMAGE_STAGE_PLUGIN = """
+from robustbench_ibn import Shift, register_transform
+
+
+class Negative(Shift):
+    stage = "image"
+
+    def forward(self, images):
+        return 1.0 - images
+
+
+register_transform("negative")(Negative)
+"""
+
+
 def test_two_ranks_give_the_predictions_of_one_process(data, tmp_path):
+    """Two passes (the crop-stage shifts, then an image-stage one) of 3 batches each, sharded over 2 ranks."""
+    plugin = tmp_path / "negative.py"
+    plugin.write_text(IMAGE_STAGE_PLUGIN)
+    extra = ["--batch-size", "3", "--no-progress", "--plugin", str(plugin), "--transforms", "rgb+50,std1.5,negative"]
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    subprocess.run([str(BIN / "robust-eval"), *cli(data, one, "--batch-size", "3", "--no-progress")],
-                   check=True, capture_output=True, env=env(tmp_path), timeout=300)
+    subprocess.run([str(BIN / "robust-eval"), *cli(data, one, *extra)], check=True, capture_output=True,
+                   env=env(tmp_path), timeout=300)
     done = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn",
-         *cli(data, two, "--batch-size", "3", "--no-progress")],
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn", *cli(data, two, *extra)],
         capture_output=True, text=True, env=env(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert predictions(two) == predictions(one)
+    assert list(predictions(one)) == ["labels", "clean", "rgb+50", "std1.5", "negative"]
     assert json.loads(two.read_text())["results"] == json.loads(one.read_text())["results"]
 
 

@@ -52,7 +52,7 @@ def test_offset_families(name, channel, amount):
 
 
 def test_std_scales_the_normalized_input_exactly():
-    shift = create_transform("std1.5").for_model(IMAGENET_MEAN, IMAGENET_STD)
+    shift = create_transform("std1.5")  # no binding: the pivot is the fixed ImageNet mean (version 2)
     x = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -61,9 +61,13 @@ def test_std_scales_the_normalized_input_exactly():
     assert out.max() > 1.0 or out.min() < 0.0  # std×1.5 does not clip, by definition
 
 
-def test_std_needs_the_model_mean():
-    with pytest.raises(RuntimeError, match="normalization mean"):
-        create_transform("std1.5")(torch.rand(1, 3, 2, 2))
+def test_std_is_version_2_pivoting_on_the_imagenet_mean():
+    shift = create_transform("std2")
+    assert shift.version == 2 and shift.params() == {"factor": 2.0, "center": [0.485, 0.456, 0.406], "clip": False}
+    assert "ImageNet mean (0.485, 0.456, 0.406)" in shift.describe()
+    x = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) + torch.tensor([0.1, -0.2, 0.0]).view(1, 3, 1, 1)
+    expected = torch.tensor([0.685, 0.056, 0.406]).view(1, 3, 1, 1)  # mean + 2 * deviation, per channel
+    torch.testing.assert_close(shift(x), expected, rtol=0, atol=1e-6)
 
 
 def test_paper_labels():
@@ -82,7 +86,7 @@ def test_clean_is_identity_and_shifts_preserve_shape_dtype():
 def test_zero_severity_is_identity():
     x = torch.rand(2, 3, 4, 4)
     assert torch.equal(create_transform("rgb+0")(x), x)
-    assert torch.equal(create_transform("std1").for_model(IMAGENET_MEAN, IMAGENET_STD)(x), x)
+    assert torch.equal(create_transform("std1")(x), x)
 
 
 def test_bad_input_shape_named():

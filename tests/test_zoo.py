@@ -21,7 +21,7 @@ from torch import nn
 
 from conftest import few_images
 from robustbench_ibn import DataConfig, create_model
-from robustbench_ibn.cli import main
+from robustbench_ibn.cli.eval import main
 from robustbench_ibn.models import MODELS, list_models, model_info
 from robustbench_ibn.hub import WeightsError
 from robustbench_ibn.models._weights import load_weights

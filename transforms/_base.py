@@ -66,7 +66,7 @@ class Shift(nn.Module):
         stage: ``"crop"`` or ``"image"`` (see above); recorded in the protocol.
         stochastic: ``True`` for a shift that draws random numbers; it must draw them from
             :meth:`generator_for` (one generator per image key) so that a run replays bit for bit.
-        seed: the run seed (set by :meth:`bind`; ``evaluate(seed=...)``, ``--seed``).
+        seed: the run seed (set by :meth:`seeded`; ``evaluate(seed=...)``, ``--seed``).
         origin: where the shift comes from: its module, or the plug-in file / module / entry point that
             registered it (set by :func:`create_transform`; named in every error about the shift).
         severity: for a family member, ``{"family": "rgb+{k}", "param": "k", "value": 50, "identity": 0}``
@@ -113,10 +113,6 @@ class Shift(nn.Module):
 
         return pil_to_tensor(image)
 
-    def for_model(self, mean: Sequence[float], std: Sequence[float]) -> Shift:
-        """This shift bound to a model's normalization (only shifts defined relative to it override this)."""
-        return self
-
     def prepare(self, *, progress: bool = True) -> None:
         """Acquire what the shift needs (weights, downloads) before any model is built or image decoded.
 
@@ -125,18 +121,16 @@ class Shift(nn.Module):
         a run stops before doing any work. ``progress``: show download/long-work progress on stderr.
         """
 
-    def bind(self, mean: Sequence[float], std: Sequence[float], *, seed: int = 0) -> Shift:
-        """This shift ready for a run (what the runner calls): :meth:`for_model`, then the run ``seed``.
+    def seeded(self, seed: int) -> Shift:
+        """This shift with the run ``seed`` (what the engine calls; stochastic shifts seed per image from it).
 
-        Name, origin and severity carry over when ``for_model`` returns a new module.
+        Example:
+            >>> from robustbench_ibn.transforms import create_transform
+            >>> create_transform("noise20").seeded(3).definition()["stochastic"]["seed"]
+            3
         """
-        bound = self.for_model(mean, std)
-        if bound is not self:
-            for attr in ("name", "origin", "severity"):
-                if not getattr(bound, attr):
-                    setattr(bound, attr, getattr(self, attr))
-        bound.seed = int(seed)
-        return bound
+        self.seed = int(seed)
+        return self
 
     def generator_for(self, key: str, device: torch.device | str | None = None) -> torch.Generator:
         """A ``torch.Generator`` seeded from (run seed, shift name, parameters, image ``key``).
@@ -409,7 +403,8 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
 
 
 def prepare_transforms(
-    names: Sequence[str], *, weights: Mapping[str, str | os.PathLike[str]] | None = None, progress: bool = True
+    names: Sequence[str], *, weights: Mapping[str, str | os.PathLike[str]] | None = None, progress: bool = True,
+    seed: int = 0,
 ) -> dict[str, Shift]:
     """Build the shifts ``names`` and run their set-up (:meth:`Shift.prepare`): the run's first step.
 
@@ -420,6 +415,7 @@ def prepare_transforms(
             (``adain`` for ``adain{alpha}``: one entry serves ``adain1`` and ``adain0.5``); an entry for the
             member itself wins. Entries for shifts not in ``names`` are unused.
         progress: passed to :meth:`Shift.prepare`.
+        seed: the run seed every shift gets (:meth:`Shift.seeded`).
 
     Raises:
         TransformError: an unknown name in ``weights``, weights for a shift that takes none, or a shift whose
@@ -452,8 +448,12 @@ def prepare_transforms(
                 raise
             # A plug-in's set-up failed: name it (its module or file) rather than surface a bare traceback.
             raise TransformError(f"{shift_context(shift)} failed in prepare(): {type(err).__name__}: {err}") from err
-        shifts[name] = shift
+        shifts[name] = shift.seeded(seed)
     return shifts
+
+
+EIGHT_BIT_TOLERANCE = 1e-3
+"""How far (in 1/255 steps) an image-stage output may lie from 8-bit values: float rounding, not a real value."""
 
 
 def check_images(images: torch.Tensor, where: str) -> None:
@@ -465,10 +465,11 @@ def check_images(images: torch.Tensor, where: str) -> None:
 
 
 def check_shift_output(shift: Shift, images: torch.Tensor, out: object) -> None:
-    """Check a shift's output on a batch (the runner does this on the first batch of every shift).
+    """Check a shift's output on a batch (the engine does this on the first batch of every shift).
 
     A shift must return a tensor of the input's shape, floating dtype and device, with finite values
-    inside its declared ``value_range``; a failure names the shift and what was expected.
+    inside its declared ``value_range``; an image-stage shift's output must also hold 8-bit values
+    (``k / 255``), since it becomes an image again. A failure names the shift and what was expected.
     """
     where = shift_context(shift)
     if not isinstance(out, torch.Tensor):
@@ -487,4 +488,13 @@ def check_shift_output(shift: Shift, images: torch.Tensor, out: object) -> None:
         if got_low < low or got_high > high:
             raise TransformError(
                 f"Expected {where} to stay in its declared range [{low}, {high}], but got [{got_low:.4g}, {got_high:.4g}]."
+            )
+    if shift.stage == "image":
+        scaled = out.detach().float() * 255
+        worst = (scaled - scaled.round()).abs().max().item()
+        if worst > EIGHT_BIT_TOLERANCE or scaled.min().item() < 0 or scaled.max().item() > 255:
+            raise TransformError(
+                f"Expected {where} (an image-stage shift) to return 8-bit values k/255 in [0, 1], since its output "
+                f"is an image again, but got values {worst:.3g}/255 away from the nearest step. Round the output: "
+                f"out.mul(255).round().div(255)."
             )

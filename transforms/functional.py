@@ -26,8 +26,8 @@ def add_channel_offset(images: torch.Tensor, offset: Sequence[float], clip: bool
 def scale_contrast_about(images: torch.Tensor, factor: float, center: Sequence[float]) -> torch.Tensor:
     """Scale each pixel's deviation from ``center`` (per channel) by ``factor``; no clipping.
 
-    With ``center`` the normalization mean, the normalized network input is multiplied by ``factor``:
-    Table 1's std×1.5.
+    With ``center`` the ImageNet mean, a model normalized with that mean sees its normalized input multiplied by
+    ``factor``: Table 1's std×1.5.
 
     Example:
         >>> scale_contrast_about(torch.full((1, 3, 1, 1), 0.75), 1.5, (0.5, 0.5, 0.5)).flatten().tolist()

@@ -6,11 +6,11 @@ parsed from the name: ``rgb+80`` is RGB+80, ``b-30`` is B-30, ``std2`` is std×2
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from ..data import IMAGENET_MEAN
 from ..text import number
 from ._base import Shift, check_images, register_transform
 from .functional import add_channel_offset, scale_contrast_about
@@ -53,40 +53,42 @@ class ChannelOffset(Shift):
 
 
 class StdScale(Shift):
-    """Scale the deviation from the normalization mean by ``factor`` (the normalized input times factor)."""
+    """Scale each pixel's deviation from the ImageNet mean by ``factor``: the same pixels for every model.
+
+    Version 2: the pivot is the fixed ImageNet mean (0.485, 0.456, 0.406) in [0, 1] pixel space, whatever the
+    model's own normalization (version 1 pivoted on each model's normalization mean, so a model normalized
+    otherwise saw other pixels). For a model normalized with that mean, as all of the paper's, the normalized
+    network input is multiplied by ``factor``, exactly Table 1's std×1.5.
+
+    Example:
+        >>> x = torch.full((1, 3, 1, 1), 0.5)
+        >>> [round(v, 4) for v in StdScale(2)(x).flatten().tolist()]
+        [0.515, 0.544, 0.594]
+    """
 
     value_range = None  # no clipping, by definition: the paper scales the network input itself
+    version = 2
 
-    def __init__(self, factor: float, mean: Sequence[float] | None = None) -> None:
+    def __init__(self, factor: float) -> None:
         super().__init__()
         if factor <= 0:
             raise ValueError(f"Expected the std factor to be > 0, but got {factor}.")
         self.factor = float(factor)
-        self.mean = tuple(float(m) for m in mean) if mean is not None else None
         self.label = f"std×{number(self.factor)}"
 
     def params(self) -> dict[str, Any]:
-        return {"factor": self.factor, "center": "normalization mean", "clip": False}
+        return {"factor": self.factor, "center": list(IMAGENET_MEAN), "clip": False}
 
     def describe(self) -> str:
+        mean = ", ".join(number(m) for m in IMAGENET_MEAN)
         return (
-            f"scale each pixel's deviation from the model's normalization mean by {number(self.factor)}, no clipping "
-            "(the normalized network input is multiplied by the factor)"
+            f"scale each pixel's deviation from the ImageNet mean ({mean}) by {number(self.factor)}, no clipping "
+            "(for a model normalized with that mean, the normalized network input times the factor)"
         )
-
-    def for_model(self, mean: Sequence[float], std: Sequence[float]) -> StdScale:
-        bound = StdScale(self.factor, mean)
-        bound.name = self.name
-        return bound
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, self.label)
-        if self.mean is None:
-            raise RuntimeError(
-                f"{self.label} is defined relative to the model's normalization mean; "
-                f"bind it first with .for_model(mean, std)."
-            )
-        return scale_contrast_about(images, self.factor, self.mean)
+        return scale_contrast_about(images, self.factor, IMAGENET_MEAN)
 
 
 @register_transform("clean")
@@ -112,6 +114,6 @@ _register_offsets()
 
 
 @register_transform("std{factor}", identity=1, example=1.5,
-                    param_help="factor on the deviation from the normalization mean, no clipping")
+                    param_help="factor on the deviation from the ImageNet mean, no clipping")
 def std(factor: float) -> Shift:
     return StdScale(factor)

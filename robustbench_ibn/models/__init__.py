@@ -1,8 +1,8 @@
 """Models: the IBN-Net zoo with official keys, the paper's variants, torchvision baselines, adapters for
 torchvision / timm / torch.hub backbones, the registry and weights."""
 
-from ._api import (MODELS, ModelInfo, create_model, list_models, model_info, prepare_model, register_model,
-                   register_resolver)
+from ._api import (MODELS, ModelInfo, Normalized, PreparedModel, create_model, list_models, model_info, prepare_model,
+                   register_model, register_resolver)
 from ._classes import ClassMapped
 from ..hub import WeightsError
 from ._weights import WeightsSource, load_weights
@@ -11,5 +11,5 @@ from ._weights import WeightsSource, load_weights
 from . import resnet_ibn, resnext_ibn, se_resnet_ibn, densenet_ibn, torchvision_resnet  # noqa: E402,F401  isort: skip
 from . import adapters  # noqa: E402,F401  isort: skip
 
-__all__ = ["MODELS", "ClassMapped", "ModelInfo", "WeightsError", "WeightsSource", "create_model", "list_models", "load_weights",
+__all__ = ["MODELS", "ClassMapped", "ModelInfo", "Normalized", "PreparedModel", "WeightsError", "WeightsSource", "create_model", "list_models", "load_weights",
            "model_info", "prepare_model", "register_model", "register_resolver"]

@@ -18,8 +18,8 @@ from ..text import listing
 from ._classes import apply_class_map
 from ._weights import WeightsSource, load_weights
 
-__all__ = ["ModelInfo", "MODELS", "register_model", "register_resolver", "create_model", "list_models", "model_info",
-           "prepare_model"]
+__all__ = ["ModelInfo", "MODELS", "Normalized", "PreparedModel", "register_model", "register_resolver", "create_model",
+           "list_models", "model_info", "prepare_model"]
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,53 @@ def _check_arguments(name: str, builder: Callable[..., nn.Module], kwargs: Mappi
            if takers else "")
     raise ValueError(f"Expected model arguments of {name} (model_kwargs / --model-kwargs) among "
                      f"{', '.join(accepted or ()) or 'none'}, but got {', '.join(map(repr, unknown))}.{hint}{who}")
+class Normalized(nn.Module):
+    """Wrap a network that expects normalized input so it takes [0, 1] pixels (shifts act before this).
+
+    Example:
+        >>> net = Normalized(nn.Identity(), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+        >>> net(torch.full((1, 3, 1, 1), 0.75)).flatten().tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # Same arithmetic as torchvision's Normalize (subtract, then divide), so logits match the
+        # official pipeline bit for bit in fp32.
+        return self.model((images - self.mean) / self.std)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedModel:
+    """A model ready for a run: the bare network, its name, its data config and the weights record results store.
+
+    Attributes:
+        net: the network in eval mode, expecting normalized input.
+        name: the registered name, or the module's ``model_name`` / class name.
+        data_config: its eval geometry and normalization.
+        weights: the :class:`WeightsSource` fields plus a one-line ``description``.
+        kwargs: the architecture arguments it was built with (part of a run's identity).
+    """
+
+    net: nn.Module
+    name: str
+    data_config: DataConfig
+    weights: dict[str, Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights.get("kind") == "random"
+
+    def wrapped(self, device: torch.device | str = "cpu") -> Normalized:
+        """The network behind its normalization, on ``device``, channels-last, in eval mode: it takes [0, 1] pixels."""
+        cfg = self.data_config
+        return Normalized(self.net, cfg.mean, cfg.std).to(device, memory_format=torch.channels_last).eval()
 
 
 def prepare_model(
@@ -228,12 +275,17 @@ def prepare_model(
     seed: int = 0,
     model_kwargs: Mapping[str, Any] | None = None,
     data_config: DataConfig | None = None,
-) -> tuple[nn.Module, str, DataConfig, dict[str, Any]]:
-    """A model name or module, ready for a run: ``(network, name, data config, weights record)``.
+) -> PreparedModel:
+    """A model name or module, ready for a run (:class:`PreparedModel`).
 
     A name goes through :func:`create_model`; a module is used as it is and needs a data config (its own
     ``data_config`` attribute or ``data_config``). The weights record is what results store: the
     :class:`WeightsSource` fields plus a one-line ``description``.
+
+    Example:
+        >>> prepared = prepare_model("resnet18", "random")
+        >>> prepared.name, prepared.data_config.crop, prepared.weights["kind"]
+        ('resnet18', 224, 'random')
     """
     if isinstance(model, str):
         net = create_model(model, weights, seed=seed, **dict(model_kwargs or {}))
@@ -255,4 +307,4 @@ def prepare_model(
         else {"kind": "module", "location": None, "sha256": None, "seed": None,
               "description": "user-supplied nn.Module (weights not tracked)"}
     )
-    return net.eval(), name, config, record
+    return PreparedModel(net.eval(), name, config, record, dict(model_kwargs or {}))

@@ -9,13 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli import DATA_ENV, parse_kwargs, parse_transform_weights
-from .data import DataError
-from .divergence import EPS, divergence_json, divergence_table, feature_divergence, plot_divergence, save_divergence
-from .models import model_info
-from .hub import WeightsError
-from .plugins import PluginError, load_entry_points, load_plugins
-from .transforms import TransformError
+from ..divergence import EPS
+from ..engine import BAD_IMAGE_POLICIES
+from ._common import DATA_ENV, device_type, int_at_least, parse_kwargs, parse_transform_weights, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -60,9 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a deterministic subset of N images (class-balanced; per folder with --domains-dirs)")
     parser.add_argument("--eps", type=float, default=EPS,
                         help=f"added to every per-channel variance so constant channels stay finite (default {EPS:g})")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU cores, max 8)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=32)
+    parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
+                        default=None, help="decode workers (default: CPU cores, max 8)")
+    parser.add_argument("--device", type=device_type, default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
+                        help="an image that cannot be decoded: 'error' (default) stops after naming every such file; "
+                        "'skip' leaves them out")
     parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
                         "monet=style_monet.pth")
@@ -91,35 +91,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--calibrate re-estimates the BatchNorm statistics of a random-init model; use it only with "
                      "--weights random (trained weights carry their own statistics)")
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    try:
-        load_entry_points()
-        load_plugins(args.plugin)
-        for name in models:  # every name is checked before the first model is built
-            model_info(name)
-        frame = feature_divergence(
-            models, data, args.domains, domain_dirs=args.domains_dirs, content_split=args.content_split or False,
-            layers=[n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None,
-            weights=args.weights, model_kwargs=args.model_kwargs, calibrate=args.calibrate, labels_file=args.labels,
-            limit=args.limit, batch_size=args.batch_size, workers=args.workers, device=args.device, seed=args.seed,
-            eps=args.eps, progress=not args.no_progress,
-            transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
-        )
-        if args.format == "json":
-            print(json.dumps(divergence_json(frame), indent=1))
-        elif args.format == "csv":
-            print(frame.to_csv(index=False), end="")
-        else:
-            print(divergence_table(frame))
-        if args.output:
-            print(f"{PROG}: record written to {save_divergence(frame, args.output)}", file=sys.stderr)
-        if args.plot:
-            path = plot_divergence(frame, args.plot, log=args.plot_scale == "log")
-            print(f"{PROG}: plot written to {path}", file=sys.stderr)
-    except (PluginError, DataError, WeightsError, TransformError, KeyError, ValueError, RuntimeError,
-            OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
+    return run_command(PROG, lambda: _run(args, data, models))
+
+
+def _run(args: argparse.Namespace, data: str | None, models: list[str]) -> int:
+    from ..divergence import divergence_json, divergence_table, feature_divergence, plot_divergence, save_divergence
+    from ..models import model_info
+    from ..plugins import load_entry_points, load_plugins
+
+    load_entry_points()
+    load_plugins(args.plugin)
+    for name in models:  # every name is checked before the first model is built
+        model_info(name)
+    frame = feature_divergence(
+        models, data, args.domains, domain_dirs=args.domains_dirs, content_split=args.content_split or False,
+        layers=[n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None,
+        weights=args.weights, model_kwargs=args.model_kwargs, calibrate=args.calibrate, labels_file=args.labels,
+        limit=args.limit, eps=args.eps,
+        transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+        batch_size=args.batch_size, workers=args.workers, device=args.device, seed=args.seed,
+        progress=not args.no_progress, on_bad_image=args.on_bad_image,
+    )
+    if args.format == "json":
+        print(json.dumps(divergence_json(frame), indent=1))
+    elif args.format == "csv":
+        print(frame.to_csv(index=False), end="")
+    else:
+        print(divergence_table(frame))
+    if args.output:
+        print(f"{PROG}: record written to {save_divergence(frame, args.output)}", file=sys.stderr)
+    if args.plot:
+        path = plot_divergence(frame, args.plot, log=args.plot_scale == "log")
+        print(f"{PROG}: plot written to {path}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,145 @@
+"""What every command shares: argument types that say what they accept, and the one error handler.
+
+Library errors (bad data, weights, shifts, plug-ins, records: all ``ValueError``, ``RuntimeError``, ``KeyError``
+or ``OSError`` subclasses with a message that names the file and the way out) become ``PROG: error: message``
+on stderr and exit code 2, like argparse's own usage errors; Ctrl-C becomes exit 130 with what was saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["DATA_ENV", "device_type", "int_at_least", "parse_kwargs", "parse_transform_weights", "run_command"]
+
+DATA_ENV = "ROBUSTBENCH_IBN_DATA"
+LIBRARY_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
+
+
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's ``body`` and turn library errors into ``PROG: error: message`` (exit 2), Ctrl-C into 130.
+
+    Example:
+        >>> def body():
+        ...     raise ValueError("Expected x, but got y.")
+        >>> run_command("robust-x", body)  # prints "robust-x: error: Expected x, but got y." on stderr
+        2
+    """
+    try:
+        return body()
+    except KeyboardInterrupt as err:  # the engine's Interrupted says how many images are saved and where
+        message = str(err) or ("interrupted; the batches finished so far are kept in the run state (--state-dir); "
+                               "run the same command again to resume.")
+        print(f"{prog}: {message}", file=sys.stderr)
+        return 130
+    except LIBRARY_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def parse_kwargs(text: str) -> dict[str, Any]:
+    """``in_ratio=0.25,layers=(1,2)`` -> dict; values through ``ast.literal_eval``, bare words as strings.
+
+    Example:
+        >>> parse_kwargs("in_ratio=0.25,name=x")
+        {'in_ratio': 0.25, 'name': 'x'}
+    """
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in _split_top_level(text))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise argparse.ArgumentTypeError(f"Expected key=value pairs separated by commas, but got {item!r}.")
+        if key in out:
+            raise argparse.ArgumentTypeError(f"Expected each key once, but {key!r} is given twice in {text!r}.")
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):  # not a Python literal: a bare word is a string (name=x)
+            out[key] = value.strip()
+        except (TypeError, MemoryError, RecursionError) as err:  # a literal that cannot be built: {[1]: 2}
+            raise argparse.ArgumentTypeError(
+                f"Expected the value of {key!r} to be a Python literal (number, string, tuple, list, dict, True, "
+                f"False, None) or a bare word, but {value.strip()[:80]!r} cannot be built: {type(err).__name__}: "
+                f"{str(err)[:80]}."
+            ) from None
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    # Split on commas that are not inside brackets or quotes, so tuples and strings survive: "a=(1,2),b='x,y'".
+    parts, depth, start, quote, escaped = [], 0, 0, "", False
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote and not escaped else quote
+            escaped = ch == "\\" and not escaped
+            continue
+        if ch in "'\"":
+            quote = ch
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def int_at_least(minimum: int, meaning: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``; the message says what is accepted and what it means.
+
+    Example:
+        >>> int_at_least(1, "images per batch")("4")
+        4
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"Expected an integer >= {minimum} ({meaning}), but got {text!r}.")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def device_type(text: str) -> str:
+    """An argparse type: ``auto`` or a torch device string (checked for syntax; availability at run time).
+
+    Example:
+        >>> device_type("cuda:1")
+        'cuda:1'
+    """
+    if text != "auto":
+        import torch  # only when a device is named: --help does not pay for torch
+
+        try:
+            torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(
+                f"Expected auto, cpu, cuda or cuda:N (or another torch device type such as mps), but got {text!r}."
+            ) from None
+    return text
+
+
+def parse_transform_weights(text: str) -> dict[str, str]:
+    """``monet=/w/style_monet.pth[,vangogh=...]`` -> {shift name: file or URL}.
+
+    Example:
+        >>> parse_transform_weights("monet=style_monet.pth")
+        {'monet': 'style_monet.pth'}
+    """
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"Expected NAME=PATH pairs (e.g. monet=style_monet.pth), but got {item!r}.")
+        out[name.strip()] = path.strip()
+    return out

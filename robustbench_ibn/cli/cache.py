@@ -1,0 +1,87 @@
+"""``robust-cache [--dir ROOT] {info,verify,clear}``: inspect the stylized-crop cache (:mod:`robustbench_ibn.stylecache`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..files import CACHE_ENV
+from ..stylecache import cache_info, clear_cache, style_cache_dir, verify_cache
+from ._common import run_command
+
+__all__ = ["build_parser", "main"]
+
+PROG = "robust-cache"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized crops "
+                                     "(Monet and the other CycleGAN shifts).")
+    parser.add_argument("--dir", default=None, metavar="ROOT",
+                        help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="list namespaces (style, generator sha256, variant) with entry counts and sizes")
+    verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
+    verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
+    clear = sub.add_parser("clear", help="delete cached crops")
+    clear.add_argument("prefix", nargs="?", default=None,
+                       help="only namespaces starting with this (e.g. 'monet' or 'monet-3f0c'); default: all")
+    return parser
+
+
+def _info(args: argparse.Namespace) -> int:
+    infos = cache_info(args.dir)
+    print(f"cache: {style_cache_dir(args.dir)}" + ("" if infos else " (empty)"))
+    for ns in infos:
+        meta = ns.meta or {}
+        geoms = ", ".join(f"{g}: {c}" for g, c in ns.geometries.items()) or "-"
+        link = f" -> {ns.link}" if ns.link else ""
+        broken = f"; {ns.unreadable} not readable (run verify)" if ns.unreadable else ""
+        print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
+        if meta:
+            print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
+            print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    good, bad = verify_cache(args.dir, delete_bad=args.delete_bad)
+    for path, problem in bad:
+        print(f"BAD {path}: {problem}", file=sys.stderr)
+    left = [path for path, _ in bad if os.path.lexists(path)]  # a folder named x.png is reported, never deleted
+    action = (f" (deleted; they will be regenerated{f', except {len(left)} left in place' if left else ''})"
+              if bad and args.delete_bad else "")
+    print(f"cache: {style_cache_dir(args.dir)}: {good} good, {len(bad)} bad entries{action}")
+    return 1 if left else 0
+
+
+def _clear(args: argparse.Namespace) -> int:
+    removed = clear_cache(args.dir, args.prefix)
+    for ns in removed:
+        if ns.link:
+            print(f"removed the link {ns.path} (its target {ns.link} was left as it is)")
+        else:
+            print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
+    print(f"cache: {style_cache_dir(args.dir)}: cleared {len(removed)} namespace(s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"info": _info, "verify": _verify, "clear": _clear}[args.command]
+    return run_command(PROG, lambda: command(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

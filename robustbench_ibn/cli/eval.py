@@ -1,0 +1,182 @@
+"""``robust-eval``: flags -> library calls. Results on stdout, progress and errors on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..engine import BAD_IMAGE_POLICIES, PRECISIONS
+from ..transforms import TABLE1
+from ._common import (DATA_ENV, device_type, int_at_least, parse_kwargs, parse_transform_weights,
+                      run_command)
+from .report import add_report_arguments, present
+
+__all__ = ["build_parser", "main"]
+
+PROG = "robust-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Top-1/top-5 error of an ImageNet classifier on clean images and under appearance shifts "
+        "(Table 1 of IBN-Net, ECCV 2018).",
+    )
+    parser.add_argument("--model", help="registered model name (see --list-models), or a comma list of names: "
+                        "each is evaluated and the table gets one column per model")
+    parser.add_argument("--model-kwargs", type=parse_kwargs, default={}, metavar="K=V[,K=V]",
+                        help="architecture arguments, e.g. in_ratio=0.25")
+    parser.add_argument("--transforms", default="all",
+                        help="'all' (Table 1: " + ", ".join(TABLE1) + ") or a comma list of names and family "
+                        "members (rgb+50,r+80,std2), or a severity range: the family's number as START:STOP:STEP, STOP included "
+                        "(rgb+10:100:10, std1.2:2.0:0.2); 'clean' is always evaluated (default: all)")
+    parser.add_argument("--data", default=None,
+                        help=f"ImageNet val folder (default: ${DATA_ENV}); class sub-folders or flat + labels file")
+    parser.add_argument("--labels", default=None, help="labels file for a flat image folder")
+    parser.add_argument("--weights", default="official",
+                        help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
+                        "random init)")
+    parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
+                        metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
+                        "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
+                        "torch hub cache or downloaded)")
+    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=50)
+    parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
+                        default=None, help="decode workers (default: CPU cores, max 8)")
+    parser.add_argument("--device", type=device_type, default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--limit", type=int_at_least(1, "a class-balanced subset of N images; omit it for all"),
+                        default=None, help="a deterministic class-balanced subset of N images")
+    parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
+                        help="an image that cannot be decoded: 'error' (default) carries on, then stops naming every "
+                        "such file; 'skip' leaves them out and the result records which")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, metavar="FILE.json",
+                        help="write the full record (protocol, per-image predictions) as JSON; with several models "
+                        "FILE must contain {model}, e.g. runs/{model}.json")
+    add_report_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--state-dir", default=None,
+                        help="where finished batches are kept so an interrupted run resumes "
+                        "(default: $ROBUSTBENCH_IBN_CACHE/runs or ~/.cache/robustbench_ibn/runs)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                        help="load custom shifts or models from a Python file or module (repeatable); installed "
+                        "packages' robustbench_ibn.transforms/models entry points load automatically")
+    parser.add_argument("--list-models", nargs="?", const="*", default=None, metavar="PATTERN",
+                        help="list registered models (fnmatch pattern) and exit")
+    parser.add_argument("--list-transforms", nargs="?", const="*", default=None, metavar="PATTERN",
+                        help="list registered transforms (fnmatch pattern) and exit")
+    return parser
+
+
+def _print_models(pattern: str) -> None:
+    from ..models import MODELS, list_models, model_info
+    from ..models.adapters import describe_adapters
+
+    for name in list_models(pattern):
+        info = model_info(name)
+        ref = f"{info.ref_top1_err:.2f}/{info.ref_top5_err:.2f}" if info.ref_top1_err is not None else "-"
+        weights = f"official weights {info.hash_prefix}" if info.has_weights else "no published weights"
+        params = f"{info.num_params / 1e6:.1f}M params" if info.num_params else ""
+        origin = MODELS.meta(name).get("origin", "")
+        plugin = f"  [{origin}]" if origin and not origin.startswith("robustbench_ibn") else ""
+        variant = "  [paper variant, Table 3]" if "paper-variant" in info.tags else ""
+        print(f"{name:24s} {weights:34s} ref err {ref:12s} {params}{variant}{plugin}")
+    if pattern == "*":
+        print(f"# also: {describe_adapters()}")
+
+
+def _print_transforms(pattern: str) -> None:
+    from ..transforms import TRANSFORMS, TransformError, create_transform, list_transforms, transform_spec
+
+    rows = []
+    for name in list_transforms(pattern):
+        spec = transform_spec(name)
+        example = spec.example_name
+        label, definition = "", ""
+        if example is not None:
+            try:
+                shift = create_transform(example)
+                label, definition = shift.label, shift.describe()
+            except TransformError as err:
+                definition = f"(cannot be built: {err})"
+        if spec.is_family:
+            identity = "no identity" if spec.identity is None else f"identity {spec.member(spec.identity)}"
+            parameter = f"{spec.param}: {spec.param_help or 'the family parameter'}; {identity}"
+        else:
+            parameter = "-"
+        notes = "  [Table 1]" if example in TABLE1 else ""
+        if spec.origin and not spec.origin.startswith("robustbench_ibn"):
+            notes += f"  [{spec.origin}]"
+        rows.append((name, example or "-", label or "-", parameter, definition + notes))
+    if rows:
+        widths = [max(len(r[i]) for r in rows + [("name", "e.g.", "label", "parameter", "")]) for i in range(4)]
+        header = ("name", "e.g.", "label", "parameter", "definition")
+        for row in [header, *rows]:
+            print("  ".join(f"{cell:{w}s}" for cell, w in zip(row, widths)) + "  " + row[4])
+    missing = [n for n in TABLE1 if n not in TRANSFORMS]
+    if missing and pattern == "*":
+        print(f"# not available in this installation: {', '.join(missing)} (part of 'all')")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(PROG, lambda: _run(parser, args))
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ..distributed import is_main
+    from ..models import model_info
+    from ..plugins import load_entry_points, load_plugins
+    from ..runner import evaluate
+
+    load_entry_points()  # plug-ins first: they may add models and shifts to list or run
+    load_plugins(args.plugin)
+    if args.list_models is not None:
+        _print_models(args.list_models)
+        return 0
+    if args.list_transforms is not None:
+        _print_transforms(args.list_transforms)
+        return 0
+    if not args.model:
+        parser.error("--model is required (see --list-models)")
+    data = args.data or os.environ.get(DATA_ENV)
+    if not data:
+        parser.error(f"--data is required (or set ${DATA_ENV}) and must point at an ImageNet val folder")
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if len(models) > 1 and args.output and "{model}" not in args.output:
+        parser.error(f"--output needs a {{model}} placeholder with several models (e.g. runs/{{model}}.json), "
+                     f"but got {args.output!r}")
+    if args.save_entry and args.weights == "random":
+        parser.error("--save-entry takes trained weights only: random-init results check the pipeline (that belongs "
+                     "in the tests), they are not models to rank")
+    for name in models:  # every name is checked before the first evaluation starts
+        model_info(name)
+    results = []
+    for name in models:
+        output = args.output.replace("{model}", name) if args.output else None
+        result = evaluate(
+            name, data, args.transforms, weights=args.weights, model_kwargs=args.model_kwargs,
+            labels_file=args.labels, limit=args.limit, output=output,
+            transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+            batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
+            seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir, on_bad_image=args.on_bad_image,
+        )
+        if not is_main():  # under torchrun every rank holds the result; rank 0 alone reports it
+            continue
+        if output:  # written by evaluate() before it removed the run state
+            print(f"{PROG}: record written to {output}", file=sys.stderr)
+        env = result.environment
+        print(f"{name}: done in {env['duration_s']:.1f} s (waiting for data {env['loader_wait_s']:.1f} s, "
+              f"compute {env['compute_s']:.1f} s)", file=sys.stderr)
+        results.append(result)
+    if is_main():
+        present(results, args, PROG)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""``robust-report``: Table 1 again from stored result records; and the presentation flags robust-eval shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..plots import PLOT_KINDS
+from ..report import FORMATS
+from ._common import int_at_least, run_command
+
+__all__ = ["add_report_arguments", "build_parser", "main", "present"]
+
+PROG = "robust-report"
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The presentation flags shared by robust-eval and robust-report."""
+    parser.add_argument("--format", default="markdown", choices=FORMATS, help="what is printed on stdout")
+    parser.add_argument("--ci", action="store_true",
+                        help="show 95%% paired-bootstrap intervals of every error and drop, flip rates and (several "
+                        "models) McNemar's tests in the tables; JSON always has them")
+    parser.add_argument("--n-boot", type=int_at_least(1, "bootstrap resamples"), default=1000, metavar="N",
+                        help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
+                        "(--transforms rgb+10:100:10), else the drops per shift and model as bars")
+    parser.add_argument("--plot-kind", default="auto", choices=PLOT_KINDS,
+                        help="auto (curves when there is a sweep, else bars), curves or bars")
+    parser.add_argument("--save-entry", nargs="?", const="leaderboards", default=None, metavar="DIR",
+                        help="add each model's leaderboard entry under DIR/measured (default DIR: leaderboards); "
+                        "trained weights only; regenerate the page with robust-leaderboard")
+
+
+def present(results: Sequence[Any], args: argparse.Namespace, prog: str) -> None:
+    """Print the report, then write the plot and leaderboard entries asked for (notes on stderr)."""
+    from ..leaderboard import save_entry
+    from ..plots import plot_report
+    from ..report import format_report
+
+    print(format_report(results, args.format, ci=args.ci, n_boot=args.n_boot, seed=args.ci_seed))
+    if args.plot:
+        path = plot_report(results, args.plot, args.plot_kind, n_boot=args.n_boot, seed=args.ci_seed)
+        print(f"{prog}: plot written to {path}", file=sys.stderr)
+    if args.save_entry:
+        for result in results:
+            path = save_entry(result, args.save_entry, n_boot=args.n_boot, seed=args.ci_seed)
+            print(f"{prog}: leaderboard entry written to {path}", file=sys.stderr)
+        print(f"{prog}: regenerate the page with: robust-leaderboard {args.save_entry}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Table 1 (one column per model) from stored result records (robust-eval --output), with "
+        "bootstrap intervals, flip rates, McNemar's tests, severity curves and plots.",
+    )
+    parser.add_argument("records", nargs="+", metavar="RECORD.json", help="result records written by --output")
+    add_report_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``robust-report r1.json r2.json [--format latex] [--ci] [--plot FILE] [--save-entry]``."""
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..results import EvalResult
+
+        present([EvalResult.load(path) for path in args.records], args, PROG)
+        return 0
+
+    return run_command(PROG, body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

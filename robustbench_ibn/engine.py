@@ -1,0 +1,752 @@
+"""The evaluation engine: one model, a list of domains over one or more image sources, per-image top-5.
+
+A **domain** is an image source (ImageNet val is the baseline source ``"val"``; another dataset or folder),
+an optional shift and the stage it acts at: ``"crop"`` (the preprocessed network-input crop, batched on the
+device) or ``"image"`` (the whole decoded image, before the source's preprocessing and the model's geometry).
+A :class:`Plan` holds the sources and the domains in evaluation order; the engine runs it in **passes**:
+
+* one pass per source without an image-stage shift: each image is decoded once (in the loader's workers)
+  and every crop-stage domain of that source, clean included, is applied to the same batch on the device;
+* one pass per image-stage domain: workers decode and run :meth:`Shift.prepare_image`; the main process
+  moves the batch to the device, runs :meth:`Shift.apply_batch`, checks the output (first batch), turns each
+  image back into a PIL image, applies the source's preprocessing and classifies the crops.
+
+Each pass follows a fixed batch grid over its source; a (pass, batch) :class:`~robustbench_ibn.state.Unit` is
+what a rank evaluates, commits to the run state and, under torchrun, is sharded over ranks. Only per-image
+top-5 predictions (and whether an image's allowed logits were all equal) accumulate, so memory stays flat.
+
+The steps (:func:`start_run`, :func:`run_passes`, :func:`gather`, :func:`settle_bad_images`,
+:func:`finalize`, :func:`write_result`) are composed by :func:`run_plan`; :func:`iterate_batches` and
+:func:`domain_inputs` are the batch iterator and shift application the feature-divergence analysis shares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .data import DataError, ImageNetVal, ImageSource
+from .distributed import all_gather, init_from_env
+from .env import environment_record, resolve_device
+from .labels import LabelSpace
+from .models import Normalized, PreparedModel
+from .results import (BASELINE_DOMAIN, BASELINE_SOURCE, PROTOCOL_CHANGES, PROTOCOL_VERSION, STAGES, TOPK, EvalResult,
+                      SourceResult, protocol_fingerprint)
+from .state import RunState, Unit, default_state_root, run_key, unit_grid
+from .transforms import Shift, TransformError, check_shift_output, shift_context
+
+__all__ = [
+    "BAD_IMAGE_POLICIES",
+    "BASELINE_SOURCE",
+    "PRECISIONS",
+    "STAGES",
+    "Domain",
+    "Interrupted",
+    "Loaded",
+    "Normalized",
+    "Outcome",
+    "Pass",
+    "Plan",
+    "PreparedModel",
+    "Run",
+    "RunConfig",
+    "bad_images_message",
+    "build_plan",
+    "classify",
+    "domain_inputs",
+    "finalize",
+    "gather",
+    "iterate_batches",
+    "note_bad_images",
+    "open_sources",
+    "run_config",
+    "run_passes",
+    "run_plan",
+    "settle_bad_images",
+    "start_run",
+    "write_result",
+]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+BAD_IMAGE_POLICIES = ("error", "skip")
+NUM_CLASSES = 1000
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run: the message says how many images are saved, where, how to resume."""
+
+
+# -- what a run is ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run executes (not what it measures): shared by :func:`~robustbench_ibn.evaluate` and the
+    feature-divergence analysis. Validated on construction; ``device`` is resolved (``auto`` -> CUDA when
+    available) and ``workers`` defaults to the CPU count, at most 8.
+
+    Attributes:
+        batch_size: images per batch (each batch is shifted and classified once per domain).
+        workers: DataLoader decode processes (0 decodes in the main process).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a torch device.
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (CUDA autocast).
+        seed: random-init seed and the seed of any stochastic shift.
+        progress: progress bars and notes on stderr.
+        state_dir: where finished batches are committed so a killed run resumes (default
+            ``<cache root>/runs``).
+        on_bad_image: ``"error"`` (carry on, then raise listing every undecodable file) or ``"skip"``.
+
+    Example:
+        >>> RunConfig(batch_size=8, device="cpu", workers=0).batch_size
+        8
+        >>> RunConfig(batch_size=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected batch_size >= 1, but got 0.
+    """
+
+    batch_size: int = 50
+    workers: int | None = None
+    device: str | torch.device = "auto"
+    precision: str = "fp32"
+    seed: int = 0
+    progress: bool = True
+    state_dir: str | os.PathLike[str] | None = None
+    on_bad_image: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"Expected on_bad_image to be one of {BAD_IMAGE_POLICIES}, but got {self.on_bad_image!r}.")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"Expected batch_size >= 1, but got {self.batch_size}.")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 0):
+            raise ValueError(f"Expected workers to be an integer >= 0 or None, but got {self.workers!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Expected precision to be one of {PRECISIONS}, but got {self.precision!r}.")
+        device = resolve_device(self.device)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 autocast is CUDA-only here; use --precision bf16 on CPU.")
+        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "workers", min(8, os.cpu_count() or 1) if self.workers is None else self.workers)
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        """The precision's autocast context on ``device`` (nothing for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+
+def run_config(config: RunConfig | None = None, **fields: Any) -> RunConfig:
+    """``config`` (default :class:`RunConfig`) with ``fields`` replaced: how ``evaluate(..., batch_size=4)`` builds it.
+
+    Example:
+        >>> run_config(RunConfig(device="cpu"), batch_size=4, workers=0).batch_size
+        4
+    """
+    return replace(config or RunConfig(), **fields)
+
+
+@dataclass(frozen=True, eq=False)
+class Domain:
+    """One row of the results: images of ``source`` under ``shift`` (``None``: the clean images).
+
+    Attributes:
+        name: unique within the run (the key of its predictions).
+        label: display label (``origin``, ``RGB+50``).
+        source: the key of its image source in the :class:`Plan`.
+        shift: the shift, or ``None`` for the source's clean images.
+    """
+
+    name: str
+    label: str
+    source: str
+    shift: Shift | None = None
+
+    @property
+    def stage(self) -> str:
+        """``"image"`` or ``"crop"`` (the shift's stage; clean images are crop-stage: nothing to do)."""
+        return self.shift.stage if self.shift is not None else "crop"
+
+    @property
+    def paired(self) -> bool:
+        """Its images are the baseline's (ImageNet val), so flip rates against clean are defined."""
+        return self.source == BASELINE_SOURCE
+
+    def record(self) -> dict[str, Any]:
+        """What a result records of the domain."""
+        return {"name": self.name, "label": self.label, "source": self.source, "stage": self.stage,
+                "shift": self.shift.definition() if self.shift is not None else None, "paired": self.paired}
+
+
+@dataclass(frozen=True, eq=False)
+class Pass:
+    """One decode of a source: its crop-stage domains together, or one image-stage domain."""
+
+    index: int
+    source: str
+    domains: tuple[Domain, ...]
+
+    @property
+    def image_shift(self) -> Shift | None:
+        first = self.domains[0]
+        return first.shift if first.stage == "image" else None
+
+    def describe(self) -> str:
+        return f"{self.source}" + (f" under {self.domains[0].name}" if self.image_shift is not None else "")
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The image sources of a run (by key) and its domains, in evaluation order.
+
+    Example:
+        >>> Plan({}, (Domain("clean", "origin", "val"),))
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected the baseline source 'val' among the sources, but got [].
+    """
+
+    sources: Mapping[str, ImageSource]
+    domains: tuple[Domain, ...]
+    baseline: str = BASELINE_SOURCE
+
+    def __post_init__(self) -> None:
+        if self.baseline not in self.sources:
+            raise ValueError(f"Expected the baseline source {self.baseline!r} among the sources, but got "
+                             f"{list(self.sources)}.")
+        names = [d.name for d in self.domains]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"Expected at least one domain and unique domain names, but got {names}.")
+        for d in self.domains:
+            if d.source not in self.sources:
+                raise ValueError(f"Expected domain {d.name!r} to use one of the sources {list(self.sources)}, but "
+                                 f"got {d.source!r}.")
+            if d.stage not in STAGES:
+                raise TransformError(f"Expected {shift_context(d.shift)} to declare a stage in {STAGES}, but got "  # type: ignore[arg-type]
+                                     f"{d.stage!r}.")
+
+    def passes(self) -> list[Pass]:
+        """Per source (in order): the pass of its crop-stage domains, then one pass per image-stage domain."""
+        groups: list[tuple[str, tuple[Domain, ...]]] = []
+        for key in self.sources:
+            mine = [d for d in self.domains if d.source == key]
+            crops = tuple(d for d in mine if d.stage == "crop")
+            groups += ([(key, crops)] if crops else []) + [(key, (d,)) for d in mine if d.stage == "image"]
+        return [Pass(i, key, domains) for i, (key, domains) in enumerate(groups)]
+
+
+def open_sources(
+    data: str | os.PathLike[str] | ImageSource,
+    model: PreparedModel,
+    *,
+    labels_file: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    extra: Mapping[str, str | os.PathLike[str] | ImageSource] | None = None,
+) -> dict[str, ImageSource]:
+    """The run's image sources: ImageNet val (``data``) as ``"val"``, then ``extra`` by key, in the model's geometry.
+
+    A folder becomes an :class:`~robustbench_ibn.data.ImageNetVal` (``labels_file`` for the baseline's flat layout;
+    ``limit``: a class-balanced subset of each); a given :class:`~robustbench_ibn.data.ImageSource` must have been
+    built with the model's geometry.
+    """
+    cfg = model.data_config
+    sources: dict[str, ImageSource] = {}
+    for key, item in [(BASELINE_SOURCE, data), *dict(extra or {}).items()]:
+        if key in sources:
+            raise ValueError(f"Expected unique source keys, but {key!r} is given twice ({BASELINE_SOURCE!r} is "
+                             "ImageNet val's).")
+        if isinstance(item, ImageSource):
+            geometry = (item.config.resize, item.config.crop, item.config.interpolation)
+            if geometry != (cfg.resize, cfg.crop, cfg.interpolation):
+                raise ValueError(
+                    f"Expected the dataset's geometry to be model {model.name!r}'s (resize {cfg.resize}, crop "
+                    f"{cfg.crop}, {cfg.interpolation}), but got {item.config}. Build ImageNetVal with the model's "
+                    f"data_config.")
+            sources[key] = item
+        else:
+            sources[key] = ImageNetVal(item, cfg, labels_file=labels_file if key == BASELINE_SOURCE else None,
+                                       limit=limit)
+    return sources
+
+
+def build_plan(sources: Mapping[str, ImageSource], shifts: Mapping[str, Shift]) -> Plan:
+    """Today's runs: every shift on ImageNet val (``clean`` first, no shift), then each other source's clean images.
+
+    ``shifts`` are the prepared shifts by name (:func:`~robustbench_ibn.transforms.prepare_transforms`); a shift's
+    own stage decides whether it acts on the crop or on the decoded image.
+    """
+    domains = [Domain(name, shift.label or name, BASELINE_SOURCE, None if name == BASELINE_DOMAIN else shift)
+               for name, shift in shifts.items()]
+    domains += [Domain(key, key, key) for key in sources if key != BASELINE_SOURCE]
+    return Plan(dict(sources), tuple(domains))
+
+
+# -- the run ----------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Run:
+    """A plan being executed by this process: its passes, this rank's units, the model on the device, the state."""
+
+    plan: Plan
+    model: PreparedModel
+    config: RunConfig
+    passes: list[Pass]
+    units: list[Unit]
+    net: nn.Module
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    state: RunState | None = None
+    started: float = field(default_factory=time.perf_counter)
+    checked: set[str] = field(default_factory=set)  # domains whose shift output was checked (first batch)
+    loader_s: float = 0.0
+    compute_s: float = 0.0
+
+    def source(self, pass_: Pass) -> ImageSource:
+        return self.plan.sources[pass_.source]
+
+
+def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: bool = True, state: bool = True,
+              started: float | None = None) -> Run:
+    """Join torchrun's process group (``shard``), put the model on the device, lay out this rank's units and the
+    run state (``state``), keyed by everything that determines the predictions so the same call resumes it."""
+    rank, world, device = init_from_env(config.device) if shard else (0, 1, config.device)
+    passes = plan.passes()
+    units = unit_grid([len(plan.sources[p.source]) for p in passes], config.batch_size, rank, world)
+    run = Run(plan, model, config, passes, units, model.wrapped(device), device, rank, world)
+    for domain in plan.domains:  # a plug-in shift with parameters or buffers computes where the images are
+        if domain.shift is not None:
+            domain.shift.to(device)
+    if started is not None:
+        run.started = started
+    if state:
+        # Batch size is part of the key (the batch grid); any change of model, data or domains starts afresh.
+        key = run_key({"model": model.name, "weights": model.weights, "model_kwargs": model.kwargs,
+                       "data_config": model.data_config.to_dict(), "domains": [d.record() for d in plan.domains],
+                       "sources": {k: _source_record(s) for k, s in plan.sources.items()},
+                       "precision": config.precision, "protocol_version": PROTOCOL_VERSION,
+                       "batch_size": config.batch_size})
+        root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
+        run.state = RunState(root / key, [[d.name for d in p.domains] for p in passes], rank=rank)
+    return run
+
+
+# -- decoding: the batch iterator -------------------------------------------------------------------
+class _PassItems(Dataset):
+    """What the loader's workers hand over for one pass: ``(pixels, label, index, why it cannot be decoded)``.
+
+    ``pixels`` is the preprocessed crop (no image-stage shift) or the shift's :meth:`~Shift.prepare_image` of the
+    decoded image; ``None`` with the reason (``""`` when fine) for an undecodable file, so the run can name
+    every bad file, or leave them out, instead of stopping at the first.
+    """
+
+    def __init__(self, source: ImageSource, shift: Shift | None) -> None:
+        self.source, self.shift = source, shift
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, int, str]:
+        label = self.source.samples[i][1]
+        try:
+            image = self.source.load(i)
+        except DataError as err:
+            return None, label, i, getattr(err, "reason", str(err))
+        pixels = self.source.preprocess(image) if self.shift is None else self.shift.prepare_image(image)
+        return pixels, label, i, ""
+
+
+def _collate(items: list[tuple[torch.Tensor | None, int, int, str]]) -> tuple[Any, torch.Tensor, list[int], list[str]]:
+    pixels = [p for p, *_ in items if p is not None]
+    same = pixels and all(p.shape == pixels[0].shape for p in pixels)
+    # Equal sizes stack in the worker (one shared-memory tensor); decoded images of several sizes stay a list.
+    return (torch.stack(pixels) if same else pixels, torch.tensor([label for _, label, _, _ in items]),
+            [i for _, _, i, _ in items], [error for *_, error in items])
+
+
+@dataclass
+class Loaded:
+    """One decoded batch: the images' keys (relative paths) and labels, the decodable images' pixels, the errors."""
+
+    keys: list[str]
+    labels: torch.Tensor
+    pixels: torch.Tensor | list[torch.Tensor]
+    errors: list[str]
+
+    @property
+    def ok(self) -> list[int]:
+        """Positions of the images that could be decoded (the rows of ``pixels``)."""
+        return [j for j, error in enumerate(self.errors) if not error]
+
+
+def iterate_batches(run: Run, units: Sequence[Unit]) -> Iterator[tuple[Unit, Loaded]]:
+    """Decode ``units`` (in order, pass by pass) in the loader's workers: one :class:`Loaded` per unit."""
+    for p, group in groupby(units, key=lambda u: u.pass_index):
+        todo = list(group)
+        pass_ = run.passes[p]
+        source = run.source(pass_)
+        loader = DataLoader(_PassItems(source, pass_.image_shift), batch_sampler=[u.batch.indices for u in todo],
+                            num_workers=run.config.workers, pin_memory=run.device.type == "cuda",
+                            collate_fn=_collate)
+        for unit, (pixels, labels, index, errors) in zip(todo, loader):
+            yield unit, Loaded([source.samples[i][0] for i in index], labels, pixels, errors)
+
+
+# -- shifts on the device ---------------------------------------------------------------------------
+def _apply_shift(run: Run, domain: Domain, x: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
+    """``domain``'s shift of ``x``; a plug-in's exception names the shift, its first output is checked."""
+    assert domain.shift is not None
+    try:
+        out = domain.shift.apply_batch(x, keys)
+    except TransformError:
+        raise
+    except Exception as err:  # a plug-in's bug: say which shift, where it lives, which images
+        raise TransformError(f"{shift_context(domain.shift)} raised {type(err).__name__} on the batch starting with "
+                             f"{keys[0]!r}: {err}") from err
+    if domain.name not in run.checked:  # plug-ins are checked on their first batch
+        check_shift_output(domain.shift, x, out)
+        run.checked.add(domain.name)
+    return out
+
+
+def _image_stage_crops(run: Run, domain: Domain, source: ImageSource, images: Sequence[torch.Tensor],
+                       keys: Sequence[str]) -> torch.Tensor:
+    """Image stage: shift the decoded images on the device (one batch per image size), round to 8 bits, back to
+    PIL, then the source's preprocessing (the model's geometry): the crops as float [B, 3, crop, crop] in [0, 1]."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for j, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape), []).append(j)
+    crops: list[torch.Tensor | None] = [None] * len(images)
+    for rows in by_size.values():
+        x = torch.stack([images[j] for j in rows]).to(run.device, non_blocking=True).float().div_(255)
+        shifted = _apply_shift(run, domain, x, [keys[j] for j in rows])
+        eight_bit = shifted.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for j, pixels in zip(rows, eight_bit):
+            crops[j] = source.preprocess(Image.fromarray(pixels, "RGB"))
+    return torch.stack(crops).to(run.device, non_blocking=True).float().div_(255)  # type: ignore[arg-type]
+
+
+def domain_inputs(run: Run, unit: Unit, loaded: Loaded) -> Iterator[tuple[Domain, torch.Tensor]]:
+    """The network input of every domain of the unit's pass, for the batch's decodable images, one at a time:
+    float ``[B_ok, 3, crop, crop]`` in [0, 1] on the device (normalization happens inside the model)."""
+    pass_ = run.passes[unit.pass_index]
+    keys = [loaded.keys[j] for j in loaded.ok]
+    if not keys:
+        return
+    if pass_.image_shift is None:
+        x = loaded.pixels.to(run.device, non_blocking=True).float().div_(255)  # type: ignore[union-attr]
+        for domain in pass_.domains:  # one decode serves every crop-stage domain
+            yield domain, x if domain.shift is None else _apply_shift(run, domain, x, keys)
+    else:
+        yield pass_.domains[0], _image_stage_crops(run, pass_.domains[0], run.source(pass_), list(loaded.pixels), keys)
+
+
+# -- classification ---------------------------------------------------------------------------------
+def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Top-5 ImageNet indices (int16) of the classes ``space`` allows, and whether an image's allowed logits are all
+    equal (then its "prediction" is top-k's tie-break, not the model's choice).
+
+    Logits must be ``[B, 1000]``; NaN and +Inf stop the run (naming ``where``), ``-Inf`` is allowed (a class the
+    model does not predict, e.g. an unmapped class of a :class:`~robustbench_ibn.models.ClassMapped` model) as long
+    as every image has a finite logit. A CUDA out-of-memory error retries the batch in halves, and says so; each
+    image's prediction does not depend on its batch-mates.
+    """
+    try:
+        logits = net(images.contiguous(memory_format=torch.channels_last))
+    except torch.cuda.OutOfMemoryError:
+        if images.shape[0] == 1:
+            raise
+        half = images.shape[0] // 2
+        print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
+              f"Pass a smaller --batch-size to avoid this.", file=sys.stderr)
+        torch.cuda.empty_cache()
+        parts = [classify(net, images[:half], where, space), classify(net, images[half:], where, space)]
+        return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
+    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+        raise ValueError(
+            f"Expected {where} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got {tuple(logits.shape)}. "
+            f"Give a model with an ImageNet-1k classifier (or a class_map)."
+        )
+    logits = logits.float()
+    if torch.isnan(logits).any() or torch.isposinf(logits).any():
+        raise RuntimeError(
+            f"{where}: the logits hold NaN or Inf, so no prediction is meaningful. Check the weights, or use "
+            f"--precision fp32 if a reduced precision overflowed (-Inf alone is allowed: a class the model never "
+            f"predicts)."
+        )
+    allowed = space.restrict(logits)
+    for values, what in ((logits, "logit"), (allowed, f"logit among the classes of label space {space.name!r}")):
+        empty = int((~torch.isfinite(values).any(dim=1)).sum())
+        if empty:
+            raise RuntimeError(f"{where}: {empty} image(s) have no finite {what} (all -Inf), so they have no "
+                               f"prediction. Check the model's class map and the dataset's label space.")
+    finite = torch.isfinite(allowed)
+    high = allowed.masked_fill(~finite, float("-inf")).amax(dim=1)
+    low = allowed.masked_fill(~finite, float("inf")).amin(dim=1)
+    tied = (finite.sum(dim=1) >= 2) & (high == low)
+    top5 = allowed.topk(TOPK, dim=1).indices
+    return top5.cpu().numpy().astype(np.int16), tied.cpu().numpy()
+
+
+def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction)."""
+    pass_ = run.passes[unit.pass_index]
+    n, ok = unit.size, loaded.ok
+    predictions = {d.name: np.full((n, TOPK), -1, dtype=np.int16) for d in pass_.domains}
+    tied = {d.name: np.zeros(n, dtype=bool) for d in pass_.domains}
+    space = run.source(pass_).label_space
+    for domain, x in domain_inputs(run, unit, loaded):
+        how = f"under shift {domain.name!r}" if domain.paired else f"on domain {domain.name!r}"
+        where = f"model {run.model.name!r} {how} on the batch starting with {loaded.keys[ok[0]]!r}"
+        predictions[domain.name][ok], tied[domain.name][ok] = classify(run.net, x, where, space)
+    return predictions, tied
+
+
+# -- the passes -------------------------------------------------------------------------------------
+def _saved_images(run: Run) -> int:
+    assert run.state is not None
+    done = run.state.done()
+    return sum(u.size for u in run.units if (u.pass_index, u.batch.k) in done)
+
+
+def note_bad_images(run: Run, pass_: Pass, loaded: Loaded, bad: dict[str, dict[str, str]]) -> None:
+    """Say on stderr which images of the batch cannot be decoded, and keep them (source -> path -> reason)."""
+    root = run.source(pass_).root
+    for key, error in ((k, e) for k, e in zip(loaded.keys, loaded.errors) if e):
+        if key in bad.get(pass_.source, {}):
+            continue  # already named by an earlier pass over the same source
+        if run.config.on_bad_image == "skip":
+            note = f"{run.model.name}: skipping {root / key}, which cannot be decoded: {error}"
+        else:
+            note = f"{run.model.name}: cannot decode {root / key}: {error}"
+            if not any(bad.values()):
+                saved = " (finished batches are saved)" if run.state is not None else ""
+                note += (f". Carrying on to find every unreadable image{saved}, then stopping with the list; Ctrl-C "
+                         "stops now, --on-bad-image skip leaves such images out.")
+        tqdm.write(note, file=sys.stderr)
+        bad.setdefault(pass_.source, {})[key] = error
+
+
+def run_passes(run: Run) -> dict[str, dict[str, str]]:
+    """Evaluate this rank's units not yet in the run state, committing each as it finishes.
+
+    Returns:
+        The images that could not be decoded: source key -> relative path -> reason.
+
+    Raises:
+        Interrupted: Ctrl-C; the finished units are kept and the same call resumes from them.
+    """
+    state = run.state
+    assert state is not None
+    done = state.done()
+    if run.config.on_bad_image == "error":  # units of an interrupted "skip" run left images out: evaluate them again
+        done -= {(u.pass_index, u.batch.k) for u, preds, _ in state.iter_done(run.units)
+                 if any((p < 0).any() for p in preds.values())}
+    todo = [u for u in run.units if (u.pass_index, u.batch.k) not in done]
+    mine = sum(u.size for u in run.units)
+    resumed = mine - sum(u.size for u in todo)
+    name = run.model.name
+    if resumed and run.config.progress:
+        print(f"{name}: resuming, {resumed} of {mine} images already done (state in {state.directory})",
+              file=sys.stderr)
+    bad: dict[str, dict[str, str]] = {}
+    bar = tqdm(total=mine, initial=resumed, unit="img", desc=f"{name} x {len(run.plan.domains)} domains",
+               disable=not run.config.progress or run.rank != 0, dynamic_ncols=True)
+    try:
+        with torch.inference_mode(), run.config.autocast(run.device), bar:
+            tick = time.perf_counter()
+            for unit, loaded in iterate_batches(run, todo):
+                fetched = time.perf_counter()
+                run.loader_s += fetched - tick
+                pass_ = run.passes[unit.pass_index]
+                note_bad_images(run, pass_, loaded, bad)
+                predictions, tied = _classify_unit(run, unit, loaded)
+                # With "error" a unit holding an unreadable image is not saved: once the file is replaced, the same
+                # command evaluates just that unit again.
+                if all(not e for e in loaded.errors) or run.config.on_bad_image == "skip":
+                    try:
+                        state.commit(unit, predictions, tied)
+                    except OSError as err:
+                        of = f" of pass {unit.pass_index} ({pass_.describe()})" if len(run.passes) > 1 else ""
+                        raise RuntimeError(
+                            f"cannot save batch {unit.batch.k}{of} (images {unit.batch.start}-{unit.batch.stop - 1}) "
+                            f"in {state.directory}: {err}. The {_saved_images(run)} images saved before are kept: "
+                            f"free some space and run the same command again to resume."
+                        ) from err
+                tick = time.perf_counter()
+                run.compute_s += tick - fetched
+                bar.update(unit.size)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {_saved_images(run)} of {mine} images saved in {state.directory}; run the "
+                          f"same command again to resume.") from None
+    return bad
+
+
+@dataclass
+class Outcome:
+    """Every rank's predictions put together: per domain ``[n_source, 5]`` (-1: no prediction) and tied flags."""
+
+    predictions: dict[str, np.ndarray]
+    tied: dict[str, np.ndarray]
+    bad: dict[str, dict[str, str]]
+    sources: dict[str, ImageSource]
+    covered: list[np.ndarray]  # per pass: which images some rank committed
+
+
+def gather(run: Run, bad: Mapping[str, Mapping[str, str]]) -> Outcome:
+    """This rank's committed units and undecodable images, exchanged with every rank (torchrun) and assembled."""
+    assert run.state is not None
+    mine = [(u.pass_index, u.batch.start, preds, tied) for u, preds, tied in run.state.iter_done(run.units)]
+    sizes = {key: len(source) for key, source in run.plan.sources.items()}
+    predictions = {d.name: np.full((sizes[d.source], TOPK), -1, dtype=np.int64) for d in run.plan.domains}
+    tied = {d.name: np.zeros(sizes[d.source], dtype=bool) for d in run.plan.domains}
+    covered = [np.zeros(sizes[p.source], dtype=bool) for p in run.passes]
+    merged: dict[str, dict[str, str]] = {}
+    for part, part_bad in all_gather((mine, {k: dict(v) for k, v in bad.items()})):
+        for key, files in part_bad.items():
+            merged.setdefault(key, {}).update(files)
+        for p, start, preds, ties in part:
+            for name in preds:
+                stop = start + len(preds[name])
+                predictions[name][start:stop], tied[name][start:stop] = preds[name], ties[name]
+                covered[p][start:stop] = True
+    return Outcome(predictions, tied, merged, dict(run.plan.sources), covered)
+
+
+def bad_images_message(bad: Mapping[Path, Mapping[str, str]], n: int, state_dir: Path | None) -> str:
+    """The list of undecodable images (folder -> relative path -> reason) and what to do about them."""
+    count = sum(len(files) for files in bad.values())
+    lines = [f"{count} of the {n} images cannot be decoded:"]
+    lines += [f"  {root / rel}: {reason}" for root, files in bad.items() for rel, reason in sorted(files.items())]
+    if state_dir is not None:
+        lines.append(
+            f"The other images are evaluated and their batches saved in {state_dir}. Replace these files with good "
+            f"copies and run the same command again (only the batches holding them are evaluated again), or run it "
+            f"with --on-bad-image skip (on_bad_image='skip') to leave them out: the result then records which.")
+    else:
+        lines.append("Replace these files with good copies, or run with --on-bad-image skip (on_bad_image='skip') to "
+                     "leave them out: the result then records which.")
+    return "\n".join(lines)
+
+
+def settle_bad_images(run: Run, outcome: Outcome) -> Outcome:
+    """Undecodable images: raise listing every one (``error``), or leave them out of their source (``skip``); and
+    make sure every other image was evaluated.
+
+    A skipped image's source is replaced by :meth:`ImageSource.without` (its fingerprint and description are those
+    of the images evaluated, and it lists the skipped ones); its rows leave every domain of that source.
+    """
+    state_dir = run.state.directory if run.state is not None else None
+    if any(outcome.bad.values()) and run.config.on_bad_image == "error":
+        n = sum(len(run.plan.sources[k]) for k, files in outcome.bad.items() if files)
+        raise DataError(bad_images_message({run.plan.sources[k].root: files for k, files in outcome.bad.items()},
+                                           n, state_dir))
+    for pass_, seen in zip(run.passes, outcome.covered):
+        if not seen.all():  # a loader that drops images must never produce numbers over a silent subset
+            raise RuntimeError(f"Expected predictions for all {len(seen)} images of pass {pass_.describe()}, but "
+                               f"{int((~seen).sum())} were never evaluated.")
+    for key, source in run.plan.sources.items():
+        members = [d.name for d in run.plan.domains if d.source == key]
+        missing = np.any([outcome.predictions[m][:, 0] < 0 for m in members], axis=0)
+        if not missing.any():
+            continue
+        bad = outcome.bad.get(key, {})
+        first = source.samples[0][0]
+        if missing.all():
+            raise DataError(f"none of the {len(source)} images in {source.root} can be decoded, e.g. "
+                            f"{source.root / first}: {bad.get(first, '?')}.")
+        reasons = {source.samples[i][0]: bad.get(source.samples[i][0], "could not be decoded (earlier, interrupted "
+                   "part of this run)") for i in np.flatnonzero(missing).tolist()}
+        outcome.sources[key] = source.without(reasons)
+        for m in members:
+            outcome.predictions[m], outcome.tied[m] = outcome.predictions[m][~missing], outcome.tied[m][~missing]
+    return outcome
+
+
+def _source_record(source: ImageSource) -> dict[str, Any]:
+    """What a result records of an image source: its fingerprint, label space, where it is, a description."""
+    record = {**source.fingerprint(), "label_space": source.label_space.to_dict(), "root": str(Path(source.root)),
+              "description": source.describe()}
+    if source.skipped:
+        record["skipped"] = [{"image": rel, "error": reason} for rel, reason in sorted(source.skipped.items())]
+    return record
+
+
+def finalize(run: Run, outcome: Outcome) -> EvalResult:
+    """The :class:`~robustbench_ibn.results.EvalResult`: records of the sources, domains, protocol and environment;
+    a warning for every domain where some images got equal logits for every allowed class."""
+    sources = {key: SourceResult(_source_record(s), np.asarray(s.labels, dtype=np.int64), [r for r, _ in s.samples])
+               for key, s in outcome.sources.items()}
+    domains = [d.record() for d in run.plan.domains]
+    protocol: dict[str, Any] = {"version": PROTOCOL_VERSION, "changes": PROTOCOL_CHANGES[PROTOCOL_VERSION],
+                                "precision": run.config.precision, "memory_format": "channels_last", "topk": TOPK}
+    protocol["fingerprint"] = protocol_fingerprint({k: s.record for k, s in sources.items()}, domains,
+                                                   run.config.precision)
+    environment = environment_record(
+        run.device, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - run.started, 3), loader_wait_s=round(run.loader_s, 3),
+        compute_s=round(run.compute_s, 3), batch_size=run.config.batch_size, workers=run.config.workers,
+        seed=run.config.seed)
+    tied = {name: int(flags.sum()) for name, flags in outcome.tied.items()}
+    for name, count in tied.items():
+        if count and run.rank == 0:
+            warnings.warn(f"{run.model.name}: {count} of {len(outcome.tied[name])} images of domain {name!r} got equal "
+                          f"logits for every allowed class (a constant or zero output?): their top-5 is top-k's tie-break, "
+                          f"not the model's choice. The record counts them (tied).", RuntimeWarning,
+                          stacklevel=2)
+    data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in run.model.data_config.to_dict().items()}
+    return EvalResult(model=run.model.name, weights=run.model.weights, data_config=data_config,
+                      sources=sources, domains=domains, protocol=protocol, environment=environment,
+                      predictions=outcome.predictions, tied=tied)
+
+
+def write_result(run: Run, result: EvalResult, output: str | os.PathLike[str] | None) -> None:
+    """On rank 0: write the record to ``output`` (if any), then remove the run state it no longer needs.
+
+    The record is written before the state is removed, so a failed write (a full disk) loses nothing: the same call
+    then writes it from the state.
+    """
+    if run.rank != 0:
+        return
+    directory = run.state.directory if run.state is not None else None
+    if output is not None:
+        try:
+            result.save(output)
+        except OSError as err:
+            raise RuntimeError(
+                f"cannot write the record {output}: {err}. Nothing computed is lost: every batch is kept in "
+                f"{directory}. Free some space (or fix the path) and run the same command again: it writes "
+                f"the record from the saved batches without evaluating anything."
+            ) from err
+    if run.state is not None:
+        run.state.clear()
+
+
+def run_plan(plan: Plan, model: PreparedModel, config: RunConfig, *, output: str | os.PathLike[str] | None = None,
+             started: float | None = None) -> EvalResult:
+    """Evaluate ``model`` on every domain of ``plan``: the engine's steps, in order (what
+    :func:`robustbench_ibn.evaluate` runs once it has built the plan; give it a :class:`Plan` of your own to
+    evaluate domains of other sources, e.g. a shift of another dataset)."""
+    run = start_run(plan, model, config, started=started)
+    assert run.state is not None
+    with run.state:
+        bad = run_passes(run)
+        outcome = gather(run, bad)
+    result = finalize(run, settle_bad_images(run, outcome))
+    write_result(run, result, output)
+    return result
+
