@@ -264,11 +264,12 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
         raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
     transforms = []
     for i, row in enumerate(entry["results"]):
+        # A published top-5 may be missing: then its drop is null too (reported entries).
+        top5_drop = isinstance(row, dict) and (number(row.get("top5_drop")) or (row.get("top5_err") is None
+                                                                                and row.get("top5_drop") is None))
         ok = (isinstance(row, dict) and isinstance(row.get("transform"), str) and isinstance(row.get("label"), str)
               and number(row.get("top1_err")) and (row.get("top5_err") is None or number(row.get("top5_err")))
-              and (row.get("transform") == "clean"
-                   or (number(row.get("top1_drop")) and (number(row.get("top5_drop"))
-                                                         or (row.get("top5_err") is None and row.get("top5_drop") is None))))
+              and (row.get("transform") == "clean" or (number(row.get("top1_drop")) and top5_drop))
               and isinstance(row.get("tree", ""), str))
         if not ok:
             raise LeaderboardError(
@@ -524,7 +525,7 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
     reported = entries[0]["kind"] == "reported"
     header = ["rank", "model", "weights", *([] if reported else ["geometry"]), "origin",
               *(_md(label) for _, label in shifts), *(f"{_md(label)} mCE" for _, label in trees)]
-    if shifts:
+    if shifts or trees:
         header.append("mean top-1 drop" + ("" if reported else " [95% CI]"))
     header += ["n", "date"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -536,7 +537,7 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         cells = [str(rank), name, _weights_cell(e), *([] if reported else [_geometry_cell(e)]), _cell(rows["clean"])]
         cells += [_cell(rows[t]) if t in rows else "" for t, _ in shifts]
         cells += [_mce_cell(e["corruption"][t]) if t in (e.get("corruption") or {}) else "" for t, _ in trees]
-        if shifts:
+        if shifts or trees:
             mean = _mean_drop(e)
             ci = (e.get("mean_drop") or {}).get("top1_ci")
             cells.append("" if mean is None else f"{mean:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))

@@ -105,8 +105,11 @@ class DatasetDomain:
         return self.kind == ImageNetC.kind and ImageNetC._leaf(absolute(self.path)) is None
 
     def option_help(self) -> dict[str, str]:
-        """The options this domain takes."""
-        return dict(IMAGENET_C_TREE_OPTIONS) if self.is_imagenet_c_tree else dict(dataset_kind(self.kind).option_help)
+        """The options this domain takes (one ImageNet-C set's folder names its corruption and severity: upsample)."""
+        if self.kind == ImageNetC.kind:
+            return dict(IMAGENET_C_TREE_OPTIONS) if self.is_imagenet_c_tree else {"upsample": IMAGENET_C_TREE_OPTIONS[
+                "upsample"]}
+        return dict(dataset_kind(self.kind).option_help)
 
 
 def kinds_taking(option: str) -> list[str]:
@@ -197,8 +200,9 @@ def check_domains(domains: Sequence[str | DatasetDomain], *,
     for kind, members in by_kind.items():
         bare = [d for d in members if d.label is None]
         if len(members) > 1 and bare:
+            paths = " and ".join(d.path for d in bare)
             raise ValueError(f"Expected a label for each of the {len(members)} {kind} domains (KIND:LABEL=PATH, e.g. "
-                             f"{kind}:one={members[0].path}), but got {' and '.join(d.path for d in bare)} without one.")
+                             f"{kind}:one={members[0].path}), but got {paths} without one.")
     seen: dict[str, DatasetDomain] = {}
     for d in parsed:
         if d.name in seen:
@@ -296,9 +300,6 @@ def open_domains(domains: Sequence[DatasetDomain], config: DataConfig, *, limit:
 
 def describe_options(kind: str) -> str:
     """The options of a kind as ``--list-datasets`` shows them (an ImageNet-C tree's too)."""
-    takes = dict(dataset_kind(kind).option_help)
-    if kind == ImageNetC.kind:
-        takes = {**{f"{k} (tree)": v for k, v in IMAGENET_C_TREE_OPTIONS.items()},
-                 **{f"{k} (one set)": v for k, v in takes.items() if k != "upsample"}}
+    takes = dict(IMAGENET_C_TREE_OPTIONS) if kind == ImageNetC.kind else dict(dataset_kind(kind).option_help)
     return "; ".join(f"{k}: {v}" for k, v in takes.items()) or "-"
 
