@@ -24,7 +24,8 @@ from typing import Any
 from .datasets.facts import imagenet_c_facts
 from .text import listing
 
-__all__ = ["CorruptionScores", "Coverage", "corruption_scores", "coverage", "severity_span"]
+__all__ = ["CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage", "imagenet_c_runs",
+           "severity_span"]
 
 
 def severity_span(severities: Iterable[int]) -> str:
@@ -211,3 +212,51 @@ def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: floa
     return CorruptionScores(mean_error=mean_error, ce=ce, relative_ce=relative, mce=_mean(ce.values()),
                             relative_mce=_mean(relative.values()), mean_benchmark_error=_mean(bench),
                             clean_error=clean, coverage=cover)
+
+
+@dataclass(frozen=True)
+class CorruptionRun:
+    """The ImageNet-C sets of one run that come from one tree, and their scores.
+
+    Attributes:
+        name: the tree's domain name (``imagenet-c``, or its label), the prefix of its sets' domains.
+        label: how reports name it (``ImageNet-C``, or the label).
+        domains: ``(corruption, severity)`` -> the domain of that set (``imagenet-c/fog/3``).
+        scores: :func:`corruption_scores` of the sets' top-1 errors, with the run's clean val error.
+    """
+
+    name: str
+    label: str
+    domains: dict[tuple[str, int], str]
+    scores: CorruptionScores
+
+
+def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
+    """The ImageNet-C trees of an :class:`~robustbench_ibn.results.EvalResult`, scored (in evaluation order).
+
+    A domain is an ImageNet-C set when its source's record is of kind ``imagenet-c`` (its options name the
+    corruption and severity) and it has no shift; the sets of one tree share the domain name's prefix
+    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). Their top-1 errors and the clean val error go through
+    :func:`corruption_scores`, so a run's mCE is the published formula of its stored predictions.
+
+    Raises:
+        ValueError: one tree holding a (corruption, severity) twice.
+    """
+    rows = {r.transform: r for r in result.results}
+    found: dict[str, dict[tuple[str, int], str]] = {}
+    for domain in result.domains:
+        record = result.sources[domain["source"]].record
+        options = record.get("options") or {}
+        if record.get("kind") != "imagenet-c" or domain["shift"] is not None or "corruption" not in options:
+            continue
+        key = (str(options["corruption"]), int(options["severity"]))
+        suffix = f"/{key[0]}/{key[1]}"
+        name = domain["name"][:-len(suffix)] if domain["name"].endswith(suffix) else domain["name"]
+        if key in found.setdefault(name, {}):
+            raise ValueError(f"Expected each ImageNet-C set once in tree {name}, but {key[0]} severity {key[1]} is "
+                             f"domains {found[name][key]} and {domain['name']}.")
+        found[name][key] = domain["name"]
+    clean = rows["clean"].top1_err
+    return [CorruptionRun(name, "ImageNet-C" if name == "imagenet-c" else name, sets,
+                          corruption_scores({key: rows[d].top1_err for key, d in sets.items()}, clean_error=clean))
+            for name, sets in found.items()]

@@ -284,15 +284,23 @@ def open_sources(
     return sources
 
 
-def build_plan(sources: Mapping[str, ImageSource], shifts: Mapping[str, Shift]) -> Plan:
+def build_plan(sources: Mapping[str, ImageSource], shifts: Mapping[str, Shift],
+               labels: Mapping[str, str] | None = None) -> Plan:
     """Today's runs: every shift on ImageNet val (``clean`` first, no shift), then each other source's clean images.
 
     ``shifts`` are the prepared shifts by name (:func:`~robustbench_ibn.transforms.prepare_transforms`); a shift's
-    own stage decides whether it acts on the crop or on the decoded image.
+    own stage decides whether it acts on the crop or on the decoded image. ``labels``: display labels of the other
+    sources' domains by key (default: the key). Shifts act on ImageNet val only: on a natural-shift dataset they
+    would multiply its passes (ImageNet-C's 95 sets) for a question the paper does not ask; a :class:`Plan` of
+    one's own puts a shift on any source.
     """
+    names = {d for d in shifts} & {k for k in sources if k != BASELINE_SOURCE}
+    if names:
+        raise ValueError(f"Expected domain names other than the shifts' names, but {', '.join(sorted(names))} is both "
+                         "a shift and a source; give the source another name (a label).")
     domains = [Domain(name, shift.label or name, BASELINE_SOURCE, None if name == BASELINE_DOMAIN else shift)
                for name, shift in shifts.items()]
-    domains += [Domain(key, key, key) for key in sources if key != BASELINE_SOURCE]
+    domains += [Domain(key, (labels or {}).get(key, key), key) for key in sources if key != BASELINE_SOURCE]
     return Plan(dict(sources), tuple(domains))
 
 
@@ -573,6 +581,8 @@ def run_passes(run: Run) -> dict[str, dict[str, str]]:
                 fetched = time.perf_counter()
                 run.loader_s += fetched - tick
                 pass_ = run.passes[unit.pass_index]
+                if len(run.passes) > 1:  # which source (ImageNet-C: which of its sets) is being decoded
+                    bar.set_postfix_str(pass_.describe(), refresh=False)
                 note_bad_images(run, pass_, loaded, bad)
                 predictions, tied = _classify_unit(run, unit, loaded)
                 # With "error" a unit holding an unreadable image is not saved: once the file is replaced, the same

@@ -1,17 +1,18 @@
-"""Plug-ins: shifts and models registered by your own files, modules or installed packages.
+"""Plug-ins: shifts, models and dataset kinds registered by your own files, modules or installed packages.
 
-A plug-in is ordinary Python that calls :func:`~robustbench_ibn.register_transform` or
-:func:`~robustbench_ibn.register_model` when imported. Three ways in:
+A plug-in is ordinary Python that calls :func:`~robustbench_ibn.register_transform`,
+:func:`~robustbench_ibn.register_model` or :func:`~robustbench_ibn.datasets.register_dataset` when imported.
+Three ways in:
 
 - a file: ``robust-eval --plugin my_shifts.py`` (:func:`load_plugin`);
 - a module: ``robust-eval --plugin my_package.shifts`` (found on ``sys.path`` or in the current directory);
-- an installed package's entry point in the group ``robustbench_ibn.transforms`` or
-  ``robustbench_ibn.models`` (value: the module to import), loaded automatically by the CLI and by
+- an installed package's entry point in the group ``robustbench_ibn.transforms``, ``robustbench_ibn.models`` or
+  ``robustbench_ibn.datasets`` (value: the module to import), loaded automatically by the CLI and by
   :func:`~robustbench_ibn.evaluate` (:func:`load_entry_points`; set ``ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1``
   to skip them).
 
-Everything a plug-in registers is marked with where it came from, so any later error about one of its
-shifts (a wrong first batch, an exception) names the plug-in. A plug-in that fails to import raises
+Everything a plug-in registers is marked with where it came from (``--list-*`` shows it), so any later error
+about one of its shifts (a wrong first batch, an exception) names the plug-in. A plug-in that fails to import raises
 :class:`PluginError` naming the plug-in, the cause and the line, and what it had registered is removed.
 """
 
@@ -29,13 +30,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
+from .datasets import DATASETS
+from .datasets import ENTRY_POINT_GROUP as DATASETS_GROUP
 from .models import MODELS
 from .transforms import TRANSFORMS
 
 __all__ = ["ENTRY_POINT_GROUPS", "NO_ENTRY_POINTS_ENV", "PluginError", "load_entry_points", "load_plugin",
            "load_plugins"]
 
-ENTRY_POINT_GROUPS = ("robustbench_ibn.transforms", "robustbench_ibn.models")
+ENTRY_POINT_GROUPS = ("robustbench_ibn.transforms", "robustbench_ibn.models", DATASETS_GROUP)
+# Every registry a plug-in may fill: what it registered is marked with its origin, or removed when it fails.
+_REGISTRIES = (TRANSFORMS, MODELS, DATASETS)
 NO_ENTRY_POINTS_ENV = "ROBUSTBENCH_IBN_NO_ENTRY_POINTS"
 
 # What has been loaded (resolved file path, module name or entry point) -> its module: loading is idempotent.
@@ -67,19 +72,17 @@ def _location(err: BaseException) -> str:
 
 def _register_from(label: str, importer: Callable[[], ModuleType]) -> ModuleType:
     """Run ``importer``; mark what it registers as coming from ``label``; on failure undo and raise."""
-    transforms_before, models_before = set(TRANSFORMS.list()), set(MODELS.list())
+    before = [set(registry.list()) for registry in _REGISTRIES]
     try:
         module = importer()
     except (Exception, SystemExit) as err:
-        for name in set(TRANSFORMS.list()) - transforms_before:
-            TRANSFORMS.remove(name)
-        for name in set(MODELS.list()) - models_before:
-            MODELS.remove(name)
+        for registry, names in zip(_REGISTRIES, before):
+            for name in set(registry.list()) - names:
+                registry.remove(name)
         raise PluginError(f"Could not load {label}: {type(err).__name__}: {err}{_location(err)}") from err
-    for name in set(TRANSFORMS.list()) - transforms_before:
-        TRANSFORMS.meta(name)["origin"] = label
-    for name in set(MODELS.list()) - models_before:
-        MODELS.meta(name)["origin"] = label
+    for registry, names in zip(_REGISTRIES, before):
+        for name in set(registry.list()) - names:
+            registry.meta(name)["origin"] = label
     return module
 
 
@@ -119,7 +122,7 @@ def load_plugin(spec: str | os.PathLike[str]) -> ModuleType:
     """Import one plug-in: a ``.py`` file path or a dotted module name (what ``--plugin`` takes).
 
     Loading the same plug-in twice is a no-op. Raises :class:`PluginError` naming the plug-in when the
-    file is missing or its import fails (the shifts and models it had registered are removed again).
+    file is missing or its import fails (the shifts, models and dataset kinds it had registered are removed again).
 
     Example:
         >>> from robustbench_ibn.plugins import load_plugin

@@ -6,13 +6,16 @@ origin in brackets, two decimals. On request (``ci=True``) every cell gets a
 second row with its 95% bootstrap intervals, followed by the flip rates and, for two or more models,
 McNemar's paired test of every pair of models on every shift. Severity sweeps (several members of one
 family, e.g. ``rgb+10:100:10``) are summarized per model by the area under the error curve and the
-severity at which the top-1 error doubles. JSON always carries all of it.
+severity at which the top-1 error doubles. The sets of an ImageNet-C tree (one domain per corruption and
+severity) are one row, their mCE and relative mCE, followed by a per-corruption table (CE, relative CE, mean
+top-1 error; the extra corruptions apart) in every format. JSON always carries all of it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from itertools import combinations
@@ -22,6 +25,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from .corruption import CorruptionRun, imagenet_c_runs
+from .datasets.facts import imagenet_c_facts
 from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
 from .results import SCHEMA_VERSION, DomainResult, EvalResult
 from .text import latex_escape as _latex_escape
@@ -31,6 +36,7 @@ from .text import random_init_tag, random_weights_banner
 __all__ = [
     "FORMATS",
     "column_names",
+    "corruption_frames",
     "format_report",
     "header_lines",
     "paired_tests",
@@ -105,8 +111,22 @@ def table1_frame(
     columns = column_names(results)
     by_model = [{row.transform: row for row in result.results} for result in results]
     ci_by_model = [{row["transform"]: row for row in u["rows"]} for u in uncertainty] if uncertainty else None
-    index, body = [], []
+    trees = [{run.name: run for run in imagenet_c_runs(result)} for result in results]
+    member = {d: run.name for runs in trees for run in runs.values() for d in run.domains.values()}
+    index, body, shown = [], [], set()
     for name in order:
+        if name in member:  # an ImageNet-C set: its tree's mCE row stands where the tree's first set would
+            tree = member[name]
+            if tree in shown:
+                continue
+            shown.add(tree)
+            label = next(runs[tree].label for runs in trees if tree in runs)
+            index.append(f"{label} mCE")
+            body.append([_mce_cell(runs[tree]) if tree in runs else "" for runs in trees])
+            if ci_by_model is not None:  # no interval for mCE: the sets' intervals are in the JSON report
+                index.append(CI_LABEL)
+                body.append(["" for _ in trees])
+            continue
         index.append(labels[name])
         body.append([table1_cell(rows[name]) if name in rows else "" for rows in by_model])
         if ci_by_model is not None:
@@ -114,6 +134,81 @@ def table1_frame(
             body.append([_ci_cell(ci[name]) if name in ci else "" for ci in ci_by_model])
     frame = pd.DataFrame(body, index=pd.Index(index, name="transform"), columns=columns)
     return frame
+
+
+def _mce_cell(run: CorruptionRun) -> str:
+    """``mCE 76.70, relative 105.03``, marked ``(partial)`` when not over all 15 x 5 sets."""
+    scores = run.scores
+    if scores.mce is None:
+        return f"no benchmark corruption (extras' mean top-1 err {_mean(scores.mean_error.values()):.2f})"
+    relative = "" if scores.relative_mce is None else f", relative {scores.relative_mce:.2f}"
+    return f"mCE {scores.mce:.2f}{relative}" + ("" if scores.complete else " (partial)")
+
+
+def _mean(values: Any) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def corruption_frames(results: Sequence[EvalResult]) -> list[tuple[str, pd.DataFrame]]:
+    """One per-corruption table per ImageNet-C tree: ``(title, frame)``.
+
+    Rows: the benchmark corruptions present (canonical order), the mean over them (``mCE``), then the extra
+    corruptions (no AlexNet normaliser, so no CE). Columns per model: CE and relative CE (AlexNet = 100) and the
+    top-1 error averaged over the severities present (percent); with several models, prefixed by the model.
+    """
+    facts = imagenet_c_facts()
+    names = column_names(results)
+    trees = [{run.name: run for run in imagenet_c_runs(result)} for result in results]
+    order = list(dict.fromkeys(name for runs in trees for name in runs))
+    frames = []
+    for tree in order:
+        present = {c for runs in trees if tree in runs for c in runs[tree].scores.mean_error}
+        bench = [c for c in facts.benchmark if c in present]
+        extras = [c for c in facts.extras if c in present]
+        columns, body = [], {c: [] for c in [*bench, "mCE", *extras]}
+        for name, runs in zip(names, trees):
+            prefix = f"{name} " if len(results) > 1 else ""
+            columns += [f"{prefix}CE", f"{prefix}relative CE", f"{prefix}mean top-1 err"]
+            scores = runs[tree].scores if tree in runs else None
+            for c in body:
+                if scores is None:
+                    cells = ["", "", ""]
+                elif c == "mCE":
+                    cells = [_number(scores.mce), _number(scores.relative_mce), _number(scores.mean_benchmark_error)]
+                elif c not in scores.mean_error:
+                    cells = ["", "", ""]
+                else:
+                    cells = [_number(scores.ce.get(c)), _number(scores.relative_ce.get(c)),
+                             _number(scores.mean_error[c])]
+                body[c] += cells
+        label = next(runs[tree].label for runs in trees if tree in runs)
+        index = [*bench, "mCE" if bench else "mean", *(f"{c} (extra)" for c in extras)]
+        frame = pd.DataFrame(list(body.values()), index=pd.Index(index, name="corruption"), columns=columns)
+        title = (f"{label} per corruption: CE and relative CE (AlexNet = 100), top-1 error % averaged over the "
+                 f"severities; mCE: their means over the benchmark corruptions (mean top-1 err: over every benchmark "
+                 f"set); extra corruptions apart (no AlexNet normaliser, no CE)")
+        frames.append((title, frame))
+    return frames
+
+
+def _corruption_lines(results: Sequence[EvalResult]) -> list[str]:
+    """Header lines: what the mCE row is, and every tree whose mCE is not the published one, saying why."""
+    names = column_names(results)
+    lines = []
+    for name, result in zip(names, results):
+        for run in imagenet_c_runs(result):
+            if not lines:
+                lines.append("ImageNet-C: one row per tree, mCE and relative mCE (AlexNet = 100, lower is better) over "
+                             "its benchmark corruptions; no interval, no flip rate; per corruption below")
+            if not run.scores.complete:
+                who = f" ({name})" if len(results) > 1 else ""
+                lines.append(f"{run.label}{who}: {run.scores.note()}")
+    return lines
 
 
 def _flip_frame(results: Sequence[EvalResult], uncertainty: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -279,8 +374,25 @@ def _curve_frame(results: Sequence[EvalResult], curves: list[list[dict[str, Any]
 def _data_lines(result: EvalResult, prefix: str = "data") -> list[str]:
     """``data: <baseline description>``, then ``data <key>: ...`` for every other source."""
     lines = [f"{prefix}: {result.dataset.get('description', result.dataset.get('root'))}"]
-    lines += [f"{prefix} {key}: {s.record.get('description', s.record.get('root'))}"
-              for key, s in result.sources.items() if key != result.baseline_source]
+    trees = {d: run for run in imagenet_c_runs(result) for d in run.domains.values()}
+    source_of = {d["source"]: d["name"] for d in result.domains}
+    shown = set()
+    for key, s in result.sources.items():
+        if key == result.baseline_source:
+            continue
+        run = trees.get(source_of.get(key, ""))
+        if run is None:
+            lines.append(f"{prefix} {key}: {s.record.get('description', s.record.get('root'))}")
+        elif run.name not in shown:  # one line per ImageNet-C tree, not one per set
+            shown.add(run.name)
+            members = [result.source_of(d) for d in run.domains.values()]
+            roots = [str(m.record.get("root", "")) for m in members]
+            common = os.path.commonpath(roots) if all(roots) else "?"
+            sizes = sorted({len(m.labels) for m in members})
+            each = f"{sizes[0]} images each" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]} images per set"
+            lines.append(f"{prefix} {run.name}: ImageNet-C tree {common}: {len(members)} sets "
+                         f"({len(run.scores.coverage.severities)} corruptions), {each}; first set: "
+                         f"{members[0].record.get('description')}")
     return lines
 
 
@@ -336,6 +448,7 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
     if any(not d["paired"] for r in results for d in r.domains):
         lines.append("other sources: their rows' drops are against clean ImageNet val, intervals from resampling "
                      "each source on its own; no flip rate (other images)")
+    lines += _corruption_lines(results)
     if ci:
         lines.append(f"intervals: 95% {BOOTSTRAP_METHOD}, {n_boot} resamples, seed {seed}")
     return lines
@@ -376,6 +489,11 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         curves = severity_curves(result, summary["uncertainty"])
         if curves:
             summary["curves"] = curves
+        runs = imagenet_c_runs(result)
+        if runs:
+            summary["imagenet_c"] = [{"name": run.name, "label": run.label,
+                                      "domains": {f"{c}/{s}": d for (c, s), d in run.domains.items()},
+                                      **run.scores.to_dict()} for run in runs]
         summaries.append(summary)
     if len(results) == 1:
         return summaries[0]
@@ -387,6 +505,32 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         "paired_test_method": "McNemar on top-1 correctness: exact two-sided binomial below 25 discordant "
                               "images, chi-square with continuity correction otherwise",
     }
+
+
+def _with_corruption_rows(frame: pd.DataFrame, result: EvalResult, model: str) -> pd.DataFrame:
+    """The long CSV frame plus, per ImageNet-C tree, one row per corruption and one mCE row (``row`` says which;
+    ``ce``/``relative_ce`` hold CE/relative CE, or mCE/relative mCE; ``top1_err`` the mean error)."""
+    runs = imagenet_c_runs(result)
+    if not runs:
+        return frame
+    frame = frame.assign(row="domain", ce=np.nan, relative_ce=np.nan)
+    rows = {r.transform: r for r in result.results}
+    clean = rows["clean"].top1_err
+    extra = []
+    for run in runs:
+        scores = run.scores
+        for c, error in scores.mean_error.items():
+            n = sum(rows[d].n for (name, _), d in run.domains.items() if name == c)
+            extra.append({"model": model, "transform": f"{run.name}/{c}", "label": f"{run.label} {c}",
+                          "source": run.name, "n": n, "top1_err": error, "top1_drop": error - clean,
+                          "row": "corruption", "ce": scores.ce.get(c, np.nan),
+                          "relative_ce": scores.relative_ce.get(c, np.nan)})
+        mean = scores.mean_benchmark_error
+        n = sum(rows[d].n for (name, _), d in run.domains.items() if name in scores.ce)
+        extra.append({"model": model, "transform": f"{run.name}/mce", "label": f"{run.label} mCE",
+                      "source": run.name, "n": n, "top1_err": mean, "top1_drop": None if mean is None else mean - clean,
+                      "row": "mce", "ce": scores.mce, "relative_ce": scores.relative_mce, "note": scores.note()})
+    return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
 
 
 def format_report(
@@ -421,7 +565,7 @@ def format_report(
                     if key == "flip_rate":  # none for a domain of another source
                         frame[key] = [ci_rows[t]["flip_rate"] for t in frame["transform"]]
                     frame[f"{key}_lo"], frame[f"{key}_hi"] = bounds[:, 0], bounds[:, 1]
-            frames.append(frame)
+            frames.append(_with_corruption_rows(frame, result, name))
         buffer = io.StringIO()
         pd.concat(frames).to_csv(buffer, index=False, float_format="%.4f")
         return buffer.getvalue().rstrip("\n")
@@ -440,6 +584,7 @@ def format_report(
                 extras.append(("McNemar's test, top-1, per pair of models (images only the first / only the second "
                                "gets right; exact binomial below 25 discordant images, else chi-square with "
                                "continuity correction)", mc, "transform"))
+    extras += [(title, corruption, "corruption") for title, corruption in corruption_frames(results)]
     curves = [severity_curves(r, u) for r, u in zip(results, uncertainty or [None] * len(results))]
     curve_frame = _curve_frame(results, curves)
     if curve_frame is not None:

@@ -1,7 +1,8 @@
 """evaluate(): decode each image once, apply every shift on the device, keep every image's top-5.
 
 The steps live in :mod:`robustbench_ibn.engine`; this is their composition for the runs the command line makes:
-one model, ImageNet val under a list of shifts (and, through the API, the clean images of other sources).
+one model, ImageNet val under a list of shifts, then natural-shift datasets (``domains``) and, through the API, the
+clean images of other sources.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from .data import DataConfig, ImageSource
+from .datasets import DatasetDomain, check_domains, open_domains
 from .engine import RunConfig, build_plan, open_sources, run_config, run_plan
 from .models import prepare_model
 from .plugins import load_entry_points
@@ -33,6 +35,7 @@ def evaluate(
     data_config: DataConfig | None = None,
     labels_file: str | os.PathLike[str] | None = None,
     limit: int | None = None,
+    domains: Sequence[str | DatasetDomain] = (),
     sources: Mapping[str, str | os.PathLike[str] | ImageSource] | None = None,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -54,8 +57,16 @@ def evaluate(
         data_config: overrides the model's eval geometry and normalization.
         labels_file: labels for a flat image folder.
         limit: evaluate a deterministic class-balanced subset of this many images (of every source).
-        sources: more image sources by key (a folder or an image source); each one's clean images are a domain
-            of the result, its drops measured against clean ImageNet val.
+        domains: natural-shift datasets, each ``"KIND=PATH"``, ``"KIND:LABEL=PATH"`` or a
+            :class:`~robustbench_ibn.datasets.DatasetDomain` (with the kind's options, e.g.
+            ``DatasetDomain("imagenet-r", path, options={"subset_policy": "full"})``): checked against their kind
+            before the model is built, read in the model's geometry and scored in their own label space, one row
+            each after the shifts (an ImageNet-C tree: one per corruption and severity, summarised as mCE), their
+            drops against clean ImageNet val (``data``, always the baseline). Shifts act on ImageNet val only.
+            See docs/natural-shifts.md.
+        sources: more image sources by key, already built (an image source in the model's geometry) or an
+            ImageNet-val folder; each one's clean images are a domain of the result, its drops measured against
+            clean ImageNet val. Dataset kinds go through ``domains``.
         transform_weights: shift name -> weights file or URL for shifts that take weights
             (``{"monet": "style_monet.pth"}``; default: their official files, from the torch hub cache or
             downloaded).
@@ -77,14 +88,23 @@ def evaluate(
 
     Example:
         >>> result = evaluate("resnet50_ibn_b", "/data/imagenet/val", "rgb+50,std1.5", batch_size=100)  # doctest: +SKIP
+        >>> result = evaluate("resnet50", "/data/imagenet/val", "none", domains=["imagenet-r=/data/imagenet-r",
+        ...                   "imagenet-c=/data/imagenet-c"])  # doctest: +SKIP
         >>> result.to_frame()[["transform", "top1_err", "top1_drop"]]  # doctest: +SKIP
     """
     started = time.perf_counter()
     config = run_config(config, **run)  # validated before any work
     load_entry_points()  # installed plug-in packages (idempotent; ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1 skips)
     names = resolve_transform_names(transforms)
+    specs = check_domains(domains, baseline=data)  # every folder against its kind, before any download or decode
     # Shifts first (generator weights found, downloaded, hashed): one that cannot run stops before any model is built.
     shifts = prepare_transforms(names, weights=transform_weights, progress=config.progress, seed=config.seed)
     prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
-    plan = build_plan(open_sources(data, prepared, labels_file=labels_file, limit=limit, extra=sources), shifts)
+    opened = open_domains(specs, prepared.data_config, limit=limit)
+    extra = {**(sources or {}), **{o.key: o.source for o in opened}}
+    if len(extra) < len(sources or {}) + len(opened):
+        raise ValueError(f"Expected source names other than the domains' ({', '.join(o.key for o in opened)}), but "
+                         f"got {', '.join(sources or {})}.")
+    plan = build_plan(open_sources(data, prepared, labels_file=labels_file, limit=limit, extra=extra), shifts,
+                      labels={o.key: o.label for o in opened})
     return run_plan(plan, prepared, config, output=output, started=started)

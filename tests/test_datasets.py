@@ -576,7 +576,7 @@ def test_sources_pickle_for_loader_workers(tmp_path, images, objectnet_root):
 
 @pytest.mark.parametrize("name", ["robustbench_ibn.datasets", "robustbench_ibn.datasets.base",
                                   "robustbench_ibn.datasets.facts", "robustbench_ibn.datasets.kinds",
-                                  "robustbench_ibn.datasets.imagenet_c"])
+                                  "robustbench_ibn.datasets.imagenet_c", "robustbench_ibn.datasets.domains"])
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

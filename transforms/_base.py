@@ -378,10 +378,12 @@ def expand_transform_range(item: str) -> list[str]:
 def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     """Expand a ``--transforms`` value into the ordered list of shifts to run, ``clean`` first.
 
-    ``all`` is Table 1's set; ``FAMILY START:STOP:STEP`` (``rgb+10:100:10``) is a severity sweep
-    (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
+    ``all`` is Table 1's set, ``none`` no shift (``clean`` only); ``FAMILY START:STOP:STEP`` (``rgb+10:100:10``) is
+    a severity sweep (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if [i.strip() for i in items] == ["none"]:  # clean only: a run of dataset domains, measured against clean val
+        return ["clean"]
     names: list[str] = ["clean"]
     for item in (i.strip() for i in items):
         if not item:

@@ -11,6 +11,7 @@ from ..engine import BAD_IMAGE_POLICIES, PRECISIONS
 from ..transforms import TABLE1
 from ._common import (DATA_ENV, device_type, int_at_least, parse_kwargs, parse_transform_weights,
                       run_command)
+from ._domains import add_domain_arguments, domain_specs, print_datasets
 from .report import add_report_arguments, present
 
 __all__ = ["build_parser", "main"]
@@ -31,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transforms", default="all",
                         help="'all' (Table 1: " + ", ".join(TABLE1) + ") or a comma list of names and family "
                         "members (rgb+50,r+80,std2), or a severity range: the family's number as START:STOP:STEP, STOP included "
-                        "(rgb+10:100:10, std1.2:2.0:0.2); 'clean' is always evaluated (default: all)")
+                        "(rgb+10:100:10, std1.2:2.0:0.2), or 'none' (with --domain: clean val and the datasets); "
+                        "'clean' is always evaluated (default: all)")
     parser.add_argument("--data", default=None,
                         help=f"ImageNet val folder (default: ${DATA_ENV}); class sub-folders or flat + labels file")
     parser.add_argument("--labels", default=None, help="labels file for a flat image folder")
+    add_domain_arguments(parser)
     parser.add_argument("--weights", default="official",
                         help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
                         "random init)")
@@ -141,11 +144,16 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.list_transforms is not None:
         _print_transforms(args.list_transforms)
         return 0
+    if args.list_datasets is not None:
+        print_datasets(args.list_datasets)
+        return 0
     if not args.model:
         parser.error("--model is required (see --list-models)")
     data = args.data or os.environ.get(DATA_ENV)
     if not data:
-        parser.error(f"--data is required (or set ${DATA_ENV}) and must point at an ImageNet val folder")
+        parser.error(f"--data is required (or set ${DATA_ENV}) and must point at an ImageNet val folder"
+                     + (": clean val is the baseline of every --domain's drop" if args.domain else ""))
+    domains = domain_specs(args)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     if len(models) > 1 and args.output and "{model}" not in args.output:
         parser.error(f"--output needs a {{model}} placeholder with several models (e.g. runs/{{model}}.json), "
@@ -160,7 +168,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         output = args.output.replace("{model}", name) if args.output else None
         result = evaluate(
             name, data, args.transforms, weights=args.weights, model_kwargs=args.model_kwargs,
-            labels_file=args.labels, limit=args.limit, output=output,
+            labels_file=args.labels, limit=args.limit, output=output, domains=domains,
             transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
             batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
             seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir, on_bad_image=args.on_bad_image,

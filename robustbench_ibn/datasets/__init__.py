@@ -2,7 +2,10 @@
 
 Kinds: ``folder``, ``imagenet-sketch``, ``stylized-imagenet``, ``imagenet-r``, ``imagenet-a``, ``imagenet-v2``,
 ``objectnet`` (:mod:`.kinds`) and ``imagenet-c`` (:mod:`.imagenet_c`); the label facts they use are package
-data (:mod:`.facts`). Build one with :func:`create_dataset`, which checks the folder against the kind first.
+data (:mod:`.facts`). Build one with :func:`create_dataset`, which checks the folder against the kind first; a
+run's dataset domains (``KIND[:LABEL]=PATH``, what ``evaluate(..., domains=...)`` and ``robust-eval --domain`` take)
+are :class:`DatasetDomain` objects, checked by :func:`check_domains` and opened by :func:`open_domains`
+(:mod:`.domains`).
 
 Example:
     >>> from robustbench_ibn.datasets import list_datasets
@@ -10,8 +13,9 @@ Example:
     ['imagenet-a', 'imagenet-c', 'imagenet-r', 'imagenet-sketch', 'imagenet-v2']
 """
 
-from .base import (DATASETS, ENTRY_POINT_GROUP, DatasetKind, Located, class_folders, create_dataset, dataset_kind,
-                   list_datasets, locate_wnid_folders, matching_kinds, register_dataset)
+from .base import (DATASETS, ENTRY_POINT_GROUP, DatasetKind, Located, check_folder, class_folders, create_dataset,
+                   dataset_kind, list_datasets, locate_wnid_folders, matching_kinds, register_dataset)
+from .domains import DatasetDomain, check_domains, open_domains, with_options
 from .imagenet_c import IMAGE_SIZE, ImageNetC, imagenet_c_sources, imagenet_c_tree
 from .kinds import (V2_VARIANTS, ImageFolderDomain, ImageNetA, ImageNetR, ImageNetSketch, ImageNetV2, ObjectNet,
                     StylizedImageNet, objectnet_label_space)
@@ -21,6 +25,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "IMAGE_SIZE",
     "V2_VARIANTS",
+    "DatasetDomain",
     "DatasetKind",
     "ImageFolderDomain",
     "ImageNetA",
@@ -31,6 +36,8 @@ __all__ = [
     "Located",
     "ObjectNet",
     "StylizedImageNet",
+    "check_domains",
+    "check_folder",
     "class_folders",
     "create_dataset",
     "dataset_kind",
@@ -40,5 +47,7 @@ __all__ = [
     "locate_wnid_folders",
     "matching_kinds",
     "objectnet_label_space",
+    "open_domains",
     "register_dataset",
+    "with_options",
 ]

@@ -19,7 +19,7 @@ from ..labels import ImageNet1k, LabelSpace
 from ..registry import Registry
 from ..text import listing
 
-__all__ = ["DATASETS", "ENTRY_POINT_GROUP", "DatasetKind", "Located", "create_dataset", "dataset_kind",
+__all__ = ["DATASETS", "ENTRY_POINT_GROUP", "DatasetKind", "Located", "check_folder", "create_dataset", "dataset_kind",
            "list_datasets", "matching_kinds", "register_dataset"]
 
 # Installed packages add dataset kinds through this entry-point group (value: the module to import).
@@ -293,13 +293,32 @@ def create_dataset(kind: str, root: str | os.PathLike[str], config: DataConfig =
     if unknown:
         takes = ", ".join(f"{k} ({v})" for k, v in cls.option_help.items()) or "no options"
         raise ValueError(f"Expected options of dataset kind {kind!r}, but got {', '.join(unknown)}; it takes {takes}.")
-    reason = cls.recognize(root)
-    if reason is not None:
-        path = absolute(root)
-        others = [dataset_kind(k) for k in matching_kinds(path) if k != kind]
-        if others:
-            other = others[0]
-            raise DataError(f"{path} looks like {_article(other.title)} {other.title} folder ({other.layout_help}), "
-                            f"not {cls.title} ({cls.layout_help}); use --domain {other.kind}={path}. {reason}")
-        raise DataError(reason)
+    check_folder(kind, root)
     return cls(root, config, limit=limit, **options)
+
+
+def check_folder(kind: str, root: str | os.PathLike[str]) -> None:
+    """Check that ``root`` is a folder of dataset kind ``kind`` (folders only, no image is listed).
+
+    Raises:
+        KeyError: unknown kind.
+        DataError: why it is not (:meth:`DatasetKind.recognize`), and which kind it looks like when it has another
+            kind's signature.
+
+    Example:
+        >>> check_folder("imagenet-v2", "/no/such/folder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        robustbench_ibn.data.DataError: ImageNet-V2 folder /no/such/folder does not exist or is not a folder; ...
+    """
+    cls = dataset_kind(kind)
+    reason = cls.recognize(root)
+    if reason is None:
+        return
+    path = absolute(root)
+    others = [dataset_kind(k) for k in matching_kinds(path) if k != kind]
+    if others:
+        other = others[0]
+        raise DataError(f"{path} looks like {_article(other.title)} {other.title} folder ({other.layout_help}), "
+                        f"not {cls.title} ({cls.layout_help}); use --domain {other.kind}={path}. {reason}")
+    raise DataError(reason)

@@ -200,7 +200,8 @@ class ImageNetC(DatasetKind):
             raise DataError(f"the model's crop is {config.crop} px but ImageNet-C's files are {IMAGE_SIZE} px and the "
                             f"official test does not resize them ({path}). Evaluate ImageNet-C with a model whose crop "
                             f"is at most {IMAGE_SIZE}, or pass upsample=True to resize the files to {config.crop} "
-                            "(not the official protocol; recorded).")
+                            "(not the official protocol; recorded; robust-eval: --domain-option NAME:upsample=true, "
+                            "NAME being the domain's label or imagenet-c).")
         self._build(path, config, limit, ImageNet1k(),
                     {"corruption": corruption, "severity": severity, "upsample": bool(upsample)})
         self.title = f"ImageNet-C {corruption} {severity}"
