@@ -35,6 +35,7 @@ def evaluate(
     limit: int | None = None,
     sources: Mapping[str, str | os.PathLike[str] | ImageSource] | None = None,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    style_dir: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
     config: RunConfig | None = None,
     **run: Any,
@@ -59,6 +60,8 @@ def evaluate(
         transform_weights: shift name -> weights file or URL for shifts that take weights
             (``{"monet": "style_monet.pth"}``; default: their official files, from the torch hub cache or
             downloaded).
+        style_dir: a folder of style images for the shifts that take one (``adain{alpha}``; ``--style-dir``); an
+            error when no requested shift does.
         output: write the full record here (:meth:`EvalResult.save`) before the run state is removed, so
             that a failed write (a full disk) loses nothing: the same call then writes it from the state.
         config: how the run executes (:class:`~robustbench_ibn.engine.RunConfig`); ``run`` overrides its fields:
@@ -84,7 +87,8 @@ def evaluate(
     load_entry_points()  # installed plug-in packages (idempotent; ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1 skips)
     names = resolve_transform_names(transforms)
     # Shifts first (generator weights found, downloaded, hashed): one that cannot run stops before any model is built.
-    shifts = prepare_transforms(names, weights=transform_weights, progress=config.progress, seed=config.seed)
+    shifts = prepare_transforms(names, weights=transform_weights, style_dir=style_dir, progress=config.progress,
+                                seed=config.seed)
     prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
     plan = build_plan(open_sources(data, prepared, labels_file=labels_file, limit=limit, extra=sources), shifts)
     return run_plan(plan, prepared, config, output=output, started=started)

@@ -26,12 +26,12 @@ def _size(n: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized crops "
-                                     "(Monet and the other CycleGAN shifts).")
+    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized images "
+                                     "(the CycleGAN shifts, both variants, and AdaIN).")
     parser.add_argument("--dir", default=None, metavar="ROOT",
                         help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="list namespaces (style, generator sha256, variant) with entry counts and sizes")
+    sub.add_parser("info", help="list namespaces (shift, weights sha256, variant) with entry counts and sizes")
     verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
     verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
     clear = sub.add_parser("clear", help="delete cached crops")
@@ -50,7 +50,10 @@ def _info(args: argparse.Namespace) -> int:
         broken = f"; {ns.unreadable} not readable (run verify)" if ns.unreadable else ""
         print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
         if meta:
-            print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
+            # Every network file the namespace depends on: a CycleGAN generator, or AdaIN's encoder and decoder.
+            hashes = ", ".join(f"{k.removesuffix('_sha256')} sha256 {v}" for k, v in sorted(meta.items())
+                               if k.endswith("_sha256")) or "no weights hash recorded"
+            print(f"  {hashes} ({meta.get('weights_location')})")
             print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
     return 0
 
