@@ -615,6 +615,7 @@ def cli(capsys, main, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow  # ResNet-50 and AdaIN at 224x224 on the CPU
 def test_the_issue_command_runs_and_prints_the_table(weights, sample_val, tmp_path, capsys, monkeypatch):
     """The issue's done-when command, on 2 images: ``robust-eval --model resnet50_ibn_b --weights random --transforms
     adain1,adain0.5 --style-dir ../shared/data/styles --transform-weights adain=DIR``."""
@@ -741,5 +742,5 @@ def test_robust_cache_info_shows_the_adain_weights(weights, pool3, tmp_path, cap
     shift(0.5, weights, pool3, cache_dir=tmp_path).apply_batch(crops(2, 16, 16), ["a", "b"])
     code, out, _ = cli(capsys, robust_cache, "--dir", tmp_path, "info")
     assert code == 0 and "adain0.5-" in out and "2 crops" in out and "16x16: 2" in out
-    assert f"decoder sha256 {sha(weights / 'decoder.pth')}, encoder sha256 {sha(weights / 'vgg_normalised.pth')}" in out
+    assert f"encoder sha256 {sha(weights / 'vgg_normalised.pth')}, decoder sha256 {sha(weights / 'decoder.pth')}" in out
     assert "None" not in out and "variant crop-v1: AdaIN style transfer" in out

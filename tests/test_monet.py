@@ -616,3 +616,9 @@ def test_stylize_folder_makes_an_evaluable_copy(ckpt, sample_val, tmp_path, monk
     x = shift.prepare_image(load_rgb(src / original.samples[0][0]))[None].float().div(255)
     expected = (shift.apply_batch(x, ["k"])[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     assert shift.cache_hits == 1 and np.array_equal(np.asarray(Image.open(dst / copy.samples[0][0])), expected)
+    # Evaluating the copy as clean images is evaluating monet-official on the originals.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
+    run = functools.partial(evaluate, net, data_config=DataConfig(resize=40, crop=36), workers=0, progress=False)
+    on_copy, official = run(dst, "clean"), run(src, "monet-official", transform_weights={"monet": ckpt})
+    assert np.array_equal(on_copy.predictions["clean"], official.predictions["monet-official"])

@@ -14,6 +14,7 @@ from ._common import run_command
 __all__ = ["build_parser", "main"]
 
 PROG = "robust-cache"
+_ROLES = ("generator", "encoder", "decoder")  # the order info lists a namespace's weights hashes in
 
 
 def _size(n: int) -> str:
@@ -51,8 +52,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
         if meta:
             # Every network file the namespace depends on: a CycleGAN generator, or AdaIN's encoder and decoder.
-            hashes = ", ".join(f"{k.removesuffix('_sha256')} sha256 {v}" for k, v in sorted(meta.items())
-                               if k.endswith("_sha256")) or "no weights hash recorded"
+            roles = sorted((k.removesuffix("_sha256") for k in meta if k.endswith("_sha256")),
+                           key=lambda r: (_ROLES.index(r) if r in _ROLES else len(_ROLES), r))
+            hashes = ", ".join(f"{r} sha256 {meta[r + '_sha256']}" for r in roles) or "no weights hash recorded"
             print(f"  {hashes} ({meta.get('weights_location')})")
             print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
     return 0
