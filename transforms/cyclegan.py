@@ -289,7 +289,7 @@ def stylize_folder(
     from ..data import ImageNetVal, load_rgb  # the transforms package must not import data at module level
 
     shift = OfficialCycleGANStyle(style, weights)
-    shift.prepare(progress=False)
+    shift.prepare(progress=progress)  # a download's bar; single images show no generator bar
     dev = resolve_device(device)
     dataset = ImageNetVal(src, labels_file=labels_file, limit=limit)
     dst = Path(dst)
