@@ -1,6 +1,6 @@
 """Style-shift throughput: the CycleGAN generator and AdaIN per image, against the classifier, in one run.
 
-    .venv/bin/python bench/bench_style.py [--images 8] [--repeats 2] [--threads N] [--device cpu]
+    .venv/bin/python bench/bench_style.py [--images 8] [--repeats 2] [--threads N] [--device cpu] [--stages-only]
 
 Both networks have random weights in their official layouts (the speed does not depend on the values), run
 fp32 in inference mode on 224x224 crops of the shared sample images (tiled to fill a batch of 32). For each
@@ -12,6 +12,14 @@ what to compare. It also prints AdaIN's one-off cost per style image (load, crop
 and the stylized-crop cache's second-run speed-up: ``AdaINStyle.apply_batch`` on the same crops twice, the
 second time (a new instance, as a new run would) reading every crop from the cache. About 200 stylized crops
 in all: a few minutes on this project's 2-core machine.
+
+Finally the cost of the image stage against the crop stage (``--stages-only`` runs just this): ``monet-official``
+against ``monet`` per image, uncached (first run: generator and cache write) and cached (second run, a new
+instance reading the cache), each step as the engine runs it. A crop-stage shift works on the crops its source's
+pass decodes for every crop-stage domain at once, so it is charged the generator (or the cache read) on the 224
+crop only; an image-stage domain has its own pass, so it is charged that pass's decode, the squash to 256x256
+(``prepare_image``, in the loader's workers), the generator at 256x256 (or the cache read) and the model's
+resize and crop of the result.
 """
 
 from __future__ import annotations
@@ -60,12 +68,71 @@ def per_image(run: Callable[[torch.Tensor, slice], object], crops: torch.Tensor,
     return timed(lambda: [run(crops[i:i + batch], slice(i, i + batch)) for i in range(0, n, batch)], device) / n
 
 
+def stage_costs(dataset: object, weights: Path, cache: Path, device: torch.device) -> dict[str, dict[str, float]]:
+    """Seconds per image of each step of ``monet`` (crop stage) and ``monet-official`` (image stage), uncached and
+    cached, on every image of ``dataset`` (an ImageNetVal in the default geometry), one image per step call."""
+    from PIL import Image
+
+    from robustbench_ibn.transforms import create_transform
+
+    n = len(dataset)  # type: ignore[arg-type]
+    keys = [rel for rel, _ in dataset.samples]  # type: ignore[attr-defined]
+    costs: dict[str, dict[str, float]] = {}
+    for run in ("uncached", "cached"):  # the same cache folder: the second run reads what the first wrote
+        crop = create_transform("monet", weights=weights, cache_dir=cache)
+        official = create_transform("monet-official", weights=weights, cache_dir=cache)
+        for shift in (crop, official):
+            shift.prepare(progress=False)
+        steps = dict.fromkeys(("decode", "squash", "generator or cache", "resize and crop", "crop: generator or cache"),
+                              0.0)
+        for i in range(n):
+            start = time.perf_counter()
+            image = dataset.load(i)  # type: ignore[attr-defined]
+            decoded = time.perf_counter()
+            x = official.prepare_image(image)[None].to(device).float().div_(255)
+            squashed = time.perf_counter()
+            out = official.apply_batch(x, keys[i:i + 1])
+            pixels = out.mul(255).round_().to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+            generated = time.perf_counter()
+            dataset.preprocess(Image.fromarray(pixels, "RGB"))  # type: ignore[attr-defined]
+            done = time.perf_counter()
+            crop_input = dataset.preprocess(image)[None].to(device).float().div_(255)  # type: ignore[attr-defined]
+            before = time.perf_counter()
+            crop.apply_batch(crop_input, keys[i:i + 1])
+            after = time.perf_counter()
+            for step, seconds in zip(steps, (decoded - start, squashed - decoded, generated - squashed, done - generated,
+                                             after - before)):
+                steps[step] += seconds / n
+        assert (official.generated, crop.generated) == ((n, n) if run == "uncached" else (0, 0))
+        costs[run] = steps
+    return costs
+
+
+def print_stage_costs(costs: dict[str, dict[str, float]], ref: float | None, n: int) -> None:
+    def cell(seconds: float) -> str:
+        return f"{seconds * 1000:8.1f} ms" + (f" {seconds / ref:6.3f}x" if ref else "")
+
+    print(f"image stage vs crop stage, per image over {n} shared images (generator batch 1, as on CPU), "
+          f"ms{' and x ResNet-50' if ref else ''}:")
+    print(f"{'':36} {'uncached':>17} {'cached':>17}")
+    for step in ("decode", "squash", "generator or cache", "resize and crop"):
+        print(f"  monet-official: {step:18} {cell(costs['uncached'][step])} {cell(costs['cached'][step])}")
+    totals = {run: sum(v for k, v in steps.items() if not k.startswith("crop")) for run, steps in costs.items()}
+    crops = {run: steps["crop: generator or cache"] for run, steps in costs.items()}
+    print(f"  {'monet-official (image stage)':34} {cell(totals['uncached'])} {cell(totals['cached'])}")
+    print(f"  {'monet (crop stage)':34} {cell(crops['uncached'])} {cell(crops['cached'])}")
+    print(f"  {'ratio image / crop stage':34} {totals['uncached'] / crops['uncached']:16.2f}x "
+          f"{totals['cached'] / crops['cached']:16.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="distinct shared sample images (tiled to 32)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating passes per setting; best time kept")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stages-only", action="store_true",
+                        help="only the image-stage vs crop-stage comparison (no reference, no network table)")
     args = parser.parse_args()
     if not SAMPLE_VAL.is_dir() or not STYLES.is_dir():
         print(f"bench_style: the shared images are missing ({SAMPLE_VAL}, {STYLES})", file=sys.stderr)
@@ -82,6 +149,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_style_") as tmp_name:
         tmp = Path(tmp_name)
         dataset = ImageNetVal(sample_tree(args.images, tmp / "val"))
+        torch.manual_seed(0)
+        torch.save(ResnetGenerator().state_dict(), tmp / "style_monet.pth")  # random, the official layout
+        if args.stages_only:
+            print_stage_costs(stage_costs(dataset, tmp / "style_monet.pth", tmp / "stage_cache", device), None,
+                              len(dataset))
+            return 0
         distinct = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
         crops = distinct.repeat(-(-32 // len(distinct)), 1, 1, 1)[:32].to(device)
         weights = random_adain_files(tmp)
@@ -136,6 +209,7 @@ def main() -> int:
         again.prepare(progress=False)
         second = timed(lambda: again.apply_batch(cached, keys[:len(cached)]), device)
         assert again.cache_hits == len(cached) and again.decoded == 0
+        stages = stage_costs(dataset, tmp / "style_monet.pth", tmp / "stage_cache", device)
 
     print(f"machine: {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads, device {device}, torch "
           f"{torch.__version__}; {len(distinct)} shared images as 224x224 crops (tiled to 32); best of {args.repeats}")
@@ -153,6 +227,7 @@ def main() -> int:
           f"= {style_s / best['AdaIN'][0]:.2f} stylized crops")
     print(f"AdaIN cache, apply_batch on {len(cached)} crops: first {first:.2f} s (computed), second {second:.3f} s "
           f"(all from the cache): {first / second:.0f}x faster")
+    print_stage_costs(stages, ref, len(dataset))
     return 0
 
 

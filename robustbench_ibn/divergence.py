@@ -444,6 +444,7 @@ def feature_divergence(
     limit: int | None = None,
     eps: float = EPS,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    style_dir: str | os.PathLike[str] | None = None,
     config: RunConfig | None = None,
     **run: Any,
 ) -> pd.DataFrame:
@@ -475,6 +476,8 @@ def feature_divergence(
         labels_file, limit: as in :func:`~robustbench_ibn.evaluate` (``limit``: class-balanced subset).
         eps: added to every per-channel variance (see :data:`EPS`).
         transform_weights: weights of shifts that need them (``{"monet": "style_monet.pth"}``).
+        style_dir: a folder of style images for ``domains`` shifts that take one (``adain{alpha}``); an error
+            when neither domain does, or with ``domain_dirs`` / ``content_split``.
         config: how the run executes (:class:`~robustbench_ibn.engine.RunConfig`, fp32 only; batch size 32 unless
             given); ``run`` overrides its fields (``batch_size``, ``workers``, ``device``, ``seed``: random init
             and stochastic shifts, ``progress``, ``on_bad_image``).
@@ -488,7 +491,7 @@ def feature_divergence(
     model_list = [models] if isinstance(models, (str, nn.Module)) else list(models)
     _check_arguments(model_list, config, data, domains, domain_dirs, content_split, calibrate, eps)
     load_entry_points()
-    spec = _decide_domains(domains, domain_dirs, transform_weights, config)  # a shift that cannot run stops here
+    spec = _decide_domains(domains, domain_dirs, transform_weights, style_dir, config)  # a shift that cannot run stops
     frames, model_records, plans = [], [], {}
     domain_records: list[dict[str, Any]] = []
     for model in model_list:
@@ -553,11 +556,15 @@ def _check_arguments(model_list: Sequence[Any], config: RunConfig, data: Any, do
         raise ValueError("Expected no data=... with domain_dirs: the two folders are the data.")
 
 
-def _decide_domains(domains: Any, domain_dirs: Any, transform_weights: Any, config: RunConfig) -> _Domains:
+def _decide_domains(domains: Any, domain_dirs: Any, transform_weights: Any, style_dir: Any,
+                    config: RunConfig) -> _Domains:
+    if style_dir is not None and domains is None:
+        raise ValueError("Expected style_dir (--style-dir) only with domains='A,B' (--domains) naming a shift that "
+                         "uses style images, e.g. clean,adain1, but the domains are folders or the content split.")
     if domains is not None:
         names = _as_pair(domains, "shift names")
-        shifts = prepare_transforms(list(dict.fromkeys(names)), weights=transform_weights, progress=config.progress,
-                                    seed=config.seed)
+        shifts = prepare_transforms(list(dict.fromkeys(names)), weights=transform_weights, style_dir=style_dir,
+                                    progress=config.progress, seed=config.seed)
         return _Domains("shifts", names, (shifts[names[0]].label or names[0], shifts[names[1]].label or names[1]),
                         shifts=shifts)
     if domain_dirs is not None:

@@ -151,13 +151,18 @@ class Registry(Generic[F]):
         return self.get(name)(**kwargs)
 
     def unknown_message(self, name: str) -> str:
-        # Families are compared with their placeholder filled by the number the user typed, so
-        # "rbg+50" suggests "rgb+50" rather than the bare template.
+        # Families are compared with their placeholder filled by the number the user typed, so "rbg+50" suggests
+        # "rgb+50" rather than the bare template; without a number, by their name without the placeholder, so
+        # "adian" suggests the template "adain{alpha}".
         number = re.search(_NUMBER, name)
-        candidates = {
-            (_PLACEHOLDER.sub(number.group(0), n) if number and n in self._families else n): n for n in self._entries
-        }
-        close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
+        candidates = {}  # what is compared -> what is suggested
+        for n in self._entries:
+            if n in self._families:
+                filled = _PLACEHOLDER.sub(number.group(0) if number else "", n)
+                candidates[filled] = filled if number else n
+            else:
+                candidates[n] = n
+        close = [candidates[c] for c in difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return (
             f"Unknown {self.kind} {name!r}.{hint} "

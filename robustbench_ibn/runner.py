@@ -38,6 +38,7 @@ def evaluate(
     domains: Sequence[str | DatasetDomain] = (),
     sources: Mapping[str, str | os.PathLike[str] | ImageSource] | None = None,
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    style_dir: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
     config: RunConfig | None = None,
     **run: Any,
@@ -70,6 +71,8 @@ def evaluate(
         transform_weights: shift name -> weights file or URL for shifts that take weights
             (``{"monet": "style_monet.pth"}``; default: their official files, from the torch hub cache or
             downloaded).
+        style_dir: a folder of style images for the shifts that take one (``adain{alpha}``; ``--style-dir``); an
+            error when no requested shift does.
         output: write the full record here (:meth:`EvalResult.save`) before the run state is removed, so
             that a failed write (a full disk) loses nothing: the same call then writes it from the state.
         config: how the run executes (:class:`~robustbench_ibn.engine.RunConfig`); ``run`` overrides its fields:
@@ -98,7 +101,8 @@ def evaluate(
     names = resolve_transform_names(transforms)
     specs = check_domains(domains, baseline=data)  # every folder against its kind, before any download or decode
     # Shifts first (generator weights found, downloaded, hashed): one that cannot run stops before any model is built.
-    shifts = prepare_transforms(names, weights=transform_weights, progress=config.progress, seed=config.seed)
+    shifts = prepare_transforms(names, weights=transform_weights, style_dir=style_dir, progress=config.progress,
+                                seed=config.seed)
     prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
     opened = open_domains(specs, prepared.data_config, limit=limit)
     extra = {**(sources or {}), **{o.key: o.source for o in opened}}

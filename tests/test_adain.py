@@ -24,9 +24,8 @@ from conftest import SHARED_DATA, few_images
 from robustbench_ibn import DataConfig, evaluate
 from robustbench_ibn.data import ImageNetVal
 from robustbench_ibn.stylecache import content_key
-from robustbench_ibn.transforms import TRANSFORMS, TransformError, create_transform, prepare_transforms
+from robustbench_ibn.transforms import TransformError, create_transform, prepare_transforms
 from robustbench_ibn.transforms import adain as adain_module
-from robustbench_ibn.transforms import register_transform
 from robustbench_ibn.transforms.adain import (
     AdaINDecoder,
     AdaINStyle,
@@ -553,32 +552,17 @@ def test_definition_records_weights_pool_and_rule(weights, pool3):
     assert record["weights"]["encoder"]["sha256"] == sha(weights / "vgg_normalised.pth")
 
 
-@pytest.fixture
-def adain_with_pool(weights):
-    """``adain{alpha}`` re-registered with the shared style pool bound (the CLI's --style-dir comes later)."""
-    with TRANSFORMS.snapshot():
-        @register_transform("adain{alpha}", example=1, override=True, param_help="AdaIN with the shared pool")
-        def adain_shared_pool(alpha, weights=None, **kwargs):
-            return AdaINStyle(alpha, weights, style_dir=STYLES, **kwargs)
-
-        yield
-
-
-def test_keeps_the_shift_contract(adain_with_pool, weights, monkeypatch):
+def test_keeps_the_shift_contract(weights, monkeypatch):
     monkeypatch.setattr(adain_module, "_BATCH", {"cpu": 3})  # network batches that do not divide the batch
-    with TRANSFORMS.snapshot():
-        @register_transform("adainw{alpha}", example=0.5, param_help="AdaIN with test weights")
-        def adain_test_weights(alpha):
-            return AdaINStyle(alpha, weights, style_dir=STYLES)
-
-        check_contract("adainw{alpha}")  # 12x10 crops: padded to 16x16, cropped back
+    check_contract("adain{alpha}", style_weights={"adain": str(weights)})  # 12x10 crops: padded to 16x16, cropped back
 
 
-def test_family_weights_key_serves_every_member(adain_with_pool, weights, tmp_path):
-    shifts = prepare_transforms(["adain1", "adain0.5"], weights={"adain": weights}, progress=False)
+def test_family_weights_key_serves_every_member(weights, tmp_path):
+    prepare = functools.partial(prepare_transforms, style_dir=STYLES, progress=False)
+    shifts = prepare(["adain1", "adain0.5"], weights={"adain": weights})
     assert all(s.params()["decoder_sha256"] == sha(weights / "decoder.pth") for s in shifts.values())
     other = save_weights(tmp_path / "other", seed=1)
-    shifts = prepare_transforms(["adain1", "adain0.5"], weights={"adain": weights, "adain0.5": other}, progress=False)
+    shifts = prepare(["adain1", "adain0.5"], weights={"adain": weights, "adain0.5": other})
     assert shifts["adain0.5"].params()["decoder_sha256"] == sha(other / "decoder.pth")  # the member's own entry wins
     assert shifts["adain1"].params()["decoder_sha256"] == sha(weights / "decoder.pth")
     with pytest.raises(TransformError, match="Unknown transform 'adian'"):
@@ -587,13 +571,14 @@ def test_family_weights_key_serves_every_member(adain_with_pool, weights, tmp_pa
         prepare_transforms(["clean"], weights={"rgb+": weights})
 
 
-def test_evaluate_end_to_end_and_again_from_the_cache(adain_with_pool, weights, sample_val, tmp_path, monkeypatch):
+def test_evaluate_end_to_end_and_again_from_the_cache(weights, sample_val, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(tmp_path / "cache"))
     data = few_images(sample_val, 3, tmp_path / "val")
     counter = CountDecoder(monkeypatch)
     config = DataConfig(resize=72, crop=64)  # small crops keep this fast; resnet18 pools adaptively
     run = functools.partial(evaluate, "resnet18", data, ["adain1", "adain0.5"], weights="random", data_config=config,
-                            batch_size=2, workers=0, progress=False, transform_weights={"adain": weights})
+                            batch_size=2, workers=0, progress=False, transform_weights={"adain": weights},
+                            style_dir=STYLES)
     first = run()
     assert counter.images == 6 and first.predictions["adain1"].shape == (3, 5)
     second = run()
@@ -619,3 +604,143 @@ def test_doctests():
 
     result = doctest.testmod(adain_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- the command lines: --style-dir, the issue's run, bad input, robust-cache ---------------------------------
+
+
+def cli(capsys, main, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow  # ResNet-50 and AdaIN at 224x224 on the CPU
+def test_the_issue_command_runs_and_prints_the_table(weights, sample_val, tmp_path, capsys, monkeypatch):
+    """The issue's done-when command, on 2 images: ``robust-eval --model resnet50_ibn_b --weights random --transforms
+    adain1,adain0.5 --style-dir ../shared/data/styles --transform-weights adain=DIR``."""
+    from robustbench_ibn.cli.eval import main as robust_eval
+
+    counter = CountDecoder(monkeypatch)
+    record = tmp_path / "r.json"
+    command = ["--model", "resnet50_ibn_b", "--weights", "random", "--transforms", "adain1,adain0.5",
+               "--style-dir", STYLES, "--data", sample_val, "--limit", "2", "--workers", "0", "--no-progress"]
+    code, out, err = cli(capsys, robust_eval, *command, "--transform-weights", f"adain={weights}", "--output", record)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [next(line for line in lines if label in line) for label in ("origin", "AdaIN α=1", "AdaIN α=0.5")]
+    assert "RANDOM INIT" in out and counter.images == 4  # 2 images x 2 alphas, at 224x224
+    domains = {d["name"]: d for d in json.loads(record.read_text())["domains"]}
+    for name, alpha in (("adain1", 1.0), ("adain0.5", 0.5)):
+        definition = domains[name]["shift"]
+        assert definition["params"]["alpha"] == alpha and definition["style_pool"]["dir"] == str(STYLES.resolve())
+        assert definition["params"]["style_pool"]["fingerprint"] == StylePool.scan(STYLES).fingerprint
+        assert definition["weights"]["decoder"]["sha256"] == sha(weights / "decoder.pth")
+    # The same run with the two files named: the same shifts (same weights hashes), so every crop is a cache hit.
+    files = f"adain={weights / 'vgg_normalised.pth'}+{weights / 'decoder.pth'}"
+    code, again, err = cli(capsys, robust_eval, *command, "--transform-weights", files)
+    assert code == 0, err
+    assert counter.images == 4 and [line for line in again.splitlines() if "AdaIN" in line] == [
+        line for line in lines if "AdaIN" in line]
+
+
+@pytest.fixture(scope="module")
+def filled_cache(weights, tmp_path_factory) -> Path:
+    """A cache root holding two stylized crops, from a run before the failing one."""
+    root = tmp_path_factory.mktemp("filled_cache")
+    shift(1, weights, STYLES, cache_dir=root).apply_batch(crops(2, 16, 16), ["a", "b"])
+    return root
+
+
+def bad_style_dirs(tmp_path: Path) -> dict[str, Path]:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    shutil.copy(STYLES / "la_muse.jpg", unreadable / "la_muse.jpg")
+    (unreadable / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    return {"empty": empty, "unreadable": unreadable}
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("empty style dir", "in {empty}, but it is empty"),
+    ("unreadable style image", "1 of the 2 style images in {unreadable} cannot be read as images: broken.jpg"),
+    ("weights of the wrong layout", "does not fit the AdaIN decoder"),
+    ("files given the other way round", "were the two files given the other way round?"),
+    ("alpha outside [0, 1]", "Expected alpha of adain{{alpha}} (the content/style feature blend) in [0, 1], but got "
+                             "1.5"),
+    ("missing weights offline", "the AdaIN shifts need two files, vgg_normalised.pth (http://127.0.0.1:9/"
+                                "vgg_normalised.pth) and decoder.pth (http://127.0.0.1:9/decoder.pth)"),
+    ("missing weights file", "the decoder file {weights}/nothing.pth does not exist"),
+    ("no style dir", "adain1 needs a pool of style images: pass --style-dir DIR"),
+    ("style dir without a style shift", "Expected --style-dir (style_dir=) only with a shift that uses style images "
+                                        "(adain{{alpha}}), but none of clean, rgb+50 does"),
+    ("misspelt family", "Unknown transform 'adian'. Did you mean: adain{{alpha}}?"),
+])
+def test_bad_input_is_a_clear_error_before_any_work(case, expected, weights, filled_cache, sample_val, tmp_path,
+                                                    capsys, monkeypatch):
+    from robustbench_ibn import runner
+    from robustbench_ibn.cli.eval import main as robust_eval
+    from robustbench_ibn.stylecache import verify_cache
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a model was built before the bad input was reported")
+
+    monkeypatch.setattr(runner, "prepare_model", no_work)
+    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(filled_cache))
+    dirs = bad_style_dirs(tmp_path)
+    wrong = tmp_path / "wrong"
+    save_weights(wrong)
+    torch.save(official_states()[0], wrong / "decoder.pth")  # the encoder's state under the decoder's name
+    flags = {"style": ["--style-dir", STYLES], "weights": ["--transform-weights", f"adain={weights}"],
+             "transforms": ["--transforms", "adain1"]}
+    changes = {
+        "empty style dir": {"style": ["--style-dir", dirs["empty"]]},
+        "unreadable style image": {"style": ["--style-dir", dirs["unreadable"]]},
+        "weights of the wrong layout": {"weights": ["--transform-weights", f"adain={wrong}"]},
+        "files given the other way round": {"weights": [
+            "--transform-weights", f"adain={weights / 'decoder.pth'}+{weights / 'vgg_normalised.pth'}"]},
+        "alpha outside [0, 1]": {"transforms": ["--transforms", "adain1.5"]},
+        "missing weights offline": {"weights": []},
+        "missing weights file": {"weights": [
+            "--transform-weights", f"adain={weights / 'vgg_normalised.pth'}+{weights / 'nothing.pth'}"]},
+        "no style dir": {"style": []},
+        "style dir without a style shift": {"transforms": ["--transforms", "rgb+50"]},
+        "misspelt family": {"transforms": ["--transforms", "adian"]},
+    }[case]
+    argv = [a for key in ("style", "weights", "transforms") for a in changes.get(key, flags[key])]
+    code, out, err = cli(capsys, robust_eval, "--model", "resnet18", "--weights", "random", "--data", sample_val,
+                         "--workers", "0", "--no-progress", *argv)
+    assert code == 2 and out == ""
+    assert expected.format(weights=weights, **dirs) in err, err
+    assert err.startswith("robust-eval: error: ") and "Traceback" not in err
+    assert verify_cache(filled_cache) == (2, [])  # what earlier runs computed is still there, intact
+
+
+def test_divergence_takes_a_style_dir(weights, sample_val, tmp_path, capsys):
+    from robustbench_ibn.cli.divergence import main as robust_divergence
+
+    data = few_images(sample_val, 2, tmp_path / "val")
+    common = ["--model", "resnet18", "--weights", "random", "--data", data, "--workers", "0", "--no-progress",
+              "--transform-weights", f"adain={weights}", "--style-dir", STYLES]
+    code, out, err = cli(capsys, robust_divergence, *common, "--domains", "clean,adain1", "--format", "json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert [d["name"] for d in record["domains"]] == ["clean", "adain1"]
+    assert record["domains"][1]["shift"]["style_pool"]["n"] == len(StylePool.scan(STYLES))
+    code, out, err = cli(capsys, robust_divergence, *common, "--domains", "clean,rgb+50")
+    assert code == 2 and "Expected --style-dir (style_dir=) only with a shift that uses style images" in err
+    common.remove(data)
+    common.remove("--data")
+    code, out, err = cli(capsys, robust_divergence, *common, "--domains-dirs", f"{data},{data}")
+    assert code == 2 and "Expected style_dir (--style-dir) only with domains='A,B'" in err
+
+
+def test_robust_cache_info_shows_the_adain_weights(weights, pool3, tmp_path, capsys):
+    from robustbench_ibn.cli.cache import main as robust_cache
+
+    shift(0.5, weights, pool3, cache_dir=tmp_path).apply_batch(crops(2, 16, 16), ["a", "b"])
+    code, out, _ = cli(capsys, robust_cache, "--dir", tmp_path, "info")
+    assert code == 0 and "adain0.5-" in out and "2 crops" in out and "16x16: 2" in out
+    assert f"encoder sha256 {sha(weights / 'vgg_normalised.pth')}, decoder sha256 {sha(weights / 'decoder.pth')}" in out
+    assert "None" not in out and "variant crop-v1: AdaIN style transfer" in out

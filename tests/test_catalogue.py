@@ -19,6 +19,7 @@ import os
 import pytest
 import torch
 
+from conftest import SHARED_DATA
 from robustbench_ibn.plugins import load_entry_points, load_plugins
 from robustbench_ibn.transforms import (
     Shift,
@@ -26,10 +27,12 @@ from robustbench_ibn.transforms import (
     check_shift_output,
     create_transform,
     list_transforms,
+    prepare_transforms,
     transform_spec,
+    transform_takes,
 )
 from robustbench_ibn.transforms.color import temperature_gains
-from robustbench_ibn.transforms.cyclegan import CycleGANStyle, ResnetGenerator
+from robustbench_ibn.transforms.cyclegan import ResnetGenerator
 
 load_entry_points()
 load_plugins(filter(None, os.environ.get("ROBUSTBENCH_IBN_TEST_PLUGINS", "").split(",")))
@@ -47,27 +50,33 @@ def batch(device: str = "cpu", b: int = B, h: int = 12, w: int = 10, seed: int =
     return x.to(device)
 
 
+STYLES = SHARED_DATA / "styles"  # 20 real paintings: the style pool of shifts that take --style-dir
+
+
 @pytest.fixture(scope="session")
-def style_weights(tmp_path_factory) -> str:
-    """Random CycleGAN generator weights in the official layout (the real files are not downloaded in tests)."""
-    path = tmp_path_factory.mktemp("style") / "random_generator.pth"
+def style_weights(tmp_path_factory) -> dict[str, str]:
+    """``--transform-weights`` for the network shifts: random weights in the official layouts (the real files are not
+    downloaded in tests): the CycleGAN generator (``monet`` serves ``monet-official`` too) and AdaIN's two files."""
+    from test_adain import save_weights  # AdaIN's layouts with a scale-keeping init (test_adain imports this module)
+
+    folder = tmp_path_factory.mktemp("style")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        torch.save(ResnetGenerator().state_dict(), path)
-    return str(path)
+        torch.save(ResnetGenerator().state_dict(), folder / "random_generator.pth")
+    weights = {style: str(folder / "random_generator.pth") for style in ("monet", "cezanne", "ukiyoe", "vangogh")}
+    return {**weights, "adain": str(save_weights(folder / "adain"))}
 
 
-def build(name: str, style_weights: str | None = None) -> Shift:
-    """A shift as the engine uses it: built, set up, seeded."""
-    shift = create_transform(name)
-    if isinstance(shift, CycleGANStyle) and style_weights is not None:
-        shift = create_transform(name, weights=style_weights)
-    if type(shift).prepare is not Shift.prepare:
-        try:
-            shift.prepare(progress=False)
-        except TransformError as err:  # e.g. generator weights that are not on this machine (tests run offline)
-            pytest.skip(f"{name} needs set-up this machine cannot do: {err}")
-    return shift.seeded(0)
+def build(name: str, style_weights: dict[str, str] | None = None) -> Shift:
+    """A shift as the engine uses it: built and set up by prepare_transforms (with the tests' weights and the shared
+    style pool where the shift takes them), seeded."""
+    style_dir = STYLES if transform_takes(name, "style_dir") else None
+    try:
+        return prepare_transforms([name], weights=style_weights, style_dir=style_dir, progress=False)[name]
+    except TransformError as err:  # e.g. a plug-in's weights that are not on this machine (tests run offline)
+        if transform_spec(name).origin.startswith("robustbench_ibn"):
+            raise  # every built-in shift gets what it needs above
+        pytest.skip(f"{name} needs set-up this machine cannot do: {err}")
 
 
 def check_contract(name: str, device: str = "cpu", style_weights: str | None = None) -> None:

@@ -64,7 +64,7 @@ def test_json_fields_drops_and_record(capsys, data, tmp_path):
     for key in ("schema_version", "model", "weights", "data_config", "sources", "domains", "protocol", "environment",
                 "results", "predictions"):
         assert key in record
-    assert record["schema_version"] == 2 and record["protocol"]["version"] == 2
+    assert record["schema_version"] == 2 and record["protocol"]["version"] == 3
     val = record["sources"]["val"]
     assert val["n"] == 4 and len(val["sha256"]) == 64 and len(val["labels"]) == 4 and len(val["images"]) == 4
     assert val["kind"] == "imagenet-val" and val["label_space"] == {"kind": "imagenet-1k", "name": "imagenet-1k",

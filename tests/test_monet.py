@@ -1,4 +1,5 @@
-"""The CycleGAN style shifts (Table 1's Monet row): official keys, protocol, cache, weights discovery, CLI.
+"""The CycleGAN style shifts, crop and official variants (Table 1's Monet row): official keys, the two protocols
+step by step, cache, weights discovery, CLI.
 
 Offline and fast: the generator checkpoints are random weights in the official key layout (plus the legacy
 InstanceNorm running-stat entries the published files carry), written to temp dirs; the generator runs on
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as T
 from PIL import Image
 from torch import nn
 
@@ -25,11 +27,12 @@ from robustbench_ibn import DataConfig, evaluate
 from robustbench_ibn import stylecache
 from robustbench_ibn.cli.cache import main as robust_cache
 from robustbench_ibn.cli.eval import main as robust_eval
-from robustbench_ibn.data import ImageNetVal
-from robustbench_ibn.transforms import TRANSFORMS, TransformError, create_transform, prepare_transforms
+from robustbench_ibn.data import ImageNetVal, load_rgb
+from robustbench_ibn.transforms import TABLE1, TransformError, create_transform, prepare_transforms
 from robustbench_ibn.transforms import cyclegan
 from robustbench_ibn.transforms.cyclegan import (
     CycleGANStyle,
+    OfficialCycleGANStyle,
     ResnetGenerator,
     load_generator,
     stylize,
@@ -164,12 +167,18 @@ def test_unreadable_file_is_refused(tmp_path):
         load_generator(tmp_path / "junk.pth")
 
 
-def test_all_four_styles_are_registered_with_their_official_files():
+def test_all_four_styles_are_registered_in_both_variants_with_their_official_files():
     for name, label in [("monet", "Monet"), ("cezanne", "Cézanne"), ("ukiyoe", "Ukiyo-e"), ("vangogh", "Van Gogh")]:
-        shift = create_transform(name)  # no weights needed to build and describe it
-        assert name in TRANSFORMS and shift.label == label
-        assert shift.url == f"http://127.0.0.1:9/style_{name}.pth"  # the tests' closed port (conftest)
+        crop, official = create_transform(name), create_transform(f"{name}-official")  # built without weights
+        assert (crop.label, crop.stage, type(crop)) == (f"{label} (crop)", "crop", CycleGANStyle)
+        assert (official.label, official.stage, type(official)) == (label, "image", OfficialCycleGANStyle)
+        for shift in (crop, official):
+            assert shift.url == f"http://127.0.0.1:9/style_{name}.pth"  # the tests' closed port (conftest)
         assert cyclegan.STYLES[name].file == f"style_{name}.pth"
+        assert official.params()["output"].endswith("(floor)") and "squashed to 256x256" in official.params()["input"]
+    assert TABLE1 == ("rgb+50", "r+50", "std1.5", "monet-official")
+    assert "Table 1's Monet row" in create_transform("monet-official").describe()
+    assert "Table 1" not in create_transform("vangogh-official").describe() + create_transform("monet").describe()
 
 
 # --- the protocol: [-1, 1] in, 8-bit rounded out, any size -------------------------------------------------
@@ -303,33 +312,12 @@ def test_cache_can_be_disabled(ckpt, tmp_path, crops):
     assert shift.generated == 4 and not (tmp_path / "style").exists()
 
 
-def test_second_evaluation_does_no_generator_work(ckpt, sample_val, tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(tmp_path / "cache"))  # the default location
-    data = few_images(sample_val, 3, tmp_path / "val")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
-    config = DataConfig(resize=40, crop=36)
-    counter = CountCalls(monkeypatch)
-    run = functools.partial(evaluate, net, data, "monet", data_config=config, batch_size=2, workers=0,
-                            progress=False, transform_weights={"monet": ckpt})
-    first = run()
-    assert counter.images == 3 and counter.calls == 3
-    second = run()
-    assert counter.images == 3  # nothing generated the second time
-    assert np.array_equal(first.predictions["monet"], second.predictions["monet"])
-    definition = second.domains[1]["shift"]
-    assert definition["params"]["generator_sha256"] == file_sha256(ckpt)
-    assert definition["weights"]["location"] == str(ckpt.resolve()) and definition["weights"]["source"] == "path"
-    assert first.protocol["fingerprint"] == second.protocol["fingerprint"]
-    assert len(list((tmp_path / "cache" / "style").rglob("36x36/*/*.png"))) == 3
-
-
 def test_progress_bar_with_eta_on_stderr(ckpt, tmp_path, crops, capsys):
     shift = create_transform("monet", weights=ckpt, cache_dir=tmp_path)
     shift.prepare(progress=True)
     shift.apply_batch(crops, ["1", "2"])
     err = capsys.readouterr().err
-    assert "Monet: generating" in err and "1/2" in err and "2/2" in err
+    assert "Monet (crop): generating" in err and "1/2" in err and "2/2" in err
     assert re.search(r"1/2 \[\d\d:\d\d<\d\d:\d\d", err)  # elapsed<remaining: an ETA once an image is done
 
 
@@ -416,8 +404,12 @@ def test_cli_all_with_and_without_weights(capsys, sample_val, ckpt, tmp_path, mo
     assert robust_eval([*common, "--transform-weights", f"monet={ckpt}", "--output", str(record)]) == 0
     out, _ = capsys.readouterr()
     assert all(label in out for label in ("origin", "RGB+50", "R+50", "std×1.5", "Monet")) and counter.images == 2
-    monet_record = json.loads(record.read_text())["domains"][-1]["shift"]
-    assert monet_record["name"] == "monet" and monet_record["weights"]["sha256"] == file_sha256(ckpt)
+    assert "(crop)" not in out and "or on the decoded image (image stage)" in out
+    saved = json.loads(record.read_text())
+    monet_record = saved["domains"][-1]["shift"]
+    assert monet_record["name"] == "monet-official" and monet_record["stage"] == "image"
+    assert monet_record["weights"]["sha256"] == file_sha256(ckpt)  # `monet=` serves the official variant too
+    assert saved["protocol"]["version"] == 3 and "monet-official" in saved["protocol"]["changes"]
 
 
 def test_cli_transform_weights_syntax(capsys, ckpt):
@@ -449,18 +441,166 @@ def test_robust_cache_info_verify_clear(ckpt, tmp_path, crops, capsys):
 # --- the official test pipeline ---------------------------------------------------------------------------
 
 
-def test_official_pipeline_squashes_to_256_and_truncates(generator, sample_val):
-    path = sorted(sample_val.rglob("*.JPEG"))[0]
-    image = Image.open(path)
-    out = stylize_official(image, generator)
-    assert out.size == (256, 256) and out.mode == "RGB"
-    # By hand, as test.py does it: Resize([256, 256], BICUBIC) -> ToTensor -> Normalize(0.5, 0.5) -> G -> tensor2im
-    x = torch.from_numpy(np.asarray(image.convert("RGB").resize((256, 256), Image.BICUBIC)).copy())
-    x = (x.permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+# The official test pipeline's own steps, as torchvision objects (get_transform(opt) of the official code, test
+# options: load_size 256, resize_and_crop, no flip) and its tensor2im, written out independently of the module.
+OFFICIAL_LOADER = T.Compose([T.Resize([256, 256], T.InterpolationMode.BICUBIC), T.RandomCrop(256), T.ToTensor(),
+                             T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+
+def tensor2im(y: torch.Tensor) -> np.ndarray:
+    return ((np.transpose(y[0].cpu().float().numpy(), (1, 2, 0)) + 1) / 2.0 * 255.0).astype(np.uint8)
+
+
+def official_tool_png(generator: nn.Module, path: Path, folder: Path) -> Path:
+    """What test.py writes for ``path``: <stem>_fake.png, 256x256."""
     with torch.no_grad():
-        y = generator(x)[0].numpy()
-    expected = ((np.transpose(y, (1, 2, 0)) + 1) / 2.0 * 255.0).astype(np.uint8)
-    assert np.array_equal(np.asarray(out), expected)
+        fake = tensor2im(generator(OFFICIAL_LOADER(Image.open(path).convert("RGB"))[None]))
+    out = folder / f"{path.stem}_fake.png"
+    Image.fromarray(fake).save(out)
+    return out
+
+
+def test_official_pipeline_squashes_to_256_and_truncates(generator, sample_val, tmp_path):
+    path = sorted(sample_val.rglob("*.JPEG"))[0]
+    out = stylize_official(Image.open(path), generator)
+    assert out.size == (256, 256) and out.mode == "RGB"
+    tool = Image.open(official_tool_png(generator, path, tmp_path))
+    assert np.array_equal(np.asarray(out), np.asarray(tool))
+
+
+class Spy(nn.Module):
+    """Logits from the mean colour; keeps every input batch (with mean 0 / std 1 it sees the crops' pixels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 1000)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.proj(x.mean((2, 3)))
+
+
+def stand_in(x: torch.Tensor) -> torch.Tensor:
+    """A cheap generator stand-in for the tests of what happens around it (the real one costs 50 GMACs at 256x256 and
+    is checked on its own above): per-pixel, channels swapped, values over the whole (-1, 1) range."""
+    return torch.tanh(x.flip(1) * 1.7 - 0.3)
+
+
+def test_official_variant_geometry_step_by_step(ckpt, generator, sample_val, tmp_path, monkeypatch):
+    """Each step of monet-official against its torchvision/PIL equivalent on shared images of several shapes."""
+    CountCalls(monkeypatch, replacement=stand_in)
+    data = few_images(sample_val, 3, tmp_path / "val")
+    paths = [data / rel for rel, _ in ImageNetVal(data).samples]
+    assert len({Image.open(p).size for p in paths}) > 1 and any(len(set(Image.open(p).size)) == 2 for p in paths)
+    shift = create_transform("monet-official", weights=ckpt, cache_dir=tmp_path / "cache")
+    shift.prepare(progress=False)
+    # 1. the squash: the official Resize([256, 256], BICUBIC) on the PIL image, aspect ratio not kept
+    squashed = torch.stack([shift.prepare_image(load_rgb(p)) for p in paths])
+    resize = T.Compose([T.Resize([256, 256], T.InterpolationMode.BICUBIC), T.PILToTensor()])
+    assert torch.equal(squashed, torch.stack([resize(Image.open(p).convert("RGB")) for p in paths]))
+    # 2. the generator and the 8-bit round trip: the tool's PNG files, bit for bit (the engine hands the
+    #    shift uint8 / 255, exactly ToTensor's values)
+    out = shift.apply_batch(squashed.float().div(255), [str(p) for p in paths])
+    pngs = [official_tool_png(generator, p, tmp_path) for p in paths]
+    as_bytes = (out * 255).round().to(torch.uint8)
+    assert torch.equal(as_bytes.float() / 255, out)  # on the 8-bit grid
+    for pixels, png in zip(as_bytes, pngs):
+        assert np.array_equal(pixels.permute(1, 2, 0).numpy(), np.asarray(Image.open(png)))
+    # 3. the model's own resize and crop: what the engine classifies is torchvision's Resize + CenterCrop of the
+    #    tool's PNGs, as evaluating a folder of them (the official IBN-Net eval: shorter side 256, centre 224)
+    spy = Spy()
+    raw_pixels = DataConfig(resize=256, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    evaluate(spy, data, "monet-official", data_config=raw_pixels, batch_size=8, workers=0, progress=False,
+             transform_weights={"monet": ckpt})
+    _, classified = spy.seen  # the clean pass, then the image-stage pass
+    eval_geometry = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])
+    by_hand = torch.stack([eval_geometry(Image.open(png).convert("RGB")) for png in pngs]).float() / 255
+    assert classified.shape == (3, 3, 224, 224) and torch.equal(classified, by_hand)
+
+
+def official_inputs(sample_val: Path, n: int = 2) -> tuple[torch.Tensor, list[str]]:
+    """The squashed 256x256 inputs of ``n`` shared images, as the engine hands them to apply_batch."""
+    paths = sorted(sample_val.rglob("*.JPEG"))[:n]
+    images = torch.stack([cyclegan.pil_to_tensor(cyclegan.official_input(load_rgb(p))) for p in paths])
+    return images.float().div(255), [str(p.relative_to(sample_val)) for p in paths]
+
+
+def test_official_variant_cached_equals_fresh_and_stylize_official(ckpt, generator, sample_val, tmp_path,
+                                                                   monkeypatch):
+    counter = CountCalls(monkeypatch, replacement=stand_in)
+    x, keys = official_inputs(sample_val)
+    make = functools.partial(create_transform, "monet-official", weights=ckpt)
+    first = make(cache_dir=tmp_path / "cache")
+    stored = first.apply_batch(x, keys)
+    fresh = make(cache=False).forward(x)  # never touches a cache
+    again = make(cache_dir=tmp_path / "cache")  # a new process, the same cache
+    cached = again.apply_batch(x, ["other/path.png", "y.png"])  # keyed by the squashed image's bytes
+    assert counter.images == 4 and again.cache_hits == 2 and again.generated == 0
+    assert torch.equal(cached, fresh) and torch.equal(stored, fresh)
+    # One pipeline: stylize_official gives the same bytes.
+    for i, key in enumerate(keys):
+        official = np.asarray(stylize_official(Image.open(sample_val / key), generator))
+        assert np.array_equal(official, (fresh[i] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    entries = sorted((tmp_path / "cache" / "style").rglob("*.png"))
+    assert len(entries) == 2 and {e.parent.parent.name for e in entries} == {"256x256"}
+    key = stylecache.content_key((x[0] * 255).round().to(torch.uint8).numpy())
+    assert key in {e.stem for e in entries}
+    namespace = entries[0].parents[2]
+    sha = file_sha256(ckpt)
+    assert namespace.name == f"monet-{sha[:16]}-official-floor-v1"  # its own namespace beside the crop variant's
+    meta = json.loads((namespace / "meta.json").read_text())
+    assert meta["shift"] == "monet-official" and meta["generator_sha256"] == sha
+    # The crop variant of the same 256x256 input rounds instead of truncating: another namespace, other values.
+    crop = monet(ckpt, tmp_path / "cache")
+    rounded = crop.apply_batch(x, keys)
+    assert crop.generated == 2 and 0 < (rounded - fresh).abs().max() * 255 <= 1 + 1e-4
+    assert (rounded >= fresh).all() and len(stylecache.cache_info(tmp_path / "cache")) == 2
+
+
+@pytest.mark.parametrize("name", ["monet", "monet-official"])
+def test_second_evaluation_does_no_generator_work(name, ckpt, sample_val, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(tmp_path / "cache"))  # the default location
+    monkeypatch.setitem(cyclegan._GENERATOR_BATCH, "cpu", 8)  # the device's batching (CPU's default is 1)
+    data = few_images(sample_val, 3, tmp_path / "val")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
+    counter = CountCalls(monkeypatch, replacement=stand_in)
+    run = functools.partial(evaluate, net, data, name, data_config=DataConfig(resize=40, crop=36), batch_size=2,
+                            workers=0, progress=False, transform_weights={"monet": ckpt})
+    first = run()
+    assert counter.images == 3 and counter.calls == 2  # batched: one generator call per batch of 2 (then 1)
+    second = run()
+    assert counter.images == 3  # nothing generated the second time
+    assert np.array_equal(first.predictions[name], second.predictions[name])
+    definition = second.domains[1]["shift"]
+    assert definition["params"]["generator_sha256"] == file_sha256(ckpt) and definition["name"] == name
+    assert definition["weights"]["location"] == str(ckpt.resolve()) and definition["weights"]["source"] == "path"
+    assert first.protocol["fingerprint"] == second.protocol["fingerprint"]
+    size = "256x256" if name == "monet-official" else "36x36"  # the generator's input: squashed image or crop
+    assert len(list((tmp_path / "cache" / "style").rglob(f"{size}/*/*.png"))) == 3
+
+
+def test_one_weights_entry_serves_both_variants(ckpt, tmp_path):
+    shifts = prepare_transforms(["monet", "monet-official"], weights={"monet": ckpt}, progress=False)
+    assert {s.params()["generator_sha256"] for s in shifts.values()} == {file_sha256(ckpt)}
+    other = tmp_path / "other.pth"
+    torch.save(official_state(seed=1), other)
+    shifts = prepare_transforms(["monet", "monet-official"], weights={"monet": ckpt, "monet-official": other},
+                                progress=False)
+    assert shifts["monet-official"].params()["generator_sha256"] == file_sha256(other)  # its own entry wins
+    assert shifts["monet"].params()["generator_sha256"] == file_sha256(ckpt)
+    with pytest.raises(TransformError, match="--transform-weights monet=/path/to/style_monet.pth"):
+        prepare_transforms(["monet-official"], progress=False)  # offline, no file: the flag that serves both
+
+
+def test_list_transforms_shows_both_variants(capsys):
+    assert robust_eval(["--list-transforms", "monet*"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == {"monet", "monet-official"}
+    assert "Monet (crop)" in rows["monet"] and "on the crop, output rounded to 8 bits" in rows["monet"]
+    assert "squashed to 256x256 bicubic, output truncated to 8 bits" in rows["monet-official"]
+    assert rows["monet-official"].endswith("[Table 1]") and "[Table 1]" not in rows["monet"]
 
 
 def test_stylize_folder_makes_an_evaluable_copy(ckpt, sample_val, tmp_path, monkeypatch):
@@ -470,3 +610,15 @@ def test_stylize_folder_makes_an_evaluable_copy(ckpt, sample_val, tmp_path, monk
     copy, original = ImageNetVal(dst), ImageNetVal(src)
     assert [Path(p).with_suffix("") for p, _ in copy.samples] == [Path(p).with_suffix("") for p, _ in original.samples]
     assert copy.labels == original.labels and Image.open(dst / copy.samples[0][0]).size == (256, 256)
+    # The files are the monet-official shift's output, and went through its cache.
+    shift = create_transform("monet-official", weights=ckpt)
+    shift.prepare(progress=False)
+    x = shift.prepare_image(load_rgb(src / original.samples[0][0]))[None].float().div(255)
+    expected = (shift.apply_batch(x, ["k"])[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert shift.cache_hits == 1 and np.array_equal(np.asarray(Image.open(dst / copy.samples[0][0])), expected)
+    # Evaluating the copy as clean images is evaluating monet-official on the originals.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
+    run = functools.partial(evaluate, net, data_config=DataConfig(resize=40, crop=36), workers=0, progress=False)
+    on_copy, official = run(dst, "clean"), run(src, "monet-official", transform_weights={"monet": ckpt})
+    assert np.array_equal(on_copy.predictions["clean"], official.predictions["monet-official"])

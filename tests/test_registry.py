@@ -45,6 +45,15 @@ def test_unknown_names_suggest_the_closest():
     assert "resnet50" in info.value.args[0]
 
 
+def test_a_misspelt_family_name_suggests_the_member_or_the_family():
+    reg = make()
+    reg.add("adain{alpha}", lambda alpha: alpha)
+    assert "Did you mean: rgb+50?" in reg.unknown_message("rbg+50")  # with the typed number: the member
+    assert "Did you mean: adain1?" in reg.unknown_message("adian1")
+    assert "Did you mean: adain{alpha}?" in reg.unknown_message("adian")  # without one: the family's template
+    assert "Did you mean: rgb+{k}?" in reg.unknown_message("rgb")
+
+
 @pytest.mark.parametrize("bad", ["", " x", "a b", "a,b", "x{a}{b}"])
 def test_bad_names_rejected(bad):
     with pytest.raises(ValueError):

@@ -19,12 +19,13 @@ from ._base import (
     resolve_transform_names,
     shift_context,
     transform_spec,
+    transform_takes,
 )
 from .functional import add_channel_offset, scale_contrast_about
 from .photometric import ChannelOffset, Clean, StdScale
 from .color import ColorTemperature, Contrast, Gamma, Greyscale, HueRotation, Saturation  # the catalogue  # isort: skip
 from .degradation import GaussianNoise, JpegReencode  # isort: skip
-from .cyclegan import CycleGANStyle  # registers monet, cezanne, ukiyoe, vangogh  # isort: skip
+from .cyclegan import CycleGANStyle, OfficialCycleGANStyle  # registers monet, monet-official, ...  # isort: skip
 from .adain import AdaINStyle  # registers adain{alpha}  # isort: skip
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Greyscale",
     "HueRotation",
     "JpegReencode",
+    "OfficialCycleGANStyle",
     "Saturation",
     "Shift",
     "StdScale",
@@ -56,4 +58,5 @@ __all__ = [
     "scale_contrast_about",
     "shift_context",
     "transform_spec",
+    "transform_takes",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "TransformError",
     "TransformSpec",
     "transform_spec",
+    "transform_takes",
     "shift_context",
     "register_transform",
     "create_transform",
@@ -35,8 +36,10 @@ __all__ = [
     "check_shift_output",
 ]
 
-# Table 1's rows in the paper's order; ``--transforms all`` means exactly these.
-TABLE1: tuple[str, ...] = ("rgb+50", "r+50", "std1.5", "monet")
+# Table 1's rows in the paper's order; ``--transforms all`` means exactly these. Monet is the official CycleGAN test
+# pipeline (the whole image squashed to 256x256, truncated to 8 bits, then the model's resize and crop), as the
+# authors most likely made their Monet set with the official tool; protocol 3 (results.PROTOCOL_CHANGES).
+TABLE1: tuple[str, ...] = ("rgb+50", "r+50", "std1.5", "monet-official")
 _PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")  # a family template's parameter, as the registry writes it
 
 
@@ -243,6 +246,7 @@ def register_transform(
     identity: float | None = None,
     example: float | None = None,
     param_help: str = "",
+    weights_key: str | None = None,
     override: bool = False,
 ) -> Callable[[Callable[..., Shift]], Callable[..., Shift]]:
     """Register a shift builder. ``name`` may be a family with one numeric placeholder: ``"rgb+{k}"``.
@@ -250,7 +254,8 @@ def register_transform(
     A family declares its parameter (the severity) so sweeps, reports, listings and the catalogue tests
     treat it like the built-in ones: ``identity`` is the value that changes nothing (``0`` for an
     offset, ``1`` for a factor; leave ``None`` if there is none), ``example`` a representative value,
-    ``param_help`` what the value means.
+    ``param_help`` what the value means. ``weights_key`` names another shift whose ``--transform-weights``
+    entry also serves this one when it has none of its own (``monet-official`` runs ``monet``'s generator file).
 
     Example:
         >>> from robustbench_ibn.transforms import TRANSFORMS, create_transform
@@ -274,7 +279,8 @@ def register_transform(
         for what, value in described.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"Expected {what} of {key!r} to be a number >= 0 (names carry no sign), but got {value!r}.")
-        TRANSFORMS.add(key, fn, override=override, meta={**described, "param_help": param_help})
+        TRANSFORMS.add(key, fn, override=override,
+                       meta={**described, "param_help": param_help, "weights_key": weights_key})
         return fn
 
     return decorator
@@ -404,9 +410,34 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
+def transform_takes(name: str, argument: str) -> bool:
+    """Whether the builder of shift ``name`` (a name, a family member, or a family template with an example) has a
+    parameter called ``argument``: how ``style_dir`` (``--style-dir``) finds the shifts it is for.
+
+    Example:
+        >>> transform_takes("adain0.5", "style_dir"), transform_takes("rgb+50", "style_dir")
+        (True, False)
+    """
+    spec = transform_spec(name)  # an unknown name raises here
+    example = spec.example_name if name == spec.name else name
+    if example is None:  # a family template without an example member: nothing to inspect
+        return False
+    return argument in inspect.signature(TRANSFORMS.get(example)).parameters
+
+
+def _weights_key(name: str, weights: Mapping[str, Any]) -> str | None:
+    """The ``weights`` entry that serves ``name``: its own, its family's (the template without the placeholder),
+    or that of the shift it declares it shares weights with (``register_transform(weights_key=...)``)."""
+    template = TRANSFORMS.template_of(name)
+    for key in (name, _PLACEHOLDER.sub("", template), TRANSFORMS.meta(template).get("weights_key")):
+        if key is not None and key in weights:
+            return key
+    return None
+
+
 def prepare_transforms(
-    names: Sequence[str], *, weights: Mapping[str, str | os.PathLike[str]] | None = None, progress: bool = True,
-    seed: int = 0,
+    names: Sequence[str], *, weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    style_dir: str | os.PathLike[str] | None = None, progress: bool = True, seed: int = 0,
 ) -> dict[str, Shift]:
     """Build the shifts ``names`` and run their set-up (:meth:`Shift.prepare`): the run's first step.
 
@@ -414,14 +445,26 @@ def prepare_transforms(
         names: resolved shift names (:func:`resolve_transform_names`).
         weights: shift name -> local file or URL, for shifts whose builder takes ``weights``
             (``--transform-weights monet=PATH``). A family's key is its template without the placeholder
-            (``adain`` for ``adain{alpha}``: one entry serves ``adain1`` and ``adain0.5``); an entry for the
-            member itself wins. Entries for shifts not in ``names`` are unused.
+            (``adain`` for ``adain{alpha}``: one entry serves ``adain1`` and ``adain0.5``), and a shift may declare
+            the key it shares (``monet`` serves ``monet-official`` too); an entry for the shift itself wins.
+            Entries for shifts not in ``names`` are unused.
+        style_dir: a folder of style images (``--style-dir``), passed to every shift in ``names`` whose builder
+            takes ``style_dir`` (``adain{alpha}``); giving it when none does is an error.
         progress: passed to :meth:`Shift.prepare`.
         seed: the run seed every shift gets (:meth:`Shift.seeded`).
 
     Raises:
-        TransformError: an unknown name in ``weights``, weights for a shift that takes none, or a shift whose
-            set-up fails (for a Table 1 row, the message also says how to run the other rows).
+        TransformError: an unknown name in ``weights``, weights for a shift that takes none, a style folder that no
+            shift in ``names`` uses, or a shift whose set-up fails (for a Table 1 row, the message also says how to
+            run the other rows).
+
+    Example:
+        >>> sorted(prepare_transforms(["clean", "rgb+50"], progress=False))
+        ['clean', 'rgb+50']
+        >>> prepare_transforms(["clean", "rgb+50"], style_dir="paintings/")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        robustbench_ibn.transforms._base.TransformError: Expected --style-dir (style_dir=) only with a shift that ...
     """
     weights = dict(weights or {})
     families = {_PLACEHOLDER.sub("", t): t for t in TRANSFORMS.list() if TRANSFORMS.family_param(t)}
@@ -434,10 +477,20 @@ def prepare_transforms(
         parameters = inspect.signature(TRANSFORMS.get(example)).parameters
         if "weights" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             raise TransformError(f"Expected --transform-weights only for shifts that take weights, but {key!r} takes none.")
+    styled = {name for name in names if transform_takes(name, "style_dir")}
+    if style_dir is not None and not styled:
+        users = [t for t in TRANSFORMS.list() if transform_takes(t, "style_dir")]
+        way_out = f", or add such a shift, e.g. --transforms {transform_spec(users[0]).example_name}." if users else "."
+        raise TransformError(f"Expected --style-dir (style_dir=) only with a shift that uses style images "
+                             f"({', '.join(users) or 'none is registered'}), but none of {', '.join(names)} does. "
+                             f"Drop it{way_out}")
     shifts: dict[str, Shift] = {}
     for name in names:
-        key = name if name in weights else _PLACEHOLDER.sub("", TRANSFORMS.template_of(name))
-        shift = create_transform(name, **({"weights": weights[key]} if key in weights else {}))
+        key = _weights_key(name, weights)
+        kwargs: dict[str, Any] = {"weights": weights[key]} if key is not None else {}
+        if name in styled and style_dir is not None:
+            kwargs["style_dir"] = style_dir
+        shift = create_transform(name, **kwargs)
         try:
             shift.prepare(progress=progress)
         except TransformError as err:

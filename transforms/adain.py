@@ -640,6 +640,8 @@ class AdaINStyle(Shift):
 
 @register_transform("adain{alpha}", example=1,
                     param_help="content/style feature blend in [0, 1], 1 = full style (needs --style-dir)")
-def adain(alpha: float, weights: str | os.PathLike[str] | Sequence[str] | None = None, **kwargs: Any) -> Shift:
-    """AdaIN with a style pool; no identity (``adain0`` is the autoencoder's reconstruction, not the input)."""
-    return AdaINStyle(alpha, weights, **kwargs)
+def adain(alpha: float, weights: str | os.PathLike[str] | Sequence[str] | None = None,
+          style_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Shift:
+    """AdaIN with a style pool (``style_dir``: ``--style-dir``); no identity (``adain0`` is the autoencoder's
+    reconstruction, not the input)."""
+    return AdaINStyle(alpha, weights, style_dir=style_dir, **kwargs)

@@ -22,10 +22,24 @@ Protocol of the crop shifts (``monet``, ``cezanne``, ``ukiyoe``, ``vangogh``), r
   to the next multiple of 4 (at least 8), and the output is cropped back to the input's size and position.
   Without this the generator would silently return ``4 * ceil(n / 4)`` pixels per side.
 
-The official test pipeline (squash the whole image to 256x256 bicubic, generator, truncate to 8 bits, save
-PNG; the classifier then applies its own resize and crop) needs the uncropped image, which a crop shift
-never sees. It is offered as :func:`stylize_official` (one PIL image) and :func:`stylize_folder` (a
-stylized copy of a validation folder, evaluated with ``robust-eval --data COPY --transforms clean``).
+Protocol of the official variants (``monet-official``, ``cezanne-official``, ``ukiyoe-official``,
+``vangogh-official``; :class:`OfficialCycleGANStyle`, image stage), the official CycleGAN test pipeline
+(``test.py --model test --no_dropout``, reference/cyclegan.md section 5) followed by the classifier's own
+evaluation of the PNGs it writes:
+
+* the whole decoded RGB image is squashed to 256x256 with PIL bicubic (the aspect ratio is not kept), as the
+  official ``Resize([256, 256], BICUBIC)`` on a PIL image (:func:`official_input`; in the loader's workers);
+* ``ToTensor`` and ``Normalize(0.5, 0.5)``: ``(x - 0.5) / 0.5``; the generator, batched on the device, fp32
+  (every input is 256x256, so they batch);
+* the output **truncated** to 8 bits as ``tensor2im`` does before the PNG is saved:
+  ``uint8((y + 1) / 2 * 255)`` (``floor``, not rounding);
+* then the engine applies the model's own resize and crop to that 256x256 image, as to an image file.
+
+``monet-official`` is Table 1's Monet row (``--transforms all``): the authors made their Monet set with the
+official CycleGAN code and pretrained model, whose test tool writes exactly these images. Both variants are
+cached (the crop's or the squashed image's bytes as key) and run the same generator file: ``--transform-weights
+monet=PATH`` serves ``monet`` and ``monet-official``. :func:`stylize_official` (one PIL image) and
+:func:`stylize_folder` (a stylized copy of a folder, as the tool would write it) are the same pipeline.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
 from ..env import resolve_device
@@ -51,12 +66,15 @@ from ._base import Shift, TransformError, check_images, register_transform
 from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
 
 __all__ = [
+    "OFFICIAL_SIZE",
     "STYLES",
     "CycleGANStyle",
+    "OfficialCycleGANStyle",
     "ResnetBlock",
     "ResnetGenerator",
     "drop_legacy_instance_norm_stats",
     "load_generator",
+    "official_input",
     "official_url",
     "stylize",
     "stylize_folder",
@@ -91,6 +109,8 @@ ARCHITECTURE = (
     "resnet_9blocks, ngf 64, InstanceNorm (no affine, no running stats), reflection padding, no dropout, tanh"
 )
 VARIANT = "crop-round-v1"  # cache namespace suffix; change it (and Shift.version) whenever the outputs change
+OFFICIAL_VARIANT = "official-floor-v1"  # the same for the official pipeline
+OFFICIAL_SIZE = 256  # the official test options: load_size = crop_size = 256, preprocess resize_and_crop
 _GENERATOR_BATCH = {"cpu": 1, "cuda": 16}  # CPU: batching is slower per image (reference/cyclegan.md, sec. 6)
 
 
@@ -227,15 +247,26 @@ def _generator_batch_size(device: torch.device) -> int:
     return _GENERATOR_BATCH.get(device.type, 4)
 
 
+def official_input(image: Image.Image) -> Image.Image:
+    """The official test loader's input: RGB, squashed to 256x256 with PIL bicubic (the aspect ratio is not kept).
+
+    The official ``Resize([256, 256], BICUBIC)`` on a PIL image is PIL's own ``resize`` (bit-identical).
+
+    Example:
+        >>> official_input(Image.new("L", (500, 375))).size
+        (256, 256)
+    """
+    return image.convert("RGB").resize((OFFICIAL_SIZE, OFFICIAL_SIZE), Image.Resampling.BICUBIC)
+
+
 def stylize_official(image: Image.Image, generator: nn.Module, *, device: str | torch.device = "cpu") -> Image.Image:
     """The official CycleGAN test pipeline on one image: the 256x256 8-bit PNG content the tool would save.
 
-    ``convert("RGB")``, squash to 256x256 (PIL bicubic, aspect ratio not kept), ``ToTensor``, ``Normalize(0.5,
-    0.5)``, generator, ``(y + 1) / 2 * 255`` truncated to uint8. The classifier's own resize and crop are then
-    applied by the evaluation, as to any image file.
+    :func:`official_input`, ``ToTensor``, ``Normalize(0.5, 0.5)``, generator, ``(y + 1) / 2 * 255`` truncated to uint8
+    (:func:`stylize` with ``rounding="floor"``): exactly what the ``*-official`` shifts compute before the model's own
+    resize and crop, which the evaluation applies as to any image file.
     """
-    squashed = image.convert("RGB").resize((256, 256), Image.BICUBIC)
-    x = torch.from_numpy(np.asarray(squashed).copy()).permute(2, 0, 1)[None].to(device).float().div(255)
+    x = pil_to_tensor(official_input(image))[None].to(device).float().div(255)
     generator = generator.to(device)
     with torch.inference_mode():
         out = stylize(generator, x, rounding="floor")[0]
@@ -247,18 +278,19 @@ def stylize_folder(
     weights: str | os.PathLike[str] | None = None, labels_file: str | os.PathLike[str] | None = None,
     limit: int | None = None, device: str = "auto", progress: bool = True,
 ) -> Path:
-    """Write the official-pipeline stylization of a validation folder, ready for ``--transforms clean``.
+    """Write the official-pipeline stylization of a validation folder, as the official tool would (PNG files).
 
-    Every image ``src/<rel>.<ext>`` becomes ``dst/<rel>.png`` (256x256, :func:`stylize_official`). For a flat
-    folder a ``val.txt`` (``filename label_index``) is written beside the images; class sub-folders keep their
-    wnid names. Existing outputs are kept (an interrupted run continues). Returns ``dst``.
+    Every image ``src/<rel>.<ext>`` becomes ``dst/<rel>.png`` (256x256): the ``<style>-official`` shift's output
+    (:func:`stylize_official`), read from or added to the stylized-image cache. For a flat folder a ``val.txt``
+    (``filename label_index``) is written beside the images; class sub-folders keep their wnid names. Existing
+    outputs are kept (an interrupted run continues). Returns ``dst``. ``robust-eval --transforms <style>-official``
+    evaluates the same images without writing a copy.
     """
     from ..data import ImageNetVal, load_rgb  # the transforms package must not import data at module level
 
-    shift = CycleGANStyle(style, weights)
-    shift.prepare(progress=progress)
+    shift = OfficialCycleGANStyle(style, weights)
+    shift.prepare(progress=progress)  # a download's bar; single images show no generator bar
     dev = resolve_device(device)
-    generator = shift.generator.to(dev)
     dataset = ImageNetVal(src, labels_file=labels_file, limit=limit)
     dst = Path(dst)
     lines = []
@@ -268,8 +300,10 @@ def stylize_folder(
         lines.append(f"{out.name} {label}")
         if out.is_file():
             continue
+        x = shift.prepare_image(load_rgb(dataset.root / rel))[None].to(dev).float().div(255)
+        pixels = shift.apply_batch(x, [rel])[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         with atomic_write(out, "wb") as f:
-            stylize_official(load_rgb(dataset.root / rel), generator, device=dev).save(f, format="PNG")
+            Image.fromarray(pixels, "RGB").save(f, format="PNG")
     if dataset.layout == "flat":
         (dst / "val.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dst
@@ -287,7 +321,7 @@ class _Loaded:
 
 
 class CycleGANStyle(Shift):
-    """A CycleGAN photo-to-painting generator applied to the crop, 8-bit output, cached on disk.
+    """A CycleGAN photo-to-painting generator applied to the crop, output rounded to 8 bits, cached on disk.
 
     Args:
         style: ``monet``, ``cezanne``, ``ukiyoe`` or ``vangogh``.
@@ -303,6 +337,9 @@ class CycleGANStyle(Shift):
     """
 
     version = 1
+    variant = VARIANT  # the cache namespace's suffix
+    rounding = "round"  # how stylize() quantizes the output
+    suffix = ""  # registry name: the style's name plus this
 
     def __init__(
         self, style: str = "monet", weights: str | os.PathLike[str] | None = None, *, url: str | None = None,
@@ -314,8 +351,8 @@ class CycleGANStyle(Shift):
         if generator_batch_size is not None and generator_batch_size < 1:
             raise TransformError(f"Expected generator_batch_size >= 1, but got {generator_batch_size}.")
         self.style = STYLES[style]
-        self.name = style
-        self.label = self.style.label
+        self.name = style + self.suffix
+        self.label = self._label()
         self.weights = os.fspath(weights) if weights is not None else None
         self.url = url or official_url(style)
         self.use_cache = cache
@@ -328,6 +365,9 @@ class CycleGANStyle(Shift):
         self._cache: StyleCache | None = None
 
     # -- description -------------------------------------------------------------------------------------
+    def _label(self) -> str:
+        return f"{self.style.label} (crop)"  # the plain painter's name is the official pipeline's (Table 1's Monet)
+
     def params(self) -> dict[str, Any]:
         loaded = self._loaded
         return {
@@ -361,14 +401,15 @@ class CycleGANStyle(Shift):
         sha = file_sha256(path)
         self._loaded = _Loaded(load_generator(path), sha, str(Path(path).resolve()), source)
         if self.use_cache:
-            namespace = f"{self.name}-{sha[:16]}-{VARIANT}"
-            meta = {"style": self.name, "generator_sha256": sha, "weights_location": self._loaded.location,
-                    "variant": VARIANT, "shift_version": self.version, "description": self.describe(),
-                    "params": self.params()}
+            namespace = f"{self.style.name}-{sha[:16]}-{self.variant}"
+            meta = {"style": self.style.name, "shift": self.name, "generator_sha256": sha,
+                    "weights_location": self._loaded.location, "variant": self.variant,
+                    "shift_version": self.version, "description": self.describe(), "params": self.params()}
             self._cache = StyleCache(namespace, meta, self.cache_dir)
 
     def _locate(self, progress: bool) -> tuple[Path, str]:
-        flag = f"--transform-weights {self.name}=/path/to/{self.style.file}"
+        # The style's own key serves both variants (register_transform(weights_key=...)), so the flag names it.
+        flag = f"--transform-weights {self.style.name}=/path/to/{self.style.file}"
         if self.weights is not None and not self.weights.startswith(("http://", "https://")):
             path = Path(self.weights).expanduser()
             if not path.is_file():
@@ -407,7 +448,7 @@ class CycleGANStyle(Shift):
         out = []
         with torch.inference_mode(), progress_bar(self.label, len(images), self.progress) as bar:
             for chunk in images.split(step):
-                out.append(stylize(generator, chunk))
+                out.append(stylize(generator, chunk, rounding=self.rounding))
                 bar.update(len(chunk))
         self.generated += len(images)
         return torch.cat(out)
@@ -420,8 +461,9 @@ class CycleGANStyle(Shift):
     def apply_batch(self, images: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
         """The stylization of a batch, read from the cache where present; misses are generated and stored.
 
-        The cache key is the input crop's content (:func:`~robustbench_ibn.stylecache.content_key` of its 8-bit
-        pixels), not ``keys``; the paths are only kept as a note inside each entry.
+        The cache key is the input's content (:func:`~robustbench_ibn.stylecache.content_key` of its 8-bit pixels:
+        the crop, or the squashed image of the official pipeline), not ``keys``; the paths are only kept as a note
+        inside each entry.
         """
         check_images(images, self.label)
         if not self.use_cache:
@@ -438,14 +480,55 @@ class CycleGANStyle(Shift):
         return out.to(images.device).to(images.dtype).div_(255)
 
 
+class OfficialCycleGANStyle(CycleGANStyle):
+    """The official CycleGAN test pipeline on the whole image (image stage): squashed to 256x256, generator, 8 bits
+    truncated as the tool's PNGs; the engine then applies the model's own resize and crop.
+
+    Registered as ``<style>-official`` (``monet-official`` is Table 1's Monet row, ``--transforms all``). Arguments
+    as :class:`CycleGANStyle`; the weights are the same file (``--transform-weights monet=PATH`` serves both).
+    :meth:`prepare_image` (in the loader's workers) squashes (:func:`official_input`); :meth:`apply_batch` runs the
+    generator on the device in batches of 256x256 images and caches its output by the squashed image's bytes.
+    """
+
+    stage = "image"
+    variant = OFFICIAL_VARIANT
+    rounding = "floor"
+    suffix = "-official"
+
+    def _label(self) -> str:
+        return self.style.label
+
+    def prepare_image(self, image: Image.Image) -> torch.Tensor:
+        """The decoded image squashed to 256x256 (:func:`official_input`), uint8 ``[3, 256, 256]``."""
+        return pil_to_tensor(official_input(image))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "pipeline": "the official CycleGAN test pipeline (test.py --model test --no_dropout), then the model's "
+                        "eval geometry on its 256x256 output",
+            "input": f"the whole decoded image, RGB, squashed to {OFFICIAL_SIZE}x{OFFICIAL_SIZE} (PIL bicubic, aspect "
+                     "ratio not kept), (x - 0.5) / 0.5 in [-1, 1]",
+            "output": "uint8((y + 1) / 2 * 255), truncated as the official tensor2im (floor)",
+        }
+
+    def describe(self) -> str:
+        row = "; Table 1's Monet row (--transforms all)" if self.style.name == "monet" else ""
+        return (f"CycleGAN photo-to-{self.style.label} generator (official style_{self.style.name}) in the official "
+                f"test pipeline: the whole image squashed to {OFFICIAL_SIZE}x{OFFICIAL_SIZE} bicubic, output "
+                f"truncated to 8 bits, then the model's resize and crop{row}")
+
+
 def _register() -> None:
     for style in STYLES:
+        for cls in (CycleGANStyle, OfficialCycleGANStyle):
 
-        def build(weights: str | os.PathLike[str] | None = None, *, _style: str = style, **kwargs: Any) -> Shift:
-            return CycleGANStyle(_style, weights, **kwargs)
+            def build(weights: str | os.PathLike[str] | None = None, *, _style: str = style,
+                      _cls: type[CycleGANStyle] = cls, **kwargs: Any) -> Shift:
+                return _cls(_style, weights, **kwargs)
 
-        build.__name__ = style
-        register_transform(style)(build)
+            build.__name__ = (style + cls.suffix).replace("-", "_")
+            register_transform(style + cls.suffix, weights_key=style if cls.suffix else None)(build)
 
 
 _register()

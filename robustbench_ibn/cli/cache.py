@@ -14,6 +14,7 @@ from ._common import run_command
 __all__ = ["build_parser", "main"]
 
 PROG = "robust-cache"
+_ROLES = ("generator", "encoder", "decoder")  # the order info lists a namespace's weights hashes in
 
 
 def _size(n: int) -> str:
@@ -26,12 +27,12 @@ def _size(n: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized crops "
-                                     "(Monet and the other CycleGAN shifts).")
+    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized images "
+                                     "(the CycleGAN shifts, both variants, and AdaIN).")
     parser.add_argument("--dir", default=None, metavar="ROOT",
                         help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="list namespaces (style, generator sha256, variant) with entry counts and sizes")
+    sub.add_parser("info", help="list namespaces (shift, weights sha256, variant) with entry counts and sizes")
     verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
     verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
     clear = sub.add_parser("clear", help="delete cached crops")
@@ -50,7 +51,11 @@ def _info(args: argparse.Namespace) -> int:
         broken = f"; {ns.unreadable} not readable (run verify)" if ns.unreadable else ""
         print(f"{ns.name}{link}\n  {ns.entries} crops, {_size(ns.bytes)} ({geoms}){broken}")
         if meta:
-            print(f"  generator sha256 {meta.get('generator_sha256')} ({meta.get('weights_location')})")
+            # Every network file the namespace depends on: a CycleGAN generator, or AdaIN's encoder and decoder.
+            roles = sorted((k.removesuffix("_sha256") for k in meta if k.endswith("_sha256")),
+                           key=lambda r: (_ROLES.index(r) if r in _ROLES else len(_ROLES), r))
+            hashes = ", ".join(f"{r} sha256 {meta[r + '_sha256']}" for r in roles) or "no weights hash recorded"
+            print(f"  {hashes} ({meta.get('weights_location')})")
             print(f"  variant {meta.get('variant')}: {meta.get('description', '')}")
     return 0
 

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
                         "monet=style_monet.pth")
+    parser.add_argument("--style-dir", default=None, metavar="DIR",
+                        help="folder of style images for a --domains shift that uses them (adain{alpha})")
     parser.add_argument("--format", default="markdown", choices=("markdown", "json", "csv"),
                         help="what is printed on stdout")
     parser.add_argument("--output", default=None, metavar="FILE.json",
@@ -109,6 +111,7 @@ def _run(args: argparse.Namespace, data: str | None, models: list[str]) -> int:
         weights=args.weights, model_kwargs=args.model_kwargs, calibrate=args.calibrate, labels_file=args.labels,
         limit=args.limit, eps=args.eps,
         transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+        style_dir=args.style_dir,
         batch_size=args.batch_size, workers=args.workers, device=args.device, seed=args.seed,
         progress=not args.no_progress, on_bad_image=args.on_bad_image,
     )

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
                         "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
                         "torch hub cache or downloaded)")
+    parser.add_argument("--style-dir", default=None, metavar="DIR",
+                        help="folder of style images for the shifts that use them (adain{alpha}); see docs/styles.md")
     parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=50)
     parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
                         default=None, help="decode workers (default: CPU cores, max 8)")
@@ -170,6 +172,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             name, data, args.transforms, weights=args.weights, model_kwargs=args.model_kwargs,
             labels_file=args.labels, limit=args.limit, output=output, domains=domains,
             transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
+            style_dir=args.style_dir,
             batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
             seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir, on_bad_image=args.on_bad_image,
         )
