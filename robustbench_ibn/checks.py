@@ -2,7 +2,8 @@
 
 A value that passes the type checks can still be wrong in a way that silently changes what is shown:
 a NaN drop sorts anywhere and scrambles a ranking, a "date" or a "fingerprint" can carry markup into a
-generated page. These checks say which field is wrong. Imports nothing else from the package.
+generated page. These checks say which field is wrong. Also the range every seed of the suite must lie in
+(:data:`MAX_SEED`). Imports nothing else from the package.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-__all__ = ["check_finite", "is_hex", "is_iso_date", "nonfinite_fields"]
+__all__ = ["MAX_SEED", "check_finite", "is_hex", "is_iso_date", "nonfinite_fields"]
+
+MAX_SEED = 2**63 - 1
+"""Seeds (``--seed``, ``--ci-seed``) are integers in ``0..MAX_SEED``: what torch.manual_seed and numpy's generators
+both take (numpy refuses negative seeds, torch those beyond 64 bits)."""
 
 # ISO 8601 as the suite writes and quotes dates: a year, a year and month, a date, or a date and time (with
 # seconds, fractions and a UTC offset optional). Reported entries give "2018" for a paper's year.

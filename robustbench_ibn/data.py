@@ -631,6 +631,19 @@ class ImageNetVal(ImageSource):
         self.label_space = ImageNet1k()
         self._setup(samples, config, limit)
 
+    def with_config(self, config: DataConfig) -> ImageNetVal:
+        """The same images (the folder is not listed again) in another geometry: what a run does with a folder it
+        checked before the model, and so its geometry, was known.
+
+        Example:
+            >>> val = ImageNetVal("/data/imagenet/val")  # doctest: +SKIP
+            >>> val.with_config(DataConfig(resize=160, crop=128))[0][0].shape  # doctest: +SKIP
+            torch.Size([3, 128, 128])
+        """
+        copied = copy.copy(self)
+        copied.config, copied.transform, copied.skipped = config, build_transform(config), dict(self.skipped)
+        return copied
+
 
 class UnlabelledImages(ImageSource):
     """Every image under a folder (recursive, sorted, hidden files skipped), without labels (``-1``).

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather", "init_from_env", "is_main"]
+__all__ = ["all_gather", "init_from_env", "is_main", "launch_rank"]
 
 
 def init_from_env(device: torch.device) -> tuple[int, int, torch.device]:
@@ -30,6 +30,11 @@ def init_from_env(device: torch.device) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (``$RANK``; 0 without torchrun), known before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:

@@ -27,6 +27,7 @@ import os
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -41,14 +42,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .checks import MAX_SEED
 from .data import DataError, ImageNetVal, ImageSource
-from .distributed import all_gather, init_from_env
+from .distributed import all_gather, init_from_env, launch_rank
 from .env import environment_record, resolve_device
 from .labels import LabelSpace
 from .models import Normalized, PreparedModel
 from .results import (BASELINE_DOMAIN, BASELINE_SOURCE, PROTOCOL_CHANGES, PROTOCOL_VERSION, STAGES, TOPK, EvalResult,
                       SourceResult, protocol_fingerprint)
-from .state import RunState, Unit, default_state_root, run_key, unit_grid
+from .state import FileLock, RunState, Unit, default_state_root, file_stamp, run_key, unit_grid
+from .text import listing
 from .transforms import Shift, TransformError, check_shift_output, shift_context
 
 __all__ = [
@@ -71,10 +74,16 @@ __all__ = [
     "classify",
     "domain_inputs",
     "finalize",
+    "fit_sources",
     "gather",
+    "image_stamp",
     "iterate_batches",
     "note_bad_images",
     "open_sources",
+    "output_lock",
+    "release_state",
+    "request_lock",
+    "reusable_units",
     "run_config",
     "run_passes",
     "run_plan",
@@ -138,6 +147,8 @@ class RunConfig:
             raise ValueError(f"Expected workers to be an integer >= 0 or None, but got {self.workers!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Expected precision to be one of {PRECISIONS}, but got {self.precision!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"Expected seed to be an integer in 0..{MAX_SEED}, but got {self.seed!r}.")
         device = resolve_device(self.device)
         if self.precision == "fp16" and device.type != "cuda":
             raise ValueError("fp16 autocast is CUDA-only here; use --precision bf16 on CPU.")
@@ -252,7 +263,7 @@ class Plan:
 
 def open_sources(
     data: str | os.PathLike[str] | ImageSource,
-    model: PreparedModel,
+    model: PreparedModel | None = None,
     *,
     labels_file: str | os.PathLike[str] | None = None,
     limit: int | None = None,
@@ -262,26 +273,44 @@ def open_sources(
 
     A folder becomes an :class:`~robustbench_ibn.data.ImageNetVal` (``labels_file`` for the baseline's flat layout;
     ``limit``: a class-balanced subset of each); a given :class:`~robustbench_ibn.data.ImageSource` must have been
-    built with the model's geometry.
+    built with the model's geometry. Without ``model`` the folders are listed and checked in the default geometry,
+    before anything is downloaded or built, and :func:`fit_sources` gives them the model's once it is known (the
+    folders are not listed twice, no image is decoded before).
     """
-    cfg = model.data_config
     sources: dict[str, ImageSource] = {}
     for key, item in [(BASELINE_SOURCE, data), *dict(extra or {}).items()]:
         if key in sources:
             raise ValueError(f"Expected unique source keys, but {key!r} is given twice ({BASELINE_SOURCE!r} is "
                              "ImageNet val's).")
         if isinstance(item, ImageSource):
-            geometry = (item.config.resize, item.config.crop, item.config.interpolation)
-            if geometry != (cfg.resize, cfg.crop, cfg.interpolation):
-                raise ValueError(
-                    f"Expected the dataset's geometry to be model {model.name!r}'s (resize {cfg.resize}, crop "
-                    f"{cfg.crop}, {cfg.interpolation}), but got {item.config}. Build ImageNetVal with the model's "
-                    f"data_config.")
             sources[key] = item
         else:
-            sources[key] = ImageNetVal(item, cfg, labels_file=labels_file if key == BASELINE_SOURCE else None,
-                                       limit=limit)
-    return sources
+            sources[key] = ImageNetVal(item, labels_file=labels_file if key == BASELINE_SOURCE else None, limit=limit)
+            _LISTED_HERE.add(sources[key])
+    return sources if model is None else fit_sources(sources, model)
+
+
+# The sources open_sources() listed itself, in the default geometry: fit_sources() may give them another. A source
+# built by the caller keeps the geometry it was built with, and must match the model's.
+_LISTED_HERE: weakref.WeakSet[ImageSource] = weakref.WeakSet()
+
+
+def fit_sources(sources: Mapping[str, ImageSource], model: PreparedModel) -> dict[str, ImageSource]:
+    """``sources`` (from :func:`open_sources`) in ``model``'s geometry; one built elsewhere must have it already."""
+    cfg = model.data_config
+    fitted: dict[str, ImageSource] = {}
+    for key, source in sources.items():
+        geometry = (source.config.resize, source.config.crop, source.config.interpolation)
+        if geometry == (cfg.resize, cfg.crop, cfg.interpolation):
+            fitted[key] = source
+        elif source in _LISTED_HERE and isinstance(source, ImageNetVal):
+            fitted[key] = source.with_config(cfg)
+        else:
+            raise ValueError(
+                f"Expected the dataset's geometry to be model {model.name!r}'s (resize {cfg.resize}, crop "
+                f"{cfg.crop}, {cfg.interpolation}), but got {source.config}. Build ImageNetVal with the model's "
+                f"data_config.")
+    return fitted
 
 
 def build_plan(sources: Mapping[str, ImageSource], shifts: Mapping[str, Shift],
@@ -355,11 +384,14 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
 
 # -- decoding: the batch iterator -------------------------------------------------------------------
 class _PassItems(Dataset):
-    """What the loader's workers hand over for one pass: ``(pixels, label, index, why it cannot be decoded)``.
+    """What the loader's workers hand over for one pass: ``(pixels, label, index, why it cannot be decoded, stamp)``.
 
     ``pixels`` is the preprocessed crop (no image-stage shift) or the shift's :meth:`~Shift.prepare_image` of the
     decoded image; ``None`` with the reason (``""`` when fine) for an undecodable file, so the run can name
-    every bad file, or leave them out, instead of stopping at the first.
+    every bad file, or leave them out, instead of stopping at the first. ``stamp`` is the file's
+    :func:`~robustbench_ibn.state.file_stamp`, taken *before* it is read: a file changed while it is decoded then
+    gets a stamp that no longer matches, so a resumed run evaluates it again (taken after, the new stamp would
+    vouch for predictions of the old content).
     """
 
     def __init__(self, source: ImageSource, shift: Shift | None) -> None:
@@ -368,32 +400,42 @@ class _PassItems(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, int, str]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, int, str, tuple[int, int, int]]:
         label = self.source.samples[i][1]
+        stamp = image_stamp(self.source, i)
         try:
             image = self.source.load(i)
         except DataError as err:
-            return None, label, i, getattr(err, "reason", str(err))
+            return None, label, i, getattr(err, "reason", str(err)), stamp
         pixels = self.source.preprocess(image) if self.shift is None else self.shift.prepare_image(image)
-        return pixels, label, i, ""
+        return pixels, label, i, "", stamp
 
 
-def _collate(items: list[tuple[torch.Tensor | None, int, int, str]]) -> tuple[Any, torch.Tensor, list[int], list[str]]:
+def image_stamp(source: ImageSource, i: int) -> tuple[int, int, int]:
+    """The :func:`~robustbench_ibn.state.file_stamp` of image ``i``'s file: what ties a saved batch to the files."""
+    return file_stamp(source.root / source.samples[i][0])
+
+
+def _collate(items: list[tuple[torch.Tensor | None, int, int, str, tuple[int, int, int]]]
+             ) -> tuple[Any, torch.Tensor, list[int], list[str], np.ndarray]:
     pixels = [p for p, *_ in items if p is not None]
     same = pixels and all(p.shape == pixels[0].shape for p in pixels)
     # Equal sizes stack in the worker (one shared-memory tensor); decoded images of several sizes stay a list.
-    return (torch.stack(pixels) if same else pixels, torch.tensor([label for _, label, _, _ in items]),
-            [i for _, _, i, _ in items], [error for *_, error in items])
+    return (torch.stack(pixels) if same else pixels, torch.tensor([item[1] for item in items]),
+            [item[2] for item in items], [item[3] for item in items],
+            np.array([item[4] for item in items], dtype=np.int64).reshape(len(items), 3))
 
 
 @dataclass
 class Loaded:
-    """One decoded batch: the images' keys (relative paths) and labels, the decodable images' pixels, the errors."""
+    """One decoded batch: the images' keys (relative paths) and labels, the decodable images' pixels, the errors,
+    and the files' stamps as they were before decoding (``[n, 3]``, :func:`image_stamp`)."""
 
     keys: list[str]
     labels: torch.Tensor
     pixels: torch.Tensor | list[torch.Tensor]
     errors: list[str]
+    stamps: np.ndarray
 
     @property
     def ok(self) -> list[int]:
@@ -410,8 +452,8 @@ def iterate_batches(run: Run, units: Sequence[Unit]) -> Iterator[tuple[Unit, Loa
         loader = DataLoader(_PassItems(source, pass_.image_shift), batch_sampler=[u.batch.indices for u in todo],
                             num_workers=run.config.workers, pin_memory=run.device.type == "cuda",
                             collate_fn=_collate)
-        for unit, (pixels, labels, index, errors) in zip(todo, loader):
-            yield unit, Loaded([source.samples[i][0] for i in index], labels, pixels, errors)
+        for unit, (pixels, labels, index, errors, stamps) in zip(todo, loader):
+            yield unit, Loaded([source.samples[i][0] for i in index], labels, pixels, errors, stamps)
 
 
 # -- shifts on the device ---------------------------------------------------------------------------
@@ -458,7 +500,9 @@ def domain_inputs(run: Run, unit: Unit, loaded: Loaded) -> Iterator[tuple[Domain
     if pass_.image_shift is None:
         x = loaded.pixels.to(run.device, non_blocking=True).float().div_(255)  # type: ignore[union-attr]
         for domain in pass_.domains:  # one decode serves every crop-stage domain
-            yield domain, x if domain.shift is None else _apply_shift(run, domain, x, keys)
+            # Each shift gets a copy: one that modifies its input in place (x.add_(...)) must not shift the images
+            # of the domains after it. A copy of the batch costs little next to the forward pass it feeds.
+            yield domain, x if domain.shift is None else _apply_shift(run, domain, x.clone(), keys)
     else:
         yield pass_.domains[0], _image_stage_crops(run, pass_.domains[0], run.source(pass_), list(loaded.pixels), keys)
 
@@ -531,6 +575,55 @@ def _saved_images(run: Run) -> int:
     return sum(u.size for u in run.units if (u.pass_index, u.batch.k) in done)
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def reusable_units(run: Run) -> set[tuple[int, int]]:
+    """``(pass, batch k)`` of this rank's committed units that a resumed run may use as they are.
+
+    A unit is evaluated again (its chunk removed, and the reason said on stderr) when its chunk cannot be read
+    (truncated, garbage), when one of its image files changed since it was saved (another stamp, see
+    :func:`image_stamp`: the saved predictions are of the old content), or, with ``on_bad_image="error"``, when an
+    interrupted ``skip`` run left some of its images out. Reading every chunk and stat-ing every file costs
+    about 1.5 s for 50,000 images in batches of 50 (1.1 s for the 1000 chunks, 0.25 s for the stats, measured on
+    a shared 2-core machine).
+    """
+    state = run.state
+    assert state is not None
+    done = state.done()
+    keep: set[tuple[int, int]] = set()
+    unreadable: list[str] = []
+    changed: list[str] = []
+    for unit in (u for u in run.units if (u.pass_index, u.batch.k) in done):
+        key = (unit.pass_index, unit.batch.k)
+        try:
+            chunk = state.load(unit)
+        except RuntimeError as err:
+            unreadable.append(str(err))
+            state.discard(unit)
+            continue
+        source = run.source(run.passes[unit.pass_index])
+        now = np.array([image_stamp(source, i) for i in unit.batch.indices], dtype=np.int64)
+        moved = [source.samples[i][0] for i, same in zip(unit.batch.indices, (now == chunk.stamps).all(axis=1))
+                 if not same]
+        if moved:
+            changed.append(moved[0])
+            state.discard(unit)
+        elif run.config.on_bad_image == "skip" or not any((p < 0).any() for p in chunk.predictions.values()):
+            keep.add(key)
+    name = run.model.name
+    if unreadable:
+        tqdm.write(f"{name}: {_plural(len(unreadable), 'saved batch cannot', 'saved batches cannot')} be read "
+                   f"({listing(unreadable, 3)}): evaluating {'it' if len(unreadable) == 1 else 'them'} again",
+                   file=sys.stderr)
+    if changed:
+        tqdm.write(f"{name}: {_plural(len(changed), 'saved batch holds', 'saved batches hold')} images changed since "
+                   f"{'it was' if len(changed) == 1 else 'they were'} saved ({listing(changed, 3)}): evaluating "
+                   f"{'it' if len(changed) == 1 else 'them'} again", file=sys.stderr)
+    return keep
+
+
 def note_bad_images(run: Run, pass_: Pass, loaded: Loaded, bad: dict[str, dict[str, str]]) -> None:
     """Say on stderr which images of the batch cannot be decoded, and keep them (source -> path -> reason)."""
     root = run.source(pass_).root
@@ -560,15 +653,12 @@ def run_passes(run: Run) -> dict[str, dict[str, str]]:
     """
     state = run.state
     assert state is not None
-    done = state.done()
-    if run.config.on_bad_image == "error":  # units of an interrupted "skip" run left images out: evaluate them again
-        done -= {(u.pass_index, u.batch.k) for u, preds, _ in state.iter_done(run.units)
-                 if any((p < 0).any() for p in preds.values())}
+    done = reusable_units(run)
     todo = [u for u in run.units if (u.pass_index, u.batch.k) not in done]
     mine = sum(u.size for u in run.units)
     resumed = mine - sum(u.size for u in todo)
     name = run.model.name
-    if resumed and run.config.progress:
+    if resumed:  # information, not progress: printed with --no-progress too
         print(f"{name}: resuming, {resumed} of {mine} images already done (state in {state.directory})",
               file=sys.stderr)
     bad: dict[str, dict[str, str]] = {}
@@ -589,7 +679,7 @@ def run_passes(run: Run) -> dict[str, dict[str, str]]:
                 # command evaluates just that unit again.
                 if all(not e for e in loaded.errors) or run.config.on_bad_image == "skip":
                     try:
-                        state.commit(unit, predictions, tied)
+                        state.commit(unit, predictions, tied, loaded.stamps)
                     except OSError as err:
                         of = f" of pass {unit.pass_index} ({pass_.describe()})" if len(run.passes) > 1 else ""
                         raise RuntimeError(
@@ -620,7 +710,7 @@ class Outcome:
 def gather(run: Run, bad: Mapping[str, Mapping[str, str]]) -> Outcome:
     """This rank's committed units and undecodable images, exchanged with every rank (torchrun) and assembled."""
     assert run.state is not None
-    mine = [(u.pass_index, u.batch.start, preds, tied) for u, preds, tied in run.state.iter_done(run.units)]
+    mine = [(u.pass_index, u.batch.start, chunk.predictions, chunk.tied) for u, chunk in run.state.iter_done(run.units)]
     sizes = {key: len(source) for key, source in run.plan.sources.items()}
     predictions = {d.name: np.full((sizes[d.source], TOPK), -1, dtype=np.int64) for d in run.plan.domains}
     tied = {d.name: np.zeros(sizes[d.source], dtype=bool) for d in run.plan.domains}
@@ -724,8 +814,10 @@ def finalize(run: Run, outcome: Outcome) -> EvalResult:
                       predictions=outcome.predictions, tied=tied)
 
 
-def write_result(run: Run, result: EvalResult, output: str | os.PathLike[str] | None) -> None:
-    """On rank 0: write the record to ``output`` (if any), then remove the run state it no longer needs.
+def write_result(run: Run, result: EvalResult, output: str | os.PathLike[str] | None, *,
+                 keep_state: bool = False) -> None:
+    """On rank 0: write the record to ``output`` (if any), then remove the run state it no longer needs, unless
+    ``keep_state`` (the caller writes more outputs from the result, then calls :func:`release_state`).
 
     The record is written before the state is removed, so a failed write (a full disk) loses nothing: the same call
     then writes it from the state.
@@ -743,20 +835,56 @@ def write_result(run: Run, result: EvalResult, output: str | os.PathLike[str] | 
                 f"the record from the saved batches without evaluating anything."
             ) from err
     if run.state is not None:
-        run.state.clear()
+        if keep_state:
+            result.state_dir = run.state.directory
+        else:
+            run.state.clear()
+
+
+def release_state(result: EvalResult) -> None:
+    """Remove the run state a ``keep_state`` run left (:attr:`EvalResult.state_dir`), once every output is written."""
+    if result.state_dir is not None:
+        RunState(result.state_dir, []).clear()
+        result.state_dir = None
+
+
+def request_lock(request: Mapping[str, Any], config: RunConfig) -> FileLock:
+    """A lock on a run *request* (what :func:`~robustbench_ibn.evaluate` was asked, before anything is built or
+    downloaded; :func:`robustbench_ibn.runner.request_spec`), held for the whole run.
+
+    The run state's own lock is keyed by what the set-up builds (weights and data hashes, shift definitions), so a
+    second identical run would be refused only after its set-up (downloads, hashing, building the model); this one
+    refuses it at once. Keyed like the state (batch size, precision, seed) and per torchrun rank; the state's lock
+    still guards requests that differ in words but not in what they build (``official`` weights and the same file).
+    """
+    root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
+    key = run_key({"request": request, "batch_size": config.batch_size, "precision": config.precision,
+                   "seed": config.seed})
+    path = root / f".request-{key}-rank{launch_rank()}.lock"
+    return FileLock(path, busy=f"Another run of the same command is running right now (it holds {path}). Wait for it "
+                               f"to finish (its result will be identical), or give this one another --state-dir.")
+
+
+def output_lock(output: str | os.PathLike[str]) -> FileLock:
+    """A lock on a result record's path (``.NAME.lock`` beside it, removed with the lock), held from the start of the
+    run until the record is written: a second run writing the same file is refused at once, rather than both
+    succeeding and the last one silently winning. Runs one after the other still overwrite it."""
+    output = Path(output)
+    path = output.parent / f".{output.name}.lock"
+    return FileLock(path, busy=f"Another run is writing {output} right now (it holds {path}). Wait for it to finish, "
+                               f"or give this one another --output.")
 
 
 def run_plan(plan: Plan, model: PreparedModel, config: RunConfig, *, output: str | os.PathLike[str] | None = None,
-             started: float | None = None) -> EvalResult:
+             started: float | None = None, keep_state: bool = False) -> EvalResult:
     """Evaluate ``model`` on every domain of ``plan``: the engine's steps, in order (what
     :func:`robustbench_ibn.evaluate` runs once it has built the plan; give it a :class:`Plan` of your own to
-    evaluate domains of other sources, e.g. a shift of another dataset)."""
+    evaluate domains of other sources, e.g. a shift of another dataset). ``keep_state``: see :func:`write_result`."""
     run = start_run(plan, model, config, started=started)
     assert run.state is not None
     with run.state:
         bad = run_passes(run)
         outcome = gather(run, bad)
     result = finalize(run, settle_bad_images(run, outcome))
-    write_result(run, result, output)
+    write_result(run, result, output, keep_state=keep_state)
     return result
-

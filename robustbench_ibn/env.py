@@ -7,25 +7,43 @@ from typing import Any
 
 import torch
 
-__all__ = ["device_name", "resolve_device", "software_versions"]
+__all__ = ["RUN_DEVICE_TYPES", "device_name", "resolve_device", "software_versions"]
+
+
+RUN_DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""The torch device types a run computes on (``meta`` holds no data; ``xpu``, ``hpu``, ... are not supported here)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is an error, never a fallback.
+    """``auto`` picks CUDA when available; asking for a device torch does not have is an error, never a fallback.
 
     Example:
         >>> resolve_device("cpu")
         device(type='cpu')
+        >>> resolve_device("meta")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected --device to be auto, cpu, cuda, cuda:N or mps, but got 'meta': a run cannot compute on ...
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    accepted = "Expected --device to be auto, cpu, cuda, cuda:N or mps"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):  # torch: "Invalid device string"
-        raise ValueError(f"Expected --device to be auto, cpu, cuda or cuda:N (or another torch device type such as "
-                         f"mps), but got {str(device)!r}.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("Expected a CUDA device for --device cuda, but torch sees none. Use --device cpu.")
+        raise ValueError(f"{accepted}, but got {str(device)!r}.") from None
+    if dev.type not in RUN_DEVICE_TYPES:
+        raise ValueError(f"{accepted}, but got {str(device)!r}: a run cannot compute on {dev.type!r} "
+                         "devices.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("Expected a CUDA device for --device cuda, but torch sees none. Use --device cpu.")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise RuntimeError(f"Expected --device {dev} to name one of the {count} CUDA devices torch sees "
+                               f"(cuda:0..cuda:{count - 1}), but got index {dev.index}.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("Expected an MPS device for --device mps, but torch sees none. Use --device cpu.")
     return dev
 
 

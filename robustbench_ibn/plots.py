@@ -16,29 +16,49 @@ from .report import column_names, severity_curves
 from .results import EvalResult
 from .text import random_init_title
 
-__all__ = ["PLOT_KINDS", "new_figure", "plot_drop_bars", "plot_report", "plot_severity_curves", "save_figure"]
+__all__ = ["PLOT_KINDS", "PLOT_SUFFIXES", "check_plot_path", "new_figure", "plot_drop_bars", "plot_report",
+           "plot_severity_curves", "save_figure"]
 
 PLOT_KINDS = ("auto", "curves", "bars")
-_SUFFIXES = (".png", ".svg", ".pdf")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def new_figure(width: float, height: float) -> Any:
+def check_plot_path(path: str | os.PathLike[str], *, what: str = "plots") -> Path:
+    """``path`` if a figure can be written there: its extension is one of :data:`PLOT_SUFFIXES` and matplotlib can
+    be imported (``what`` names the request in the message, e.g. ``--plot``). What a run checks before any work.
+
+    Example:
+        >>> check_plot_path("fig.txt")
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected a plot file ending in one of .png, .svg, .pdf, but got 'fig.txt'.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"Expected a plot file ending in one of {', '.join(PLOT_SUFFIXES)}, but got {str(path)!r}.")
+    _matplotlib(what)
+    return path
+
+
+def _matplotlib(what: str) -> tuple[Any, Any]:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError as err:  # pragma: no cover - matplotlib is a test dependency
-        raise RuntimeError(
-            "Plots need matplotlib, which is not installed. Install it with: pip install 'robustbench-ibn[plot]'."
-        ) from err
+    except ImportError as err:
+        raise RuntimeError(f"Expected matplotlib for {what}, but it cannot be imported ({err}). Install it with: pip "
+                           f"install 'robustbench-ibn[plot]'.") from err
+    return Figure, FigureCanvasAgg
+
+
+def new_figure(width: float, height: float) -> Any:
+    Figure, FigureCanvasAgg = _matplotlib("plots")  # noqa: N806 - classes
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in _SUFFIXES:
-        raise ValueError(f"Expected a plot file ending in one of {_SUFFIXES}, but got {str(path)!r}.")
+    path = check_plot_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No creation date or software version in the file: the same results give the same bytes.
     metadata = {"Software": None} if path.suffix.lower() == ".png" else {"Date": None}

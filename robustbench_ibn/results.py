@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,9 @@ class EvalResult:
     predictions: dict[str, np.ndarray]
     tied: dict[str, int] = field(default_factory=dict)
     _uncertainty: dict[tuple[int, int, float], dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    # Where the run state was left by evaluate(keep_state=True) for more outputs (engine.release_state removes it);
+    # not part of the record.
+    state_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def baseline_source(self) -> str:

@@ -7,6 +7,7 @@ clean images of other sources.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -16,13 +17,15 @@ from torch import nn
 
 from .data import DataConfig, ImageSource
 from .datasets import DatasetDomain, check_domains, open_domains
-from .engine import RunConfig, build_plan, open_sources, run_config, run_plan
-from .models import prepare_model
+from .distributed import launch_rank
+from .engine import (RunConfig, build_plan, fit_sources, open_sources, output_lock, request_lock, run_config,
+                     run_plan)
+from .models import check_model_request, prepare_model
 from .plugins import load_entry_points
 from .results import EvalResult
 from .transforms import prepare_transforms, resolve_transform_names
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "request_spec"]
 
 
 def evaluate(
@@ -40,6 +43,7 @@ def evaluate(
     transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
     style_dir: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
+    keep_state: bool = False,
     config: RunConfig | None = None,
     **run: Any,
 ) -> EvalResult:
@@ -74,7 +78,12 @@ def evaluate(
         style_dir: a folder of style images for the shifts that take one (``adain{alpha}``; ``--style-dir``); an
             error when no requested shift does.
         output: write the full record here (:meth:`EvalResult.save`) before the run state is removed, so
-            that a failed write (a full disk) loses nothing: the same call then writes it from the state.
+            that a failed write (a full disk) loses nothing: the same call then writes it from the state. While the
+            run lasts a lock file ``.NAME.lock`` beside it refuses a second run writing the same file.
+        keep_state: leave the run state in place once the result is complete (its folder is the result's
+            ``state_dir``), for a caller that writes more outputs from the result (a plot, a leaderboard entry) and
+            removes it with :func:`~robustbench_ibn.engine.release_state` once they are written: a failed write
+            then costs a rerun that evaluates nothing.
         config: how the run executes (:class:`~robustbench_ibn.engine.RunConfig`); ``run`` overrides its fields:
             ``batch_size`` (50), ``workers``, ``device`` (``auto``), ``precision`` (``fp32``, ``bf16``, ``fp16``),
             ``seed`` (random init and stochastic shifts), ``progress``, ``state_dir`` (where finished batches are
@@ -100,15 +109,70 @@ def evaluate(
     load_entry_points()  # installed plug-in packages (idempotent; ROBUSTBENCH_IBN_NO_ENTRY_POINTS=1 skips)
     names = resolve_transform_names(transforms)
     specs = check_domains(domains, baseline=data)  # every folder against its kind, before any download or decode
-    # Shifts first (generator weights found, downloaded, hashed): one that cannot run stops before any model is built.
-    shifts = prepare_transforms(names, weights=transform_weights, style_dir=style_dir, progress=config.progress,
-                                seed=config.seed)
-    prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
-    opened = open_domains(specs, prepared.data_config, limit=limit)
-    extra = {**(sources or {}), **{o.key: o.source for o in opened}}
-    if len(extra) < len(sources or {}) + len(opened):
-        raise ValueError(f"Expected source names other than the domains' ({', '.join(o.key for o in opened)}), but "
-                         f"got {', '.join(sources or {})}.")
-    plan = build_plan(open_sources(data, prepared, labels_file=labels_file, limit=limit, extra=extra), shifts,
-                      labels={o.key: o.label for o in opened})
-    return run_plan(plan, prepared, config, output=output, started=started)
+    request = request_spec(model, data, names, weights=weights, model_kwargs=model_kwargs, data_config=data_config,
+                           labels_file=labels_file, limit=limit, domains=specs, sources=sources,
+                           transform_weights=transform_weights, style_dir=style_dir)
+    with contextlib.ExitStack() as held:
+        # The cheap checks come first, the downloads last: a second identical run and a second writer of the same
+        # record are refused at once, then a wrong data folder or layout is named, then the model's name, arguments
+        # and weights file; then the shifts' weights are found (downloaded, hashed), then the model is built (its
+        # weights downloaded); the folders get the model's geometry after that.
+        if request is not None:
+            held.enter_context(request_lock(request, config))
+        if output is not None and launch_rank() == 0:
+            held.enter_context(output_lock(output))
+        listed = open_sources(data, labels_file=labels_file, limit=limit, extra=sources)
+        if isinstance(model, str):  # its name, arguments and weights file: before any shift downloads its weights
+            check_model_request(model, weights, **dict(model_kwargs or {}))
+        shifts = prepare_transforms(names, weights=transform_weights, style_dir=style_dir, progress=config.progress,
+                                    seed=config.seed)
+        prepared = prepare_model(model, weights, seed=config.seed, model_kwargs=model_kwargs, data_config=data_config)
+        opened = open_domains(specs, prepared.data_config, limit=limit)
+        fitted = fit_sources(listed, prepared)
+        if any(o.key in fitted for o in opened):
+            raise ValueError(f"Expected source names other than the domains' ({', '.join(o.key for o in opened)}), "
+                             f"but got {', '.join(sources or {})}.")
+        plan = build_plan({**fitted, **{o.key: o.source for o in opened}}, shifts,
+                          labels={o.key: o.label for o in opened})
+        return run_plan(plan, prepared, config, output=output, started=started, keep_state=keep_state)
+
+
+def request_spec(
+    model: str | nn.Module,
+    data: str | os.PathLike[str] | ImageSource,
+    names: Sequence[str],
+    *,
+    weights: str = "official",
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_config: DataConfig | None = None,
+    labels_file: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    domains: Sequence[DatasetDomain] = (),
+    sources: Mapping[str, str | os.PathLike[str] | ImageSource] | None = None,
+    transform_weights: Mapping[str, str | os.PathLike[str]] | None = None,
+    style_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any] | None:
+    """What :func:`evaluate` was asked, as a JSON-able dict (the key of :func:`~robustbench_ibn.engine.request_lock`),
+    computed before anything is built; ``None`` for an ``nn.Module`` (no cheap identity: the run state's lock alone
+    guards it). Folders count by their absolute path, a given image source by its root and fingerprint.
+
+    Example:
+        >>> request_spec("resnet50", "/data/val", ["clean", "std1.5"])["data"]
+        '/data/val'
+    """
+    if not isinstance(model, str):
+        return None
+
+    def where(item: str | os.PathLike[str] | ImageSource) -> Any:
+        if isinstance(item, ImageSource):
+            return {"kind": type(item).__name__, "root": str(item.root), **item.fingerprint()}
+        return os.path.abspath(os.path.expanduser(item))
+
+    return {"model": model, "weights": weights, "model_kwargs": dict(model_kwargs or {}),
+            "data_config": data_config.to_dict() if data_config is not None else None, "data": where(data),
+            "labels_file": where(labels_file) if labels_file is not None else None, "limit": limit,
+            "sources": {key: where(item) for key, item in dict(sources or {}).items()}, "transforms": list(names),
+            "domains": [{"kind": d.kind, "path": where(d.path), "label": d.label, "options": dict(d.options)}
+                        for d in domains],
+            "transform_weights": {k: str(v) for k, v in dict(transform_weights or {}).items()},
+            "style_dir": where(style_dir) if style_dir is not None else None}

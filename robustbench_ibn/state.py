@@ -7,8 +7,11 @@ single-process run would: predictions are bit-identical, not just close. The uni
 of saving is a (pass, batch) pair, a :class:`Unit`.
 
 Each finished unit is one small ``.npz`` file, written atomically (temp file + rename); a kill leaves
-at most a stray temp file, never a half-written chunk. A lock file keeps two runs of the same command
-from writing the same state at once.
+at most a stray temp file, never a half-written chunk. Besides the predictions a chunk holds the **stamp** of
+each of its image files (size, modification and inode-change time, taken before the file was read), so a run
+resumed after the files changed notices it and evaluates those batches again instead of mixing old and new
+predictions; a chunk that cannot be read (truncated, garbage) is evaluated again too. A lock file
+(:class:`FileLock`) keeps two runs of the same command from writing the same state at once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import numpy as np
 
 from .files import atomic_write, cache_root
 
-__all__ = ["Batch", "RunState", "Unit", "batch_grid", "default_state_root", "run_key", "unit_grid"]
+__all__ = ["Batch", "Chunk", "FileLock", "RunState", "Unit", "batch_grid", "default_state_root", "file_stamp",
+           "run_key", "unit_grid"]
 
 
 def default_state_root() -> Path:
@@ -90,6 +94,93 @@ def unit_grid(sizes: Sequence[int], batch_size: int, rank: int = 0, world_size: 
     return units[rank::world_size]
 
 
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """What identifies a file's content cheaply: ``(size, mtime_ns, ctime_ns)`` of the file (links followed), or
+    ``(-1, -1, -1)`` when it cannot be reached.
+
+    The inode-change time is there because a copy that keeps the modification time (``cp -p``, ``rsync -t``) still
+    changes it, and nothing can set it back; a stat costs far less than hashing 50,000 images.
+
+    Example:
+        >>> file_stamp("/no/such/file")
+        (-1, -1, -1)
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1, -1)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileLock:
+    """An exclusive lock on ``path`` (``flock``), refused at once when another process holds it.
+
+    Args:
+        path: the lock file (created; its folder too).
+        busy: the message of the ``RuntimeError`` raised when another process holds the lock.
+        remove: delete the file when the lock is released (a lock beside a user's file leaves nothing behind).
+            Safe against a process that opened the old file just before: whoever locks a file checks that the
+            path still names it, and otherwise tries again with the new one.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / ".x.lock"
+        >>> with FileLock(path, "busy"):
+        ...     FileLock(path, "Another run holds it.").acquire()
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Another run holds it.
+        >>> path.exists()
+        False
+    """
+
+    def __init__(self, path: str | os.PathLike[str], busy: str, *, remove: bool = True) -> None:
+        self.path, self.busy, self.remove = Path(path), busy, remove
+        self._file: Any = None
+
+    def acquire(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            f = open(self.path, "a")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise RuntimeError(self.busy) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same or not self.remove:
+                self._file = f
+                return self
+            f.close()  # the holder removed that file as it let go: lock the one the path names now
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        if self.remove:
+            self.path.unlink(missing_ok=True)  # still holding the lock: nobody can take this file meanwhile
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+        self._file = None
+
+    def __enter__(self) -> FileLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass
+class Chunk:
+    """A committed unit: per domain of its pass, top-k predictions and tied flags; the stamps of its image files."""
+
+    predictions: dict[str, np.ndarray]
+    tied: dict[str, np.ndarray]
+    stamps: np.ndarray  # int64 [n, 3]: file_stamp() of each image, taken before it was decoded
+
+
 class RunState:
     """The on-disk state of one run (one model x plan x batch size).
 
@@ -103,28 +194,21 @@ class RunState:
         self.directory = Path(directory)
         self.passes = [list(p) for p in passes]
         self.rank = rank
-        self._lock_file: Any = None
+        self._lock: FileLock | None = None
 
     # -- locking --------------------------------------------------------------------------------
     def __enter__(self) -> RunState:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.directory / f"lock-rank{self.rank}", "w")  # noqa: SIM115 - held for the run's lifetime
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            self._lock_file = None
-            raise RuntimeError(
-                f"Another run of the same command is writing {self.directory} right now. Wait for it to finish "
-                f"(its result will be identical), or give this one another --state-dir."
-            ) from None
+        self._lock = FileLock(
+            self.directory / f"lock-rank{self.rank}", remove=False,  # removed with the directory
+            busy=f"Another run of the same command is writing {self.directory} right now. Wait for it to finish "
+                 f"(its result will be identical), or give this one another --state-dir.").acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- chunks ---------------------------------------------------------------------------------
     def _path(self, unit: Unit) -> Path:
@@ -138,37 +222,43 @@ class RunState:
             done.add((int(p), int(k)))
         return done
 
-    def commit(self, unit: Unit, predictions: Mapping[str, np.ndarray], tied: Mapping[str, np.ndarray]) -> None:
-        """Write one finished unit atomically: per domain of its pass, top-k predictions and tied flags."""
-        arrays = {}
+    def commit(self, unit: Unit, predictions: Mapping[str, np.ndarray], tied: Mapping[str, np.ndarray],
+               stamps: np.ndarray) -> None:
+        """Write one finished unit atomically: per domain of its pass, top-k predictions and tied flags, and the
+        stamps of its image files (:func:`file_stamp`, ``[n, 3]``)."""
+        arrays = {"stamps": np.asarray(stamps, dtype=np.int64).reshape(unit.size, 3)}
         for i, name in enumerate(self.passes[unit.pass_index]):
             arrays[f"pred_{i}"], arrays[f"tied_{i}"] = predictions[name], tied[name]
         with atomic_write(self._path(unit), "wb") as f:
             np.savez(f, **arrays)
 
-    def load(self, unit: Unit) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """A committed unit's per-domain predictions and tied flags."""
+    def load(self, unit: Unit) -> Chunk:
+        """A committed unit. A chunk that cannot be read, or holds another number of images, raises
+        ``RuntimeError`` naming it (the engine evaluates such a unit again, see :meth:`discard`)."""
         path = self._path(unit)
         names = self.passes[unit.pass_index]
         try:
             with np.load(path) as chunk:
                 predictions = {name: chunk[f"pred_{i}"] for i, name in enumerate(names)}
                 tied = {name: chunk[f"tied_{i}"] for i, name in enumerate(names)}
-        except (OSError, ValueError, KeyError) as err:
-            raise RuntimeError(
-                f"The saved batch {path} cannot be read ({err}). Delete it; the run will recompute that batch."
-            ) from err
-        sizes = {len(p) for p in (*predictions.values(), *tied.values())}
+                stamps = chunk["stamps"]
+        except Exception as err:  # untrusted bytes: a truncated zip, garbage, a missing array, an older chunk
+            raise RuntimeError(f"{path}: {type(err).__name__}: {err}") from err
+        sizes = {len(p) for p in (*predictions.values(), *tied.values(), stamps)}
         if sizes != {unit.size}:
-            raise RuntimeError(f"The saved batch {path} holds {sorted(sizes)} images, expected {unit.size}. "
-                               f"Delete it; the run will recompute that batch.")
-        return predictions, tied
+            raise RuntimeError(f"{path}: it holds {sorted(sizes)} images, expected {unit.size}")
+        return Chunk(predictions, tied, stamps)
 
-    def iter_done(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    def discard(self, unit: Unit) -> None:
+        """Forget a committed unit (its images changed, or its chunk cannot be read): it is evaluated again."""
+        self._path(unit).unlink(missing_ok=True)
+
+    def iter_done(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, Chunk]]:
+        """``(unit, chunk)`` of each of ``units`` already committed, in order."""
         done = self.done()
         for unit in units:
             if (unit.pass_index, unit.batch.k) in done:
-                yield (unit, *self.load(unit))
+                yield unit, self.load(unit)
 
     def clear(self) -> None:
         """Remove the state once the result is safely returned."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -17,6 +20,19 @@ from robustbench_ibn.models.calibrate import calibrate_random_init
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLE_VAL = SHARED_DATA / "imagenet-sample" / "val"
 
+# Set when conftest is imported, before pytest collects a test or sets up a fixture of any scope (a module-scoped
+# fixture that evaluates runs before the function-scoped _isolated_cache below): every cache the suite or its
+# subprocesses could use lives in this folder, never in the user's ~/.cache, ~/.torch or home.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="robustbench-ibn-tests-")).resolve()
+for _var, _sub in (("ROBUSTBENCH_IBN_CACHE", "cache"), ("XDG_CACHE_HOME", "xdg-cache"), ("TORCH_HOME", "torch"),
+                   ("HOME", "home")):
+    os.environ[_var] = str(SESSION_HOME / _sub)
+    (SESSION_HOME / _sub).mkdir()
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch):
@@ -28,18 +44,19 @@ def _no_proxy(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Run state and caches of every test go to a temporary folder, never the user's ~/.cache."""
-    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", str(tmp_path_factory.mktemp("cache")))
+def _isolated_cache(monkeypatch):
+    """Run state and caches of every test go to a folder of its own (in the session's), never the user's ~/.cache."""
+    monkeypatch.setenv("ROBUSTBENCH_IBN_CACHE", tempfile.mkdtemp(prefix="test-", dir=SESSION_HOME / "cache"))
 
 
 @pytest.fixture(autouse=True)
-def _no_style_weights(tmp_path_factory, monkeypatch):
+def _no_style_weights(monkeypatch):
     """No test finds or downloads real CycleGAN or AdaIN weights: an empty torch hub cache, official URLs on a
     closed local port. Tests that need a network pass their own files (random weights in the official layout)."""
     from robustbench_ibn.transforms import adain, cyclegan
 
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path_factory.mktemp("hub")), raising=False)
+    monkeypatch.setattr(torch.hub, "_hub_dir", tempfile.mkdtemp(prefix="hub-", dir=SESSION_HOME / "torch"),
+                        raising=False)
     monkeypatch.setattr(cyclegan, "URL_TEMPLATE", "http://127.0.0.1:9/{file}")
     monkeypatch.setattr(adain, "URL_TEMPLATE", "http://127.0.0.1:9/{file}")
 

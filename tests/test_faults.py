@@ -294,8 +294,8 @@ def test_sigint_saves_says_how_to_resume_and_a_second_run_is_refused(eight, tmp_
                             timeout=300)
     assert first.poll() is None, "the first run must still be running for this test to mean anything"
     assert second.returncode == 2
-    assert re.search(r"robust-eval: error: Another run of the same command is writing .*state/\w+ right now\. "
-                     r"Wait for it to finish", second.stderr), second.stderr
+    assert re.search(r"robust-eval: error: Another run of the same command is running right now \(it holds "
+                     r".*state/\.request-\w+-rank0\.lock\)\. Wait for it to finish", second.stderr), second.stderr
 
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=120)
@@ -488,7 +488,8 @@ def test_misbehaving_shifts_and_models_are_named(capsys, isolated, data, tmp_pat
         (["--limit", "-3"], "argument --limit: Expected an integer >= 1"),
         (["--workers", "-1"], "argument --workers: Expected an integer >= 0 (decode processes; 0 decodes in the main "
                               "process), but got '-1'."),
-        (["--n-boot", "0"], "argument --n-boot: Expected an integer >= 1 (bootstrap resamples), but got '0'."),
+        (["--n-boot", "0"], "argument --n-boot: Expected an integer in 1..100000 (bootstrap resamples), but got "
+                           "'0'."),
         (["--device", "gpu7"], "argument --device: Expected auto, cpu, cuda or cuda:N (or another torch device type "
                                "such as mps), but got 'gpu7'."),
         (["--format", "xml"], "argument --format: invalid choice: 'xml' (choose from 'markdown', 'latex', 'csv', "

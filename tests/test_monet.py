@@ -369,10 +369,11 @@ def test_all_stops_before_any_work_without_weights(sample_val, monkeypatch):
     from robustbench_ibn import runner
 
     def no_work(*args, **kwargs):
-        raise AssertionError("a model was built or images were read before the weights check")
+        raise AssertionError("a model was built or images were decoded before the weights check")
 
+    # Listing the data folder comes first (a wrong --data is the cheaper mistake to name); decoding does not.
     monkeypatch.setattr(runner, "prepare_model", no_work)
-    monkeypatch.setattr(ImageNetVal, "__init__", no_work)
+    monkeypatch.setattr(ImageNetVal, "load", no_work)
     with pytest.raises(TransformError) as err:
         evaluate("resnet18_ibn_b", sample_val, "all", weights="random", progress=False)
     message = str(err.value)

@@ -388,9 +388,13 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     a severity sweep (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
+    if not any(item.strip() for item in items):  # "" or ",,": never silently the clean images alone
+        raise TransformError(f"Expected at least one shift in --transforms, but got {spec!r}. To evaluate the clean "
+                             "images only, pass --transforms clean.")
     if [i.strip() for i in items] == ["none"]:  # clean only: a run of dataset domains, measured against clean val
         return ["clean"]
     names: list[str] = ["clean"]
+    members: dict[tuple[str, float], str] = {}  # (family, value as its builder gets it) -> the name first given
     for item in (i.strip() for i in items):
         if not item:
             continue
@@ -405,8 +409,16 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
                         f"'--transforms {available}'."
                     )
                 raise TransformError(TRANSFORMS.unknown_message(name))
-            if name not in names:
-                names.append(name)
+            if name in names:
+                continue
+            template, values = TRANSFORMS.parse(name)
+            if values:  # rgb+50 and rgb+50.0 build the same shift: two rows of it would be refused by every report
+                param, value = next(iter(values.items()))
+                first = members.setdefault((template, value), name)  # 50 == 50.0, and hash alike
+                if first != name:
+                    raise TransformError(f"Expected each shift once, but {first!r} and {name!r} are the same shift "
+                                         f"({template} with {param}={value:g}): give it once.")
+            names.append(name)
     return names
 
 

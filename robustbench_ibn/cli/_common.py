@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_ENV", "device_type", "int_at_least", "parse_kwargs", "parse_transform_weights", "run_command"]
+__all__ = ["DATA_ENV", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs",
+           "parse_transform_weights", "run_command"]
 
 DATA_ENV = "ROBUSTBENCH_IBN_DATA"
 LIBRARY_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
@@ -96,18 +99,63 @@ def int_at_least(minimum: int, meaning: str) -> Callable[[str], int]:
         >>> int_at_least(1, "images per batch")("4")
         4
     """
+    return int_in_range(minimum, None, meaning)
+
+
+def int_in_range(minimum: int, maximum: int | None, meaning: str) -> Callable[[str], int]:
+    """An argparse type: an integer in ``minimum..maximum`` (``None``: no upper bound), written as digits (``1e23``
+    and ``2.5`` are refused, not rounded); the message says what is accepted and what it means.
+
+    Example:
+        >>> int_in_range(0, 2**63 - 1, "the seed")("7")
+        7
+        >>> int_in_range(1, 100, "resamples")("1000")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: Expected an integer in 1..100 (resamples), but got '1000'.
+    """
+    accepted = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text) if len(text) < 100 else None  # int() of a huge string is slow and refused anyway
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"Expected an integer >= {minimum} ({meaning}), but got {text!r}.")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"Expected {accepted} ({meaning}), but got {text!r}.")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = accepted
     return parse
+
+
+def check_writable(path: str | os.PathLike[str], flag: str, *, folder: bool = False, shown: str | None = None) -> None:
+    """Refuse an output that cannot be written, before any work: a file path that is a folder, or whose folder
+    neither exists nor can be made (the nearest existing one is a file, or is not writable). ``folder``: ``path`` is
+    a folder to write into. ``shown``: the value the user gave, for the message (default ``path``).
+
+    Raises:
+        ValueError: what was expected, naming ``flag``, the path and the folder in the way.
+
+    Example:
+        >>> check_writable("/proc/version/r.json", "--output")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected --output /proc/version/r.json to be a file in a folder ... /proc/version is not a folder.
+    """
+    shown = str(path) if shown is None else shown
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    if not folder and target.is_dir():
+        raise ValueError(f"Expected {flag} {shown} to be a file, but it is a folder.")
+    what = "a folder" if folder else "a file in a folder"
+    expected = f"Expected {flag} {shown} to be {what} that exists or can be made"
+    probe = target if folder else target.parent
+    while not probe.is_dir() and not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent  # the nearest folder that exists: the missing ones below it are made on writing
+    if not probe.is_dir():
+        raise ValueError(f"{expected}, but {probe} is not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{expected}, but {probe} is not writable.")
 
 
 def device_type(text: str) -> str:

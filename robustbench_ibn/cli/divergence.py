@@ -9,9 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..checks import MAX_SEED
 from ..divergence import EPS
 from ..engine import BAD_IMAGE_POLICIES
-from ._common import DATA_ENV, device_type, int_at_least, parse_kwargs, parse_transform_weights, run_command
+from ._common import (DATA_ENV, device_type, int_at_least, int_in_range, parse_kwargs, parse_transform_weights,
+                      run_command)
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="official",
                         help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
                         "random init; add --calibrate)")
-    parser.add_argument("--seed", type=int, default=0, help="random-init seed and stochastic shifts' seed")
+    parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "the random-init and stochastic-shift seed"),
+                        default=0, help="random-init seed and stochastic shifts' seed")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--domains", metavar="A,B",
                       help="two shifts of the same images of --data (clean,monet; clean,rgb+50; r+50,std1.5): each "

@@ -7,14 +7,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..checks import MAX_SEED
 from ..engine import BAD_IMAGE_POLICIES, PRECISIONS
+from ..files import safe_filename
 from ..transforms import TABLE1
-from ._common import (DATA_ENV, device_type, int_at_least, parse_kwargs, parse_transform_weights,
+from ._common import (DATA_ENV, device_type, int_at_least, int_in_range, parse_kwargs, parse_transform_weights,
                       run_command)
 from ._domains import add_domain_arguments, domain_specs, print_datasets
-from .report import add_report_arguments, present
+from .report import add_report_arguments, check_outputs, present
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "output_path"]
 
 PROG = "robust-eval"
 
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
                         help="an image that cannot be decoded: 'error' (default) carries on, then stops naming every "
                         "such file; 'skip' leaves them out and the result records which")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "the random-init and stochastic-shift seed"),
+                        default=0)
     parser.add_argument("--output", default=None, metavar="FILE.json",
                         help="write the full record (protocol, per-image predictions) as JSON; with several models "
                         "FILE must contain {model}, e.g. runs/{model}.json")
@@ -132,11 +135,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(PROG, lambda: _run(parser, args))
 
 
+def output_path(template: str, model: str) -> str:
+    """``--output`` for one model: ``{model}`` becomes a safe file name for the model's name (a slug and a short hash,
+    :func:`~robustbench_ibn.files.safe_filename`), so ``hub:/dir:entry`` or ``../x`` never make folders or leave the
+    one named.
+
+    Example:
+        >>> output_path("runs/{model}.json", "../x")
+        'runs/x-d6b96a97d1.json'
+    """
+    return template.replace("{model}", safe_filename(model))
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..distributed import is_main
+    from ..engine import RunConfig, release_state
     from ..models import model_info
     from ..plugins import load_entry_points, load_plugins
     from ..runner import evaluate
+    from ..transforms import resolve_transform_names
 
     load_entry_points()  # plug-ins first: they may add models and shifts to list or run
     load_plugins(args.plugin)
@@ -163,29 +180,44 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.save_entry and args.weights == "random":
         parser.error("--save-entry takes trained weights only: random-init results check the pipeline (that belongs "
                      "in the tests), they are not models to rank")
-    for name in models:  # every name is checked before the first evaluation starts
+    # Everything that can be checked without work is checked before the first evaluation starts: how the run
+    # executes, the shift names, every output (paths, plot type and matplotlib, entries' folder), the model names.
+    config = RunConfig(batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
+                       seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir,
+                       on_bad_image=args.on_bad_image)
+    names = resolve_transform_names(args.transforms)
+    outputs = [output_path(args.output, name) if args.output else None for name in models]
+    check_outputs(args, names, [o for o in outputs if o])
+    for name in models:
         model_info(name)
     results = []
-    for name in models:
-        output = args.output.replace("{model}", name) if args.output else None
+    for name, output in zip(models, outputs):
         result = evaluate(
-            name, data, args.transforms, weights=args.weights, model_kwargs=args.model_kwargs,
-            labels_file=args.labels, limit=args.limit, output=output, domains=domains,
+            name, data, names, weights=args.weights, model_kwargs=args.model_kwargs,
+            labels_file=args.labels, limit=args.limit, output=output, domains=domains, keep_state=True, config=config,
             transform_weights={k: v for pairs in args.transform_weights for k, v in pairs.items()},
             style_dir=args.style_dir,
-            batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
-            seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir, on_bad_image=args.on_bad_image,
         )
         if not is_main():  # under torchrun every rank holds the result; rank 0 alone reports it
             continue
-        if output:  # written by evaluate() before it removed the run state
+        if output:  # written by evaluate(), the run state kept until every other output is written too
             print(f"{PROG}: record written to {output}", file=sys.stderr)
         env = result.environment
         print(f"{name}: done in {env['duration_s']:.1f} s (waiting for data {env['loader_wait_s']:.1f} s, "
               f"compute {env['compute_s']:.1f} s)", file=sys.stderr)
         results.append(result)
     if is_main():
-        present(results, args, PROG)
+        try:
+            present(results, args, PROG)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            kept = ", ".join(str(r.state_dir) for r in results if r.state_dir is not None)
+            what = f"cannot write the outputs: {err}." if isinstance(err, OSError) else str(err)
+            raise RuntimeError(
+                f"{what} Nothing computed is lost: every batch is kept in {kept}. Free some space (or fix the "
+                f"path) and run the same command again: it writes the outputs without evaluating anything."
+            ) from err
+        for result in results:  # every output is written: the saved batches are no longer needed
+            release_state(result)
     return 0
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..plots import PLOT_KINDS
+from ..checks import MAX_SEED
+from ..metrics import MAX_N_BOOT
+from ..plots import PLOT_KINDS, PLOT_SUFFIXES
 from ..report import FORMATS
-from ._common import int_at_least, run_command
+from ._common import check_writable, int_in_range, run_command
 
-__all__ = ["add_report_arguments", "build_parser", "main", "present"]
+__all__ = ["add_report_arguments", "build_parser", "check_outputs", "main", "present"]
 
 PROG = "robust-report"
 
@@ -22,10 +25,11 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ci", action="store_true",
                         help="show 95%% paired-bootstrap intervals of every error and drop, flip rates and (several "
                         "models) McNemar's tests in the tables; JSON always has them")
-    parser.add_argument("--n-boot", type=int_at_least(1, "bootstrap resamples"), default=1000, metavar="N",
-                        help="bootstrap resamples (default: 1000)")
-    parser.add_argument("--ci-seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--plot", default=None, metavar="FILE",
+    parser.add_argument("--n-boot", type=int_in_range(1, MAX_N_BOOT, "bootstrap resamples"), default=1000, metavar="N",
+                        help=f"bootstrap resamples, at most {MAX_N_BOOT} (default: 1000)")
+    parser.add_argument("--ci-seed", type=int_in_range(0, MAX_SEED, "the bootstrap seed"), default=0,
+                        help="bootstrap seed (default: 0)")
+    parser.add_argument("--plot", type=_plot_file, default=None, metavar="FILE",
                         help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
                         "(--transforms rgb+10:100:10), else the drops per shift and model as bars")
     parser.add_argument("--plot-kind", default="auto", choices=PLOT_KINDS,
@@ -33,6 +37,34 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-entry", nargs="?", const="leaderboards", default=None, metavar="DIR",
                         help="add each model's leaderboard entry under DIR/measured (default DIR: leaderboards); "
                         "trained weights only; regenerate the page with robust-leaderboard")
+
+
+def _plot_file(text: str) -> str:
+    if Path(text).suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"Expected a plot file ending in one of {', '.join(PLOT_SUFFIXES)}, but got "
+                                         f"{text!r}.")
+    return text
+
+
+def check_outputs(args: argparse.Namespace, transforms: Sequence[str] | None, records: Sequence[str] = ()) -> None:
+    """Check every output asked for before any work: the ``records`` paths (``--output``), the plot (its folder,
+    matplotlib, and for ``--plot-kind curves`` a sweep among ``transforms`` when they are known) and the
+    ``--save-entry`` folder. A mistake found after a long evaluation would cost a rerun."""
+    from ..plots import check_plot_path
+    from ..transforms import TRANSFORMS
+
+    for record in records:
+        check_writable(record, "--output")
+    if args.plot:
+        check_plot_path(args.plot, what="--plot")
+        check_writable(args.plot, "--plot")
+        families = [TRANSFORMS.template_of(n) for n in transforms or () if TRANSFORMS.family_param(n) is not None]
+        if transforms is not None and args.plot_kind == "curves" and not any(families.count(f) > 1 for f in families):
+            raise ValueError(f"Expected a severity sweep (two or more members of one family, e.g. --transforms "
+                             f"rgb+10:100:10) to plot curves, but the shifts {', '.join(transforms[1:])} hold none. "
+                             f"Use the bar chart (--plot-kind bars) instead.")
+    if args.save_entry:
+        check_writable(Path(args.save_entry) / "measured", "--save-entry", folder=True, shown=args.save_entry)
 
 
 def present(results: Sequence[Any], args: argparse.Namespace, prog: str) -> None:
@@ -70,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from ..results import EvalResult
 
+        check_outputs(args, None)
         present([EvalResult.load(path) for path in args.records], args, PROG)
         return 0
 

@@ -16,7 +16,7 @@ from ..data import DataConfig
 from ..registry import Registry
 from ..text import listing
 from ._classes import apply_class_map
-from ._weights import WeightsSource, load_weights
+from ._weights import WeightsSource, check_weights, load_weights
 
 __all__ = ["ModelInfo", "MODELS", "Normalized", "PreparedModel", "register_model", "register_resolver", "create_model",
            "list_models", "model_info", "prepare_model"]
@@ -164,8 +164,7 @@ def create_model(
         ...
         ValueError: Expected model arguments of resnet18 (...) among num_classes, ..., but got 'in_ratio'. It is taken ...
     """
-    builder, info = _resolve(name)
-    _check_arguments(name, builder, kwargs)
+    builder, info = check_model_request(name, weights, **kwargs)
     source: WeightsSource | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -180,6 +179,24 @@ def create_model(
     model.data_config = info.data_config
     model.weights_source = source
     return model.eval()
+
+
+def check_model_request(name: str, weights: str = "official",
+                        **kwargs: Any) -> tuple[Callable[..., nn.Module], ModelInfo]:
+    """What :func:`create_model` checks before building or downloading anything: the name, the architecture
+    arguments (``kwargs``, ``class_map`` aside) and the weights (:func:`~robustbench_ibn.models.check_weights`).
+    A run calls it before the shifts' downloads, so a typo is the first thing said. Returns the builder and info.
+
+    Example:
+        >>> check_model_request("resnet18", "random", in_grups=1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected model arguments of resnet18 (...) among ..., but got 'in_grups'. ...
+    """
+    builder, info = _resolve(name)
+    _check_arguments(name, builder, {k: v for k, v in kwargs.items() if k != "class_map"})
+    check_weights(weights, info)
+    return builder, info
 
 
 def _builder_arguments(builder: Callable[..., nn.Module]) -> tuple[str, ...] | None:

@@ -57,6 +57,31 @@ class WeightsSource:
         return asdict(self)
 
 
+def check_weights(spec: str | os.PathLike[str], info: ModelInfo) -> None:
+    """What :func:`load_weights` checks before downloading or reading anything: ``official`` for a model that has
+    published weights, a local checkpoint that exists.
+
+    Raises:
+        WeightsError: the message says what to pass instead.
+
+    Example:
+        >>> from robustbench_ibn.models import model_info
+        >>> check_weights("/no/such.pth", model_info("resnet18"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        robustbench_ibn.hub.WeightsError: --weights '/no/such.pth': no such checkpoint file (/no/such.pth). ...
+    """
+    spec = os.fspath(spec)
+    if spec == "official" and not info.has_weights:
+        raise WeightsError(f"{info.name} has no published weights; pass --weights PATH for your own checkpoint or "
+                           "--weights random for an explicit random init")
+    if spec not in ("official", "random") and not spec.startswith(("http://", "https://")):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"--weights {spec!r}: no such checkpoint file ({path.absolute()}). Expected 'official', "
+                               "'random', a URL or an existing checkpoint file.")
+
+
 def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelInfo, seed: int) -> WeightsSource:
     """Load weights into ``model`` (strictly) according to ``spec``.
 
@@ -76,14 +101,11 @@ def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelI
             not match the model. On a mismatch the model may be partially loaded; do not use it.
     """
     spec = os.fspath(spec)
+    check_weights(spec, info)
     if spec == "random":
         return WeightsSource(kind="random", seed=seed)
     if spec == "official":
-        if info.url is None:
-            raise WeightsError(
-                f"{info.name} has no published weights; pass --weights PATH for your own checkpoint "
-                "or --weights random for an explicit random init"
-            )
+        assert info.url is not None  # check_weights: it has weights, and create_model loads load_official's itself
         # An explicit prefix wins; otherwise the torch.hub file name convention still gives a check.
         path, digest = fetch(info.url, info.hash_prefix or hash_prefix_from_name(info.url))
         kind, location = "official", info.url
@@ -92,11 +114,6 @@ def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelI
         kind, location = "url", spec
     else:
         path = Path(spec).expanduser()
-        if not path.is_file():
-            raise WeightsError(
-                f"--weights {spec!r}: no such checkpoint file ({path.absolute()}). Expected 'official', "
-                "'random', a URL or an existing checkpoint file."
-            )
         digest = file_sha256(path)
         kind, location = "path", str(path.resolve())
     _load_file(model, path, info)
