@@ -210,7 +210,7 @@ def test_folded_lite0_gives_the_same_top1_on_the_shared_images(lite0, lite0_run,
     result = fold_batchnorm(lite0)
     # Every BatchNorm follows a TF-"same"-padded convolution, which the model module declares foldable.
     assert (len(result.folded), result.kept) == (49, ())
-    run = evaluate(result.module, sample_val, [], data_config=lite0.data_config, batch_size=50, progress=False)
+    run = evaluate(result.module, sample_val, "none", data_config=lite0.data_config, batch_size=50, progress=False)
     same = np.mean(run.predictions["clean"][:, 0] == lite0_run.predictions["clean"][:, 0])
     # Measured: all 500 top-1 predictions (and top-5 sets) identical to the exact path.
     assert same >= 0.998

@@ -136,7 +136,7 @@ def test_the_bootstrap_interval_of_a_drop(lite0_run, sample_val: Path) -> None:
 
 @pytest.mark.slow
 def test_bf16_agrees_with_fp32(lite0_run, sample_val: Path) -> None:
-    bf16 = evaluate("efficientnet_lite0", sample_val, [], precision="bf16", batch_size=50, progress=False)
+    bf16 = evaluate("efficientnet_lite0", sample_val, "none", precision="bf16", batch_size=50, progress=False)
     assert bf16.protocol["precision"] == "bf16"
     same = np.mean(bf16.predictions["clean"][:, 0] == lite0_run.predictions["clean"][:, 0])
     # Measured: 499 of 500 top-1 predictions unchanged (99.8%) with autocast bf16 on this CPU (avx512_bf16).
