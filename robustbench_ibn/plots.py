@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .options import PLOT_KINDS
 from .report import column_names, severity_curves
 from .results import EvalResult
 from .text import random_init_title
 
 __all__ = ["PLOT_KINDS", "new_figure", "plot_drop_bars", "plot_report", "plot_severity_curves", "save_figure"]
 
-PLOT_KINDS = ("auto", "curves", "bars")
 _SUFFIXES = (".png", ".svg", ".pdf")
 
 

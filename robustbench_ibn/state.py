@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .files import atomic_write, cache_root
+from .options import option
 
 __all__ = ["Batch", "RunState", "Unit", "batch_grid", "default_state_root", "run_key", "unit_grid"]
 
@@ -116,7 +117,7 @@ class RunState:
             self._lock_file = None
             raise RuntimeError(
                 f"Another run of the same command is writing {self.directory} right now. Wait for it to finish "
-                f"(its result will be identical), or give this one another --state-dir."
+                f"(its result will be identical), or give this one another {option('state_dir')}."
             ) from None
         return self
 

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from ..env import resolve_device
 from ..files import atomic_write
 from ..hub import WeightsError, cache_path, cached_download, file_sha256, read_state_dict
+from ..options import option
 from ..stylecache import StyleCache
 from ._base import Shift, TransformError, check_images, register_transform
 from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
@@ -368,11 +369,12 @@ class CycleGANStyle(Shift):
             self._cache = StyleCache(namespace, meta, self.cache_dir)
 
     def _locate(self, progress: bool) -> tuple[Path, str]:
-        flag = f"--transform-weights {self.name}=/path/to/{self.style.file}"
+        flag = option("transform_weights", (self.name, f"/path/to/{self.style.file}"))
         if self.weights is not None and not self.weights.startswith(("http://", "https://")):
             path = Path(self.weights).expanduser()
             if not path.is_file():
-                raise TransformError(f"{flag.split('=')[0]}={self.weights}: no such file ({path.absolute()}). "
+                raise TransformError(f"{option('transform_weights', (self.name, self.weights))}: no such file "
+                                     f"({path.absolute()}). "
                                      f"Expected the {self.style.file} generator (official URL {self.url}).")
             return path, "path"
         url = self.weights or self.url

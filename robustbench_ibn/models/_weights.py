@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..hub import WeightsError, fetch, file_sha256, hash_prefix_from_name, read_state_dict
+from ..options import option
 from ..text import listing, random_weights_mark
 
 if TYPE_CHECKING:  # _api imports this module; a runtime import would be circular.
@@ -81,8 +82,8 @@ def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelI
     if spec == "official":
         if info.url is None:
             raise WeightsError(
-                f"{info.name} has no published weights; pass --weights PATH for your own checkpoint "
-                "or --weights random for an explicit random init"
+                f"{info.name} has no published weights; pass {option('weights', 'PATH')} for your own checkpoint "
+                f"or {option('weights', 'random')} for an explicit random init"
             )
         # An explicit prefix wins; otherwise the torch.hub file name convention still gives a check.
         path, digest = fetch(info.url, info.hash_prefix or hash_prefix_from_name(info.url))
@@ -94,7 +95,7 @@ def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelI
         path = Path(spec).expanduser()
         if not path.is_file():
             raise WeightsError(
-                f"--weights {spec!r}: no such checkpoint file ({path.absolute()}). Expected 'official', "
+                f"{option('weights', spec)}: no such checkpoint file ({path.absolute()}). Expected 'official', "
                 "'random', a URL or an existing checkpoint file."
             )
         digest = file_sha256(path)
@@ -153,6 +154,6 @@ def _strict_load(model: nn.Module, state_dict: Mapping[str, Any], path: Path, na
         lines.append(
             "Expected a checkpoint of exactly this architecture (same keys and shapes; a 'module.' prefix and a "
             "'state_dict'/'model' wrapper are handled). Check the model name, the number of classes, or pass "
-            "the right file with --weights PATH."
+            f"the right file with {option('weights', 'PATH')}."
         )
         raise WeightsError("\n".join(lines))
