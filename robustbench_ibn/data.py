@@ -477,6 +477,13 @@ class ImageSource(Dataset):
     samples: list[tuple[str, int]]
     label_space: LabelSpace
     labels_file: Path | None = None
+    given_root: Path | None = None  # the root as the caller wrote it (relative stays relative), for headers
+
+    @property
+    def shown_root(self) -> Path:
+        """The folder as headers show it: as the caller gave it (``../data/val``), else :attr:`root`; the record
+        keeps the absolute :attr:`root` beside it."""
+        return self.given_root or self.root
 
     def _setup(self, samples: list[tuple[str, int]], config: DataConfig, limit: int | None) -> None:
         """The common tail of every subclass's ``__init__``: the (limited) samples, geometry and skip record."""
@@ -542,7 +549,7 @@ class ImageSource(Dataset):
     def describe(self) -> str:
         """One line for report headers, e.g. ``ImageNet val /data/val: 50000 images, 1000 classes, ...``."""
         n_classes = len(set(self.labels))
-        text = f"{self.title} {self.root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
+        text = f"{self.title} {self.shown_root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
         if self.labels_file is not None:
             text += f" (labels {self.labels_file.name})"
         if self.limit is not None:
@@ -593,7 +600,8 @@ class ImageNetVal(ImageSource):
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  labels_file: str | os.PathLike[str] | None = None, limit: int | None = None) -> None:
         # abspath, not resolve(): normalizes "a/../b" for the record but keeps the user's symlinks.
-        root = Path(os.path.abspath(Path(root).expanduser()))
+        given = Path(os.path.normpath(Path(root).expanduser()))
+        root = Path(os.path.abspath(given))
         if not root.is_dir():
             raise DataError(f"data folder {root} does not exist or is not a folder. " + _layouts_help())
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -602,7 +610,7 @@ class ImageNetVal(ImageSource):
         dirs, images = walk.scan(root)
         # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
         if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
-            root = root / "val"
+            root, given = root / "val", given / "val"
             walk = FolderWalk(root)
             dirs, images = walk.scan(root)
         self.labels_file: Path | None = None
@@ -632,7 +640,7 @@ class ImageNetVal(ImageSource):
             raise DataError(f"no images found in {root} (image extensions: {', '.join(IMAGE_EXTENSIONS)}). "
                             + _layouts_help())
         samples.sort()
-        self.root = root
+        self.root, self.given_root = root, given
         self.label_space = ImageNet1k()
         self._setup(samples, config, limit)
 
@@ -653,7 +661,8 @@ class UnlabelledImages(ImageSource):
 
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  limit: int | None = None) -> None:
-        self.root = Path(os.path.abspath(Path(root).expanduser()))
+        self.given_root = Path(os.path.normpath(Path(root).expanduser()))
+        self.root = Path(os.path.abspath(self.given_root))
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist or is not a folder.")
         found = []
@@ -673,7 +682,7 @@ class UnlabelledImages(ImageSource):
         self.limit, self.n_available = limit, available
 
     def describe(self) -> str:
-        text = f"{self.title} {self.root}: {len(self)} images (unlabelled)"
+        text = f"{self.title} {self.shown_root}: {len(self)} images (unlabelled)"
         if self.limit is not None and self.limit < self.n_available:
             text += f", evenly spaced subset (limit {self.limit} of {self.n_available})"
         if self.skipped:

@@ -587,7 +587,7 @@ def _calibrate(prepared: PreparedModel, source: ImageSource, count: int | None) 
         )
     images, index = _calibration_images(source, count)
     calibrate_random_init(prepared.net, images, prepared.data_config.mean, prepared.data_config.std)
-    return {"images": len(index), "source": f"clean images of {source.root}, evenly spaced",
+    return {"images": len(index), "source": f"clean images of {source.shown_root}, evenly spaced",
             "method": "robustbench_ibn.models.calibrate.calibrate_random_init"}
 
 
