@@ -10,7 +10,8 @@ images, threads and workers; times are wall clock, so only the ratios mean somet
 
 It prints: throughput ratio (reference time / ours) and whether predictions are identical; our overhead
 (end-to-end wall / pure forward time of the same batches); loader wait vs compute; bf16 speed and how
-many top-1 predictions change against fp32; peak RSS at 100 vs N images (separate processes).
+many top-1 predictions change against fp32; peak RSS at 100 vs N images (separate processes). Progress goes to
+stderr; stdout gets the JSON report, then the CPU it ran on and each figure next to its target, met or not.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import robustbench_ibn as rb
 from robustbench_ibn.data import ImageNetVal
 from robustbench_ibn.models.calibrate import calibrate_random_init
 
-from _common import SAMPLE_VAL, sample_tree
+from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table
 SHIFTS = "rgb+50,r+50,std1.5"
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -110,6 +111,7 @@ def main() -> None:
     root = sample_tree(args.n, tmp / "val")
 
     # Calibrated random weights, so that "identical predictions" is a real check (see calibrate_random_init).
+    progress(f"{args.model}, {args.n} images x 4 domains, {args.repeats} repeats; calibrating random weights")
     model = rb.create_model(args.model, weights="random")
     calib = torch.stack([ImageNetVal(SAMPLE_VAL)[i][0] for i in range(0, 500, 10)]).float().div(255)
     calibrate_random_init(model, calib, MEAN, STD)
@@ -117,17 +119,22 @@ def main() -> None:
     # Alternate the two loops and keep each one's best time: load from other processes drifts, and
     # the minimum is the least disturbed measurement of each.
     ref_times, ours_times, forward_times = [], [], []
-    for _ in range(args.repeats):
+    for repeat in range(1, args.repeats + 1):
+        progress(f"repeat {repeat}/{args.repeats}: the official-style reference loop")
         t0 = time.perf_counter()
         ref = reference_loop(model, root, args.batch_size, args.workers)
         ref_times.append(time.perf_counter() - t0)
+        progress(f"repeat {repeat}/{args.repeats}: evaluate() (reference took {ref_times[-1]:.1f} s)")
         t0 = time.perf_counter()
         ours = rb.evaluate(model, root, SHIFTS, batch_size=args.batch_size, workers=args.workers, progress=False,
                            state_dir=tmp / "state")
         ours_times.append(time.perf_counter() - t0)
+        progress(f"repeat {repeat}/{args.repeats}: pure forward of the same batches "
+                 f"(evaluate took {ours_times[-1]:.1f} s)")
         forward_times.append(forward_only(model, root, args.batch_size))
     ref_s, ours_s, forward_s = min(ref_times), min(ours_times), min(forward_times)
 
+    progress("evaluate() at --precision bf16")
     t0 = time.perf_counter()
     bf16 = rb.evaluate(model, root, SHIFTS, batch_size=args.batch_size, workers=args.workers, progress=False,
                        precision="bf16", state_dir=tmp / "state")
@@ -151,11 +158,29 @@ def main() -> None:
         "bf16_top1_changed": changed, "bf16_top1_changed_share": round(sum(changed.values()) / (4 * args.n), 4),
     }
     if not args.skip_memory:
+        progress(f"peak RSS of evaluate() at 100 and {args.n} images (separate processes)")
         report["peak_rss_mb_100"] = round(peak_rss_mb(100, args.model, args.batch_size, args.workers), 1)
         report[f"peak_rss_mb_{args.n}"] = round(peak_rss_mb(args.n, args.model, args.batch_size, args.workers), 1)
         report["rss_growth"] = round(report[f"peak_rss_mb_{args.n}"] / report["peak_rss_mb_100"] - 1, 4)
     report["this_process_peak_rss_mb"] = round(peak_mb(), 1)
     print(json.dumps(report, indent=2))
+    same5 = 4 * args.n - sum(top5_diff.values())
+    rows = [
+        ("throughput vs the official loop", f"{report['throughput_ratio']:.2f}x ({ref_s:.1f} s -> {ours_s:.1f} s)",
+         ">= 1.5x", report["throughput_ratio"] >= 1.5),
+        ("top-1 predictions", "identical" if top1_same else "differ", "identical", top1_same),
+        ("top-5 sets", f"identical for {same5} of {4 * args.n}", None, None),
+        ("end-to-end vs pure forward", f"{report['overhead_ratio']:.2f}x ({ours_s:.1f} s vs {forward_s:.1f} s)",
+         "<= 1.15x", report["overhead_ratio"] <= 1.15),
+        ("waiting for data / compute", f"{env['loader_wait_s']:.1f} s / {env['compute_s']:.1f} s", None, None),
+        ("bf16 vs fp32", f"{report['bf16_speedup']:.2f}x faster, {report['bf16_top1_changed_share']:.1%} of top-1 "
+         "changed", None, None),
+    ]
+    if not args.skip_memory:
+        rows.append((f"peak RSS, 100 -> {args.n} images", f"{report['peak_rss_mb_100']:.0f} -> "
+                     f"{report[f'peak_rss_mb_{args.n}']:.0f} MB ({report['rss_growth']:+.1%})", "< +10%",
+                     report["rss_growth"] < 0.10))
+    print(f"\nmeasured on: {machine()}\n{targets_table(rows)}")
 
 
 if __name__ == "__main__":

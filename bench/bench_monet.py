@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from _common import SAMPLE_VAL, sample_tree
+from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table
 
 
 def _random_official_file(path: Path) -> Path:
@@ -96,11 +96,14 @@ def main() -> int:
         data = sample_tree(args.images, tmp / "val")
         dataset = ImageNetVal(data)
         crops = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
-        print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-              f"{len(crops)} shared images, 224x224 crops; weights: {'given file' if args.weights else 'random'}")
+        print(f"{len(crops)} shared images, 224x224 crops; weights: {'given file' if args.weights else 'random'}")
+        rows: list[tuple[str, str, str | None, bool | None]] = []
         for batch in (1, 4):
+            progress(f"generator alone, batch {batch}")
             s = bench_generator(weights, crops, batch)
             print(f"generator, batch {batch}: {s * 1000:7.1f} ms/img  = {1 / s:5.2f} img/s")
+            rows.append((f"generator, batch {batch}", f"{s * 1000:.0f} ms/img", None, None))
+        progress(f"evaluate({args.model}, 'monet') twice with one cache")
         r = bench_cache(weights, data, args.model, tmp / "cache")
         print(f"evaluate({args.model}, {len(crops)} images, 'monet'), first run (generates): {r['first_s']:7.2f} s "
               f"(Monet stage {r['first_monet_s']:.2f} s)")
@@ -108,6 +111,9 @@ def main() -> int:
               f"(Monet stage {r['second_monet_s']:.3f} s)")
         print(f"ratio first/second: whole call {r['first_s'] / r['second_s']:.1f}x, "
               f"Monet stage {r['first_monet_s'] / r['second_monet_s']:.0f}x")
+        rows.append(("cache: second run vs first, Monet stage", f"{r['first_monet_s'] / r['second_monet_s']:.0f}x "
+                     f"({r['first_monet_s']:.2f} s -> {r['second_monet_s']:.3f} s)", None, None))
+        print(f"\nmeasured on: {machine()}\n{targets_table(rows)}")
     return 0
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from _common import SAMPLE_VAL, sample_tree
+from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table
 
 STYLES = SAMPLE_VAL.parents[1] / "styles"
 BATCHES = (1, 8, 32)
@@ -188,7 +188,8 @@ def main() -> int:
 
             results: dict[tuple[str, int, str], float] = {}
             reference = []
-            for _ in range(args.repeats):
+            for repeat in range(1, args.repeats + 1):
+                progress(f"repeat {repeat}/{args.repeats}: ResNet-50, CycleGAN and AdaIN at batch {BATCHES}")
                 reference.append(per_image(classify, crops, 32, device))
                 for name, make, modules in (("CycleGAN", run_generator, [generator]),
                                             ("AdaIN", run_adain, [encoder, decoder])):
@@ -203,6 +204,7 @@ def main() -> int:
             ref = min(reference)
 
         # The cache: the distinct crops twice through apply_batch (default settings), the second from disk.
+        progress("AdaIN cache: the same crops twice through apply_batch")
         cached = crops[:len(distinct)]
         first = timed(lambda: adain.apply_batch(cached, keys[:len(cached)]), device)
         again = create_transform("adain1", weights=weights, style_dir=STYLES, cache_dir=tmp / "cache")
@@ -228,6 +230,11 @@ def main() -> int:
     print(f"AdaIN cache, apply_batch on {len(cached)} crops: first {first:.2f} s (computed), second {second:.3f} s "
           f"(all from the cache): {first / second:.0f}x faster")
     print_stage_costs(stages, ref, len(dataset))
+    rows: list[tuple[str, str, str | None, bool | None]] = [
+        (f"fastest {name} (batch {batch}, {fmt})", f"{s * 1000:.0f} ms/img = {s / ref:.1f} ResNet-50 evaluations",
+         None, None) for name, (s, (_, batch, fmt)) in best.items()]
+    rows.append(("AdaIN cache, second run vs first", f"{first / second:.0f}x", None, None))
+    print(f"\nmeasured on: {machine()}\n{targets_table(rows)}")
     return 0
 
 

@@ -13,12 +13,40 @@ Example:
 
 __version__ = "0.1.0"
 
-from .data import DataConfig, ImageNetVal
-from .engine import RunConfig
-from .models import ModelInfo, create_model, list_models, model_info, register_model
-from .results import DomainResult, EvalResult
-from .runner import evaluate
-from .transforms import Shift, create_transform, list_transforms, register_transform
+# The public names are imported on first use (PEP 562), so that ``import robustbench_ibn`` (and every console
+# script's --help) does not pay for torch; ``rb.evaluate`` imports what it needs the first time it is read.
+_PUBLIC = {
+    "DataConfig": ".data",
+    "DomainResult": ".results",
+    "EvalResult": ".results",
+    "ImageNetVal": ".data",
+    "ModelInfo": ".models",
+    "RunConfig": ".engine",
+    "Shift": ".transforms",
+    "create_model": ".models",
+    "create_transform": ".transforms",
+    "evaluate": ".runner",
+    "list_models": ".models",
+    "list_transforms": ".transforms",
+    "model_info": ".models",
+    "register_model": ".models",
+    "register_transform": ".transforms",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "DataConfig",

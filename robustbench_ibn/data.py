@@ -28,6 +28,7 @@ from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
 from .labels import ImageNet1k, LabelSpace, Unlabelled
+from .options import option
 from .text import listing
 
 __all__ = [
@@ -79,13 +80,14 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 # Looked for, in this order, in the data folder and then in its parent (flat layout only).
 LABEL_FILE_NAMES = ("LOC_val_solution.csv", "val.txt", "labels.txt", "val_labels.txt")
 
-_LAYOUTS_HELP = (
-    "Accepted layouts: (1) ImageFolder: one sub-folder per class named by its ImageNet wnid "
-    "(e.g. val/n01440764/ILSVRC2012_val_00000293.JPEG), all 1000 classes or any subset; "
-    "(2) flat: the images directly in the folder plus a labels file (LOC_val_solution.csv, or "
-    "'filename label_index' lines in val.txt / labels.txt / val_labels.txt) in the folder or its parent, "
-    "or passed explicitly as labels_file."
-)
+def _layouts_help() -> str:
+    return (
+        "Accepted layouts: (1) ImageFolder: one sub-folder per class named by its ImageNet wnid "
+        "(e.g. val/n01440764/ILSVRC2012_val_00000293.JPEG), all 1000 classes or any subset; "
+        "(2) flat: the images directly in the folder plus a labels file (LOC_val_solution.csv, or "
+        "'filename label_index' lines in val.txt / labels.txt / val_labels.txt) in the folder or its parent, "
+        f"or passed explicitly as {option('labels_file', 'FILE')}."
+    )
 
 
 # -- canonical class index --------------------------------------------------------------------------
@@ -396,7 +398,7 @@ def _read_labels(path: Path) -> dict[str, int]:
         label = int(label_text) if number else index.get(label_text, -1)
         if not 0 <= label < 1000:
             raise DataError(f"{path}, line {n}: expected 'filename label_index' with a label in 0..999, got "
-                            f"{line.strip()!r}; fix the file or pass the right one as labels_file.")
+                            f"{line.strip()!r}; fix the file or pass the right one as {option('labels_file', 'FILE')}.")
         put(parts[0].rsplit("/", 1)[-1], label, f"line {n}")
     return labels
 
@@ -406,8 +408,9 @@ def _discover_flat(root: Path, images: list[Path], labels_file: Path | None) -> 
         labels_file = _find_labels_file(root)
         if labels_file is None:
             raise DataError(f"{root} holds {len(images)} images directly but no labels file: looked for "
-                            f"{', '.join(LABEL_FILE_NAMES)} in {root} and {root.parent}. Pass labels_file=..., "
-                            "or sort the images into wnid sub-folders. " + _LAYOUTS_HELP)
+                            f"{', '.join(LABEL_FILE_NAMES)} in {root} and {root.parent}. "
+                            f"Pass {option('labels_file', 'FILE')}, "
+                            "or sort the images into wnid sub-folders. " + _layouts_help())
     labels = _read_labels(labels_file)
     samples, missing, used = [], [], set()
     for p in images:
@@ -474,6 +477,13 @@ class ImageSource(Dataset):
     samples: list[tuple[str, int]]
     label_space: LabelSpace
     labels_file: Path | None = None
+    given_root: Path | None = None  # the root as the caller wrote it (relative stays relative), for headers
+
+    @property
+    def shown_root(self) -> Path:
+        """The folder as headers show it: as the caller gave it (``../data/val``), else :attr:`root`; the record
+        keeps the absolute :attr:`root` beside it."""
+        return self.given_root or self.root
 
     def _setup(self, samples: list[tuple[str, int]], config: DataConfig, limit: int | None) -> None:
         """The common tail of every subclass's ``__init__``: the (limited) samples, geometry and skip record."""
@@ -539,7 +549,7 @@ class ImageSource(Dataset):
     def describe(self) -> str:
         """One line for report headers, e.g. ``ImageNet val /data/val: 50000 images, 1000 classes, ...``."""
         n_classes = len(set(self.labels))
-        text = f"{self.title} {self.root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
+        text = f"{self.title} {self.shown_root}: {len(self)} images, {n_classes} classes, {self.layout} layout"
         if self.labels_file is not None:
             text += f" (labels {self.labels_file.name})"
         if self.limit is not None:
@@ -590,16 +600,17 @@ class ImageNetVal(ImageSource):
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  labels_file: str | os.PathLike[str] | None = None, limit: int | None = None) -> None:
         # abspath, not resolve(): normalizes "a/../b" for the record but keeps the user's symlinks.
-        root = Path(os.path.abspath(Path(root).expanduser()))
+        given = Path(os.path.normpath(Path(root).expanduser()))
+        root = Path(os.path.abspath(given))
         if not root.is_dir():
-            raise DataError(f"data folder {root} does not exist or is not a folder. " + _LAYOUTS_HELP)
+            raise DataError(f"data folder {root} does not exist or is not a folder. " + _layouts_help())
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(f"limit must be a positive integer or None, got {limit!r}.")
         walk = FolderWalk(root)
         dirs, images = walk.scan(root)
         # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
         if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
-            root = root / "val"
+            root, given = root / "val", given / "val"
             walk = FolderWalk(root)
             dirs, images = walk.scan(root)
         self.labels_file: Path | None = None
@@ -608,8 +619,9 @@ class ImageNetVal(ImageSource):
                 raise DataError(f"{root} mixes class sub-folders with loose images ({listing([p.name for p in images], 5)});"
                                 " keep one layout: move the loose images into their wnid folders or elsewhere.")
             if labels_file is not None:
-                raise DataError(f"labels_file={labels_file} was given but {root} has class sub-folders (ImageFolder "
-                                "layout, labelled by folder name); drop labels_file or use a flat folder.")
+                raise DataError(f"{option('labels_file', str(labels_file))} was given but {root} has class sub-folders "
+                                f"(ImageFolder layout, labelled by folder name); drop {option('labels_file')} or use a "
+                                "flat folder.")
             self.layout = "imagefolder"
             samples = _discover_imagefolder(root, dirs, walk)
         elif images:
@@ -617,7 +629,8 @@ class ImageNetVal(ImageSource):
             self.layout = "flat"
             given = Path(labels_file).expanduser().absolute() if labels_file is not None else None
             if given is not None and not given.is_file():
-                raise DataError(f"labels file {given} does not exist; pass an existing labels_file or omit it to "
+                raise DataError(f"labels file {given} does not exist; pass an existing {option('labels_file', 'FILE')} "
+                                "or omit it to "
                                 f"auto-detect {', '.join(LABEL_FILE_NAMES)} in {root} or {root.parent}.")
             samples, self.labels_file = _discover_flat(root, images, given)
         else:
@@ -625,9 +638,9 @@ class ImageNetVal(ImageSource):
             samples = []
         if not samples:
             raise DataError(f"no images found in {root} (image extensions: {', '.join(IMAGE_EXTENSIONS)}). "
-                            + _LAYOUTS_HELP)
+                            + _layouts_help())
         samples.sort()
-        self.root = root
+        self.root, self.given_root = root, given
         self.label_space = ImageNet1k()
         self._setup(samples, config, limit)
 
@@ -661,7 +674,8 @@ class UnlabelledImages(ImageSource):
 
     def __init__(self, root: str | os.PathLike[str], config: DataConfig = DataConfig(), *,
                  limit: int | None = None) -> None:
-        self.root = Path(os.path.abspath(Path(root).expanduser()))
+        self.given_root = Path(os.path.normpath(Path(root).expanduser()))
+        self.root = Path(os.path.abspath(self.given_root))
         if not self.root.is_dir():
             raise DataError(f"image folder {self.root} does not exist or is not a folder.")
         found = []
@@ -681,7 +695,7 @@ class UnlabelledImages(ImageSource):
         self.limit, self.n_available = limit, available
 
     def describe(self) -> str:
-        text = f"{self.title} {self.root}: {len(self)} images (unlabelled)"
+        text = f"{self.title} {self.shown_root}: {len(self)} images (unlabelled)"
         if self.limit is not None and self.limit < self.n_available:
             text += f", evenly spaced subset (limit {self.limit} of {self.n_available})"
         if self.skipped:

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,6 +58,7 @@ from .env import environment_record
 from .files import atomic_write_text
 from .models import PreparedModel, prepare_model
 from .models.calibrate import calibrate_random_init
+from .options import DIVERGENCE_EPS, option
 from .plugins import load_entry_points
 from .text import random_init_tag, random_init_title, random_weights_banner, significant
 from .transforms import Shift, prepare_transforms
@@ -79,10 +81,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-EPS = 1e-8
-"""Added to both domains' per-channel variances (squared feature units) so constant channels stay finite."""
+EPS = DIVERGENCE_EPS
 
 MODES = ("shifts", "dirs", "content")
+UNCALIBRATED = ("Random-init weights without calibration: the result is degenerate. A random network keeps its "
+                "initial BatchNorm statistics, so its features grow or collapse with depth, and the divergences "
+                "measure that, not the architecture. Add {calibrate} to calibrate each model on clean images first.")
 STATISTIC = {
     "feature": "per image and channel, the spatial mean of the layer output",
     "gaussian": "per domain and channel: mean and unbiased variance (n - 1) over images",
@@ -490,6 +494,8 @@ def feature_divergence(
     config = run_config(config or RunConfig(batch_size=32), **run)
     model_list = [models] if isinstance(models, (str, nn.Module)) else list(models)
     _check_arguments(model_list, config, data, domains, domain_dirs, content_split, calibrate, eps)
+    if weights == "random" and calibrate is None:  # said before the work, and again in the table's header
+        warnings.warn(UNCALIBRATED.format(calibrate=option("calibrate", 64)), stacklevel=2)
     load_entry_points()
     spec = _decide_domains(domains, domain_dirs, transform_weights, style_dir, config)  # a shift that cannot run stops
     frames, model_records, plans = [], [], {}
@@ -588,7 +594,7 @@ def _calibrate(prepared: PreparedModel, source: ImageSource, count: int | None) 
         )
     images, index = _calibration_images(source, count)
     calibrate_random_init(prepared.net, images, prepared.data_config.mean, prepared.data_config.std)
-    return {"images": len(index), "source": f"clean images of {source.root}, evenly spaced",
+    return {"images": len(index), "source": f"clean images of {source.shown_root}, evenly spaced",
             "method": "robustbench_ibn.models.calibrate.calibrate_random_init"}
 
 
@@ -666,6 +672,8 @@ def _header(frame: pd.DataFrame) -> list[str]:
     weights = dict.fromkeys(m["weights_description"] for m in models)
     lines.append("weights: " + "; ".join(weights) + (" (every model)" if len(models) > 1 and len(weights) == 1 else ""))
     calibrated = [m for m in models if m.get("calibration")]
+    if any(m.get("weights", {}).get("kind") == "random" and not m.get("calibration") for m in models):
+        lines.append("calibration: none. " + UNCALIBRATED.format(calibrate="--calibrate (calibrate=64 in Python)"))
     if calibrated:
         c = calibrated[0]["calibration"]
         lines.append(f"calibration: BatchNorm statistics and classifier of the random-init models calibrated on "
@@ -688,25 +696,31 @@ def _domains_line(attrs: Mapping[str, Any]) -> str:
     return f"A = {a['label']} ({a['n']} images), B = {b['label']} ({b['n']} images)"
 
 
-def divergence_table(frame: pd.DataFrame, *, header: bool = True) -> str:
-    """Markdown: one row per layer position, one column per model (4 significant digits), with the run header."""
+def divergence_table(frame: pd.DataFrame, *, header: bool = True, fmt: str = "markdown") -> str:
+    """One row per layer position, one column per model (4 significant digits), with the run header: ``markdown``,
+    or ``latex`` (a booktabs ``tabular``, the header as ``%`` comments)."""
     from tabulate import tabulate
 
+    if fmt not in ("markdown", "latex"):
+        raise ValueError(f"Expected fmt to be 'markdown' or 'latex', but got {fmt!r}.")
     titles = _model_columns(frame)
     wide = frame.pivot(index="layer_index", columns="model", values="divergence")
     names = frame.groupby("layer_index")["layer"].agg(lambda s: " / ".join(dict.fromkeys(s)))
     rows = [[i, names[i], *[significant(wide.at[i, m]) for m in titles]] for i in wide.index]
+    degenerate = int(frame["degenerate_channels"].sum())
+    lines = _header(frame) + ["cells: symmetric KL divergence between the domains, mean over channels"] \
+        if header and frame.attrs else []
+    note = (f"note: {degenerate} channel(s) over all layers and models had a variance <= eps in a domain "
+            "(a constant channel); there the eps guard, not the data, bounds the divergence.") if degenerate else ""
+    if fmt == "latex":
+        from .report import latex_tabular
+
+        table = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=["layer", *titles.values()])
+        out = [f"% {line}" for line in lines] + [r"% needs \usepackage{booktabs}"] + latex_tabular(table, "\\#")
+        return "\n".join(out + ([f"% {note}"] if note else []))
     table = tabulate(rows, headers=["#", "layer", *titles.values()], tablefmt="github", disable_numparse=True,
                      colalign=("right", "left", *("right",) * len(titles)))
-    degenerate = int(frame["degenerate_channels"].sum())
-    parts = []
-    if header and frame.attrs:
-        parts.append("\n".join(_header(frame) + ["cells: symmetric KL divergence between the domains, mean over channels"]))
-    parts.append(table)
-    if degenerate:
-        parts.append(f"note: {degenerate} channel(s) over all layers and models had a variance <= eps in a domain "
-                     "(a constant channel); there the eps guard, not the data, bounds the divergence.")
-    return "\n\n".join(parts)
+    return "\n\n".join([p for p in ("\n".join(lines), table, note) if p])
 
 
 def divergence_json(frame: pd.DataFrame) -> dict[str, Any]:

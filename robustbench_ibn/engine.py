@@ -45,9 +45,10 @@ from tqdm import tqdm
 from .checks import MAX_SEED
 from .data import DataError, ImageNetVal, ImageSource
 from .distributed import all_gather, init_from_env, launch_rank
-from .env import environment_record, resolve_device
+from .env import bf16_note, environment_record, resolve_device
 from .labels import LabelSpace
 from .models import Normalized, PreparedModel
+from .options import BAD_IMAGE_POLICIES, PRECISIONS, option
 from .results import (BASELINE_DOMAIN, BASELINE_SOURCE, PROTOCOL_CHANGES, PROTOCOL_VERSION, STAGES, TOPK, EvalResult,
                       SourceResult, protocol_fingerprint)
 from .state import FileLock, RunState, Unit, default_state_root, file_stamp, run_key, unit_grid
@@ -92,8 +93,6 @@ __all__ = [
     "write_result",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-BAD_IMAGE_POLICIES = ("error", "skip")
 NUM_CLASSES = 1000
 
 
@@ -151,7 +150,10 @@ class RunConfig:
             raise ValueError(f"Expected seed to be an integer in 0..{MAX_SEED}, but got {self.seed!r}.")
         device = resolve_device(self.device)
         if self.precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 autocast is CUDA-only here; use --precision bf16 on CPU.")
+            raise ValueError(f"fp16 autocast is CUDA-only here; use {option('precision', 'bf16')} on CPU.")
+        note = bf16_note(self.precision, device)
+        if note is not None:
+            warnings.warn(note, stacklevel=3)
         object.__setattr__(self, "device", device)
         object.__setattr__(self, "workers", min(8, os.cpu_count() or 1) if self.workers is None else self.workers)
 
@@ -524,7 +526,7 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
             raise
         half = images.shape[0] // 2
         print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
-              f"Pass a smaller --batch-size to avoid this.", file=sys.stderr)
+              f"Pass a smaller {option('batch_size')} to avoid this.", file=sys.stderr)
         torch.cuda.empty_cache()
         parts = [classify(net, images[:half], where, space), classify(net, images[half:], where, space)]
         return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
@@ -537,8 +539,8 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
     if torch.isnan(logits).any() or torch.isposinf(logits).any():
         raise RuntimeError(
             f"{where}: the logits hold NaN or Inf, so no prediction is meaningful. Check the weights, or use "
-            f"--precision fp32 if a reduced precision overflowed (-Inf alone is allowed: a class the model never "
-            f"predicts)."
+            f"{option('precision', 'fp32')} if a reduced precision overflowed (-Inf alone is allowed: a class the model "
+            f"never predicts)."
         )
     allowed = space.restrict(logits)
     for values, what in ((logits, "logit"), (allowed, f"logit among the classes of label space {space.name!r}")):
@@ -637,7 +639,7 @@ def note_bad_images(run: Run, pass_: Pass, loaded: Loaded, bad: dict[str, dict[s
             if not any(bad.values()):
                 saved = " (finished batches are saved)" if run.state is not None else ""
                 note += (f". Carrying on to find every unreadable image{saved}, then stopping with the list; Ctrl-C "
-                         "stops now, --on-bad-image skip leaves such images out.")
+                         f"stops now, {option('on_bad_image', 'skip')} leaves such images out.")
         tqdm.write(note, file=sys.stderr)
         bad.setdefault(pass_.source, {})[key] = error
 
@@ -736,10 +738,10 @@ def bad_images_message(bad: Mapping[Path, Mapping[str, str]], n: int, state_dir:
         lines.append(
             f"The other images are evaluated and their batches saved in {state_dir}. Replace these files with good "
             f"copies and run the same command again (only the batches holding them are evaluated again), or run it "
-            f"with --on-bad-image skip (on_bad_image='skip') to leave them out: the result then records which.")
+            f"with {option('on_bad_image', 'skip')} to leave them out: the result then records which.")
     else:
-        lines.append("Replace these files with good copies, or run with --on-bad-image skip (on_bad_image='skip') to "
-                     "leave them out: the result then records which.")
+        lines.append(f"Replace these files with good copies, or run with {option('on_bad_image', 'skip')} to leave "
+                     "them out: the result then records which.")
     return "\n".join(lines)
 
 

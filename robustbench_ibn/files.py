@@ -150,10 +150,14 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
 
     Raises:
         ValueError: the file cannot be parsed; the message names ``what``, the path and the cause.
-        OSError: the file cannot be read.
+        OSError: the file cannot be read (``FileNotFoundError``: there is none, and the message says where it was
+            looked for).
     """
     path = Path(path)
-    text = path.read_bytes()
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:  # torch-free wording of "[Errno 2] No such file or directory: 'x.json'"
+        raise FileNotFoundError(f"Expected a {what} at {path}, but there is no such file ({path.absolute()}).") from None
     try:
         return json.loads(text.decode("utf-8-sig"))
     except RecursionError:

@@ -39,6 +39,7 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from tqdm import tqdm
 
 from .files import sigterm_raises
+from .options import option
 from .text import listing
 
 __all__ = [
@@ -121,7 +122,8 @@ def cache_path(url: str, hash_prefix: str | None = None, *, cache_name: str | No
     """
     filename = url_filename(url)
     if not filename or filename in (".", ".."):
-        raise WeightsError(f"cannot derive a file name from URL {url!r}; download it and pass --weights /path/to/file")
+        raise WeightsError(f"cannot derive a file name from URL {url!r}; download it and pass "
+                           f"{option('weights', '/path/to/file')}")
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     named = hash_prefix_from_name(url)
     if cache_name is not None:
@@ -181,8 +183,8 @@ def fetch(url: str, hash_prefix: str | None, *, progress: bool = True,
     # wrong download never appears under the cache name.
     tmp = dst.with_name(f"{filename}.{uuid.uuid4().hex}.download")
     way_out = (
-        f"download it elsewhere and pass --weights /path/to/{filename}, or place it at {dst} (the torch hub "
-        "cache) where it will be picked up"
+        f"download it elsewhere and pass {option('weights', f'/path/to/{filename}')}, or place it at {dst} (the torch "
+        "hub cache) where it will be picked up"
     )
     # A SIGTERM while downloading unwinds through the finally below (no temporary file left), see sigterm_raises.
     with sigterm_raises():

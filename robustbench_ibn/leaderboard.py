@@ -31,6 +31,7 @@ a reference key such as ``ibn-net-eccv2018/table1``), and the page escapes every
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -56,6 +57,7 @@ __all__ = [
     "natural_shift_entry",
     "packaged_entries",
     "rank_entries",
+    "reported_clean_errors",
     "save_entry",
     "write_leaderboard",
 ]
@@ -386,6 +388,34 @@ def packaged_entries() -> list[dict[str, Any]]:
     natural = natural_shift_entry()
     return entries + [_check_entry(json.loads(json.dumps(natural)), Path(PACKAGED) / entry_filename(natural),
                                    "reported")]
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_by_source() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(str(e["source"].get("key")), str(e["model"])): e for e in packaged_entries()}
+
+
+def reported_clean_errors(source: str, model: str) -> tuple[float, float, str]:
+    """``(top-1 error, top-5 error, citation)`` of ``model``'s clean row in the packaged reported entry of ``source``:
+    the one source of the reference errors that :func:`~robustbench_ibn.models.model_info` shows (``--list-models``).
+
+    Example:
+        >>> top1, top5, cited = reported_clean_errors("paper-table1", "resnet50_ibn_b")
+        >>> (top1, top5), cited
+        ((23.64, 6.86), 'IBN-Net paper (ECCV 2018), Table 1: ImageNet val under appearance transforms (IBN-Net50-b)')
+    """
+    entries = _packaged_by_source()
+    entry = entries.get((source, model))
+    if entry is None:
+        known = sorted(key for key, name in entries if name == model)
+        raise LeaderboardError(f"Expected a packaged reported entry of {model} from source {source!r} in {PACKAGED}, "
+                               f"but there is none (its entries: {known or 'none'}). Reinstall the package.")
+    clean = next((row for row in entry["results"] if row.get("transform") == "clean"), None)
+    errors = [clean.get(k) if clean else None for k in ("top1_err", "top5_err")]
+    if not all(isinstance(e, (int, float)) and 0 <= e <= 100 for e in errors):  # finite: checked on loading
+        raise LeaderboardError(f"Expected {PACKAGED}/{entry_filename(entry)} to hold a clean row with top-1 and top-5 "
+                               f"errors in [0, 100], but got {errors}.")
+    return float(errors[0]), float(errors[1]), f"{entry['source'].get('title')} ({entry.get('display_name', model)})"
 
 
 def load_entries(directory: str | os.PathLike[str] = "leaderboards", *, packaged: bool = True) -> list[dict[str, Any]]:

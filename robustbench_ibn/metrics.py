@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .labels import ImageNet1k, LabelSpace
+from .options import MAX_N_BOOT
 
 __all__ = [
     "BOOTSTRAP_METHOD",
@@ -48,9 +49,6 @@ BOOTSTRAP_METHOD = "paired percentile bootstrap over images (same resampled imag
 # Resample rows are drawn in chunks whose size depends only on n, so a seed gives the same numbers
 # on every machine; about 4M indices per chunk keeps memory flat for the full 50k-image val set.
 _CHUNK_INDICES = 1 << 22
-# At most this many resamples: 100,000 give percentile intervals stable to about 0.01 points, and already draw
-# 5e9 indices for 50,000 images (minutes per domain); more only waits (100,000,000 would run for days).
-MAX_N_BOOT = 100_000
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .options import PLOT_KINDS, PLOT_SUFFIXES
 from .report import column_names, severity_curves
 from .results import EvalResult
 from .text import random_init_title
@@ -19,8 +20,6 @@ from .text import random_init_title
 __all__ = ["PLOT_KINDS", "PLOT_SUFFIXES", "check_plot_path", "new_figure", "plot_drop_bars", "plot_report",
            "plot_severity_curves", "save_figure"]
 
-PLOT_KINDS = ("auto", "curves", "bars")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def check_plot_path(path: str | os.PathLike[str], *, what: str = "plots") -> Path:

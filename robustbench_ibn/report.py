@@ -28,6 +28,7 @@ from tabulate import tabulate
 from .corruption import CorruptionRun, imagenet_c_runs
 from .datasets.facts import imagenet_c_facts
 from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
+from .options import REPORT_FORMATS
 from .results import SCHEMA_VERSION, DomainResult, EvalResult
 from .text import latex_escape as _latex_escape
 from .text import markdown_cell
@@ -39,13 +40,14 @@ __all__ = [
     "corruption_frames",
     "format_report",
     "header_lines",
+    "latex_tabular",
     "paired_tests",
     "severity_curves",
     "table1_cell",
     "table1_frame",
 ]
 
-FORMATS = ("markdown", "latex", "csv", "json")
+FORMATS = REPORT_FORMATS
 CI_LABEL = "95% CI"
 # A family member's name when its record predates the declared severities: the number is the parameter.
 _MEMBER = re.compile(r"(?P<family>.*?)(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<suffix>\D*)\Z")
@@ -454,7 +456,20 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
     return lines
 
 
-def _latex(frame: pd.DataFrame, first: str = "Transform") -> list[str]:
+def latex_tabular(frame: pd.DataFrame, first: str = "Transform") -> list[str]:
+    """A booktabs ``tabular`` of ``frame`` (index as the first column, titled ``first``), every cell escaped; the
+    rows labelled ``95% CI`` in ``\\scriptsize``.
+
+    Example:
+        >>> print("\\n".join(latex_tabular(pd.DataFrame({"a_b": ["1%"]}, index=["x"]))))
+        \\begin{tabular}{lc}
+        \\toprule
+        Transform & a\\_b \\\\
+        \\midrule
+        x & 1\\% \\\\
+        \\bottomrule
+        \\end{tabular}
+    """
     lines = [
         r"\begin{tabular}{l" + "c" * len(frame.columns) + "}",
         r"\toprule",
@@ -592,9 +607,9 @@ def format_report(
                        "over the range, and the severity where the top-1 error doubles vs origin", curve_frame,
                        "model"))
     if fmt == "latex":
-        lines = [f"% {h}" for h in headers] + [r"% needs \usepackage{booktabs}"] + _latex(frame)
+        lines = [f"% {h}" for h in headers] + [r"% needs \usepackage{booktabs}"] + latex_tabular(frame)
         for title, extra, first in extras:
-            lines += ["", f"% {title}", *_latex(extra, first.capitalize())]
+            lines += ["", f"% {title}", *latex_tabular(extra, first.capitalize())]
         return "\n".join(lines)
     parts = ["\n".join(f"{h}  " for h in headers), _markdown(frame)]
     parts += [f"{title}:\n\n{_markdown(extra, first)}" for title, extra, first in extras]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .files import atomic_write, cache_root
+from .options import option
 
 __all__ = ["Batch", "Chunk", "FileLock", "RunState", "Unit", "batch_grid", "default_state_root", "file_stamp",
            "run_key", "unit_grid"]
@@ -202,7 +203,7 @@ class RunState:
         self._lock = FileLock(
             self.directory / f"lock-rank{self.rank}", remove=False,  # removed with the directory
             busy=f"Another run of the same command is writing {self.directory} right now. Wait for it to finish "
-                 f"(its result will be identical), or give this one another --state-dir.").acquire()
+                 f"(its result will be identical), or give this one another {option('state_dir')}.").acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,6 +23,7 @@ from torch import nn
 from conftest import SHARED_DATA, few_images
 from robustbench_ibn import DataConfig, evaluate
 from robustbench_ibn.data import ImageNetVal
+from robustbench_ibn.options import command_line
 from robustbench_ibn.stylecache import content_key
 from robustbench_ibn.transforms import TransformError, create_transform, prepare_transforms
 from robustbench_ibn.transforms import adain as adain_module
@@ -492,9 +493,13 @@ def test_missing_weights_offline_name_both_files_and_urls(pool3, tmp_path):
         create_transform("adain1", style_dir=pool3).prepare(progress=False)
     message = str(err.value)
     for part in ("vgg_normalised.pth", "decoder.pth", "http://127.0.0.1:9/vgg_normalised.pth",
-                 "http://127.0.0.1:9/decoder.pth", "--transform-weights adain=DIR", "adain=ENCODER+DECODER",
-                 "checkpoints"):
+                 "http://127.0.0.1:9/decoder.pth", "transform_weights={'adain': DIR}",
+                 "transform_weights={'adain': 'ENCODER+DECODER'}", "checkpoints"):
         assert part in message
+    with command_line(), pytest.raises(TransformError) as err:  # the same message, as robust-eval words it
+        create_transform("adain1", style_dir=pool3).prepare(progress=False)
+    assert "pass --transform-weights adain=DIR (a folder holding both) or --transform-weights adain=ENCODER+DECODER" \
+        in str(err.value)
     with pytest.raises(TransformError, match="the decoder file .*missing.pth does not exist"):
         shift(1, f"{tmp_path / 'w' / 'vgg_normalised.pth'}+{tmp_path / 'missing.pth'}", pool3)
 

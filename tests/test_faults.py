@@ -197,7 +197,7 @@ def test_a_download_that_returns_an_html_page_is_refused_and_not_cached(local_se
         create_model("resnet18_ibn_b", weights=server.url(name))
     message = str(info.value)
     assert f"{server.url(name)} sent an HTML page, not the file" in message
-    assert "nothing cached" in message and f"--weights /path/to/{name}" in message
+    assert "nothing cached" in message and f"weights='/path/to/{name}'" in message
     assert cache_files() == []
 
 

@@ -307,7 +307,7 @@ def test_a_server_that_never_answers_times_out_naming_the_url(silent_server, mon
     message = str(info.value)
     assert message.startswith(f"no answer from {silent_server} within 0.5 s ({DOWNLOAD_TIMEOUT_ENV}): the server "
                               "does not respond.")
-    assert f"raise the limit (e.g. {DOWNLOAD_TIMEOUT_ENV}=300)" in message and "--weights /path/to/net.pth" in message
+    assert f"raise the limit (e.g. {DOWNLOAD_TIMEOUT_ENV}=300)" in message and "weights='/path/to/net.pth'" in message
     assert hub_files() == []
 
 
@@ -544,7 +544,7 @@ def test_clear_removes_a_linked_namespace_as_a_link(cache, tmp_path, capsys):
     (outside / "8x8").mkdir(parents=True)
     (outside / "8x8" / "keep.png").write_bytes(b"not the cache's")
     (root / "style" / "monet-linked").symlink_to(outside)
-    assert cache_cli.main(["--dir", str(root), "clear", "monet-linked"]) == 0  # before: OSError from rmtree
+    assert cache_cli.main(["--dir", str(root), "clear", "monet-linked", "--yes"]) == 0  # before: OSError from rmtree
     assert f"removed the link {root / 'style' / 'monet-linked'} (its target {outside} was left as it is)" in \
         capsys.readouterr().out
     assert (outside / "8x8" / "keep.png").read_bytes() == b"not the cache's"
@@ -557,7 +557,7 @@ def test_a_baseline_given_an_ablation_argument_says_which_models_take_it():
     with pytest.raises(ValueError) as info:  # before: TypeError from ResNet.__init__
         create_model("resnet18", "random", in_ratio=0.3)
     message = str(info.value)
-    assert message.startswith("Expected model arguments of resnet18 (model_kwargs / --model-kwargs) among num_classes, "
+    assert message.startswith("Expected model arguments of resnet18 (model_kwargs=) among num_classes, "
                               "zero_init_residual, groups, width_per_group, replace_stride_with_dilation, norm_layer, but "
                               "got 'in_ratio'.")
     assert "It is taken by 24 registered models: densenet121_ibn_a," in message

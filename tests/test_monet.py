@@ -359,7 +359,7 @@ def test_offline_without_weights_names_the_url_and_the_flag(tmp_path):
     with pytest.raises(TransformError) as err:
         create_transform("monet", cache_dir=tmp_path).prepare(progress=False)
     message = str(err.value)
-    assert "http://127.0.0.1:9/style_monet.pth" in message and "--transform-weights monet=" in message
+    assert "http://127.0.0.1:9/style_monet.pth" in message and "transform_weights={'monet': " in message
     assert "checkpoints/style_monet.pth" in message  # where a copy would be picked up
     with pytest.raises(TransformError, match="no such file"):
         create_transform("monet", weights=tmp_path / "missing.pth").prepare(progress=False)
@@ -377,8 +377,8 @@ def test_all_stops_before_any_work_without_weights(sample_val, monkeypatch):
     with pytest.raises(TransformError) as err:
         evaluate("resnet18_ibn_b", sample_val, "all", weights="random", progress=False)
     message = str(err.value)
-    assert "style_monet.pth" in message and "--transform-weights monet=" in message
-    assert "--transforms rgb+50,r+50,std1.5" in message
+    assert "style_monet.pth" in message and "transform_weights={'monet': " in message
+    assert "transforms='rgb+50,r+50,std1.5'" in message
 
 
 def test_transform_weights_are_checked(ckpt):
@@ -435,7 +435,7 @@ def test_robust_cache_info_verify_clear(ckpt, tmp_path, crops, capsys):
     assert robust_cache(["--dir", str(tmp_path), "verify", "--delete-bad"]) == 0 and not entry.exists()
     assert robust_cache(["--dir", str(tmp_path), "clear", "vangogh"]) == 0
     assert "cleared 0" in capsys.readouterr().out
-    assert robust_cache(["--dir", str(tmp_path), "clear"]) == 0
+    assert robust_cache(["--dir", str(tmp_path), "clear", "--yes"]) == 0
     assert "cleared 1" in capsys.readouterr().out and stylecache.cache_info(tmp_path) == []
 
 

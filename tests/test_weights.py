@@ -228,7 +228,7 @@ def test_random_keeps_init_and_says_so() -> None:
 
 
 def test_official_without_url_raises() -> None:
-    with pytest.raises(WeightsError, match="tiny has no published weights; pass --weights PATH .*--weights random"):
+    with pytest.raises(WeightsError, match="tiny has no published weights; pass weights=PATH .*weights='random'"):
         load_weights(_fresh(), "official", info=INFO, seed=0)
 
 
@@ -279,7 +279,7 @@ def test_wrong_hash_prefix_fails_and_caches_nothing(local_server: tuple[LocalSer
         load_weights(_fresh(), "official", info=info, seed=0)
     msg = str(exc.value)
     assert info.url in msg and bad_prefix in msg and digest in msg
-    assert "--weights /path/to/" in msg
+    assert "weights='/path/to/" in msg
     assert _cache_files(hub_dir) == []
 
 
@@ -293,7 +293,7 @@ def test_unreachable_url_names_url_and_way_out(hub_dir: Path) -> None:
             load_weights(_fresh(), "official", info=info, seed=0)
     msg = str(exc.value)
     assert url in msg
-    assert "--weights /path/to/tiny-12345678.pth" in msg
+    assert "weights='/path/to/tiny-12345678.pth'" in msg
     assert str(hub_dir / "checkpoints" / "tiny-12345678.pth") in msg
     assert _cache_files(hub_dir) == []
 

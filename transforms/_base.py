@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..options import option
 from ..registry import Registry
 from ..text import positional
 
@@ -405,8 +406,8 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
                     available = ",".join(n for n in TABLE1 if n in TRANSFORMS)
                     raise TransformError(
                         f"Table 1's {name!r} shift is not available in this installation, so "
-                        f"'--transforms all' cannot run completely. Run the other rows with "
-                        f"'--transforms {available}'."
+                        f"{option('transforms', 'all')} cannot run completely. Run the other rows with "
+                        f"{option('transforms', available)}."
                     )
                 raise TransformError(TRANSFORMS.unknown_message(name))
             if name in names:
@@ -476,24 +477,25 @@ def prepare_transforms(
         >>> prepare_transforms(["clean", "rgb+50"], style_dir="paintings/")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        robustbench_ibn.transforms._base.TransformError: Expected --style-dir (style_dir=) only with a shift that ...
+        robustbench_ibn.transforms._base.TransformError: Expected style_dir= only with a shift that ...
     """
     weights = dict(weights or {})
     families = {_PLACEHOLDER.sub("", t): t for t in TRANSFORMS.list() if TRANSFORMS.family_param(t)}
     for key in weights:
         if key not in TRANSFORMS and key not in families:
-            raise TransformError(f"--transform-weights: {TRANSFORMS.unknown_message(key)}")
+            raise TransformError(f"{option('transform_weights')}: {TRANSFORMS.unknown_message(key)}")
         example = key if key in TRANSFORMS else transform_spec(families[key]).example_name
         if example is None:  # a family without an example member: its builder is checked when it is built
             continue
         parameters = inspect.signature(TRANSFORMS.get(example)).parameters
         if "weights" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            raise TransformError(f"Expected --transform-weights only for shifts that take weights, but {key!r} takes none.")
+            raise TransformError(f"Expected {option('transform_weights')} only for shifts that take weights, but "
+                                 f"{key!r} takes none.")
     styled = {name for name in names if transform_takes(name, "style_dir")}
     if style_dir is not None and not styled:
         users = [t for t in TRANSFORMS.list() if transform_takes(t, "style_dir")]
-        way_out = f", or add such a shift, e.g. --transforms {transform_spec(users[0]).example_name}." if users else "."
-        raise TransformError(f"Expected --style-dir (style_dir=) only with a shift that uses style images "
+        way_out = f", or add such a shift, e.g. {option('transforms', transform_spec(users[0]).example_name)}." if users else "."
+        raise TransformError(f"Expected {option('style_dir')} only with a shift that uses style images "
                              f"({', '.join(users) or 'none is registered'}), but none of {', '.join(names)} does. "
                              f"Drop it{way_out}")
     shifts: dict[str, Shift] = {}
@@ -508,7 +510,8 @@ def prepare_transforms(
         except TransformError as err:
             others = [n for n in TABLE1 if n != name and n in TRANSFORMS]
             if name in TABLE1 and others:
-                raise TransformError(f"{err} Or run the other Table 1 rows with '--transforms {','.join(others)}'.") from err
+                raise TransformError(f"{err} Or run the other Table 1 rows with "
+                                     f"{option('transforms', ','.join(others))}.") from err
             raise
         except Exception as err:
             if shift.origin.startswith("robustbench_ibn"):

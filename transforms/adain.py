@@ -75,6 +75,7 @@ from PIL import Image
 from torch import nn
 
 from ..hub import WeightsError, cached_download, file_sha256, read_state_dict
+from ..options import option
 from ..stylecache import StyleCache
 from ..text import listing, number, positional
 from ._base import Shift, TransformError, check_images, register_transform
@@ -514,8 +515,9 @@ class AdaINStyle(Shift):
                     continue
                 path = Path(location).expanduser()
                 if not path.is_file():
-                    raise TransformError(f"--transform-weights adain: the {role} file {location} does not exist "
-                                         f"({path.absolute()}). Expected {FILES[role]} (official URL {urls[role]}).")
+                    raise TransformError(f"{option('transform_weights', ('adain', location))}: the {role} file "
+                                         f"{location} does not exist ({path.absolute()}). Expected {FILES[role]} "
+                                         f"(official URL {urls[role]}).")
                 out[role] = (path, "path")
             return out
         hub = Path(torch.hub.get_dir()) / "checkpoints"
@@ -530,8 +532,9 @@ class AdaINStyle(Shift):
             raise TransformError(
                 f"the AdaIN shifts need two files, {ENCODER_FILE} ({urls['encoder']}) and {DECODER_FILE} "
                 f"({urls['decoder']}), looked for in {hub}; these are not there and could not be downloaded: "
-                f"{'; '.join(failures)}. Download both elsewhere and pass --transform-weights adain=DIR (a folder "
-                f"holding both) or adain=ENCODER+DECODER, or put them in {hub}."
+                f"{'; '.join(failures)}. Download both elsewhere and pass {option('transform_weights', ('adain', 'DIR'))} "
+                f"(a folder holding both) or {option('transform_weights', ('adain', 'ENCODER+DECODER'))}, or put them "
+                f"in {hub}."
             )
         return out
 

@@ -61,6 +61,7 @@ from tqdm import tqdm
 from ..env import resolve_device
 from ..files import atomic_write
 from ..hub import WeightsError, cache_path, cached_download, file_sha256, read_state_dict
+from ..options import option
 from ..stylecache import StyleCache
 from ._base import Shift, TransformError, check_images, register_transform
 from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
@@ -409,11 +410,12 @@ class CycleGANStyle(Shift):
 
     def _locate(self, progress: bool) -> tuple[Path, str]:
         # The style's own key serves both variants (register_transform(weights_key=...)), so the flag names it.
-        flag = f"--transform-weights {self.style.name}=/path/to/{self.style.file}"
+        flag = option("transform_weights", (self.style.name, f"/path/to/{self.style.file}"))
         if self.weights is not None and not self.weights.startswith(("http://", "https://")):
             path = Path(self.weights).expanduser()
             if not path.is_file():
-                raise TransformError(f"{flag.split('=')[0]}={self.weights}: no such file ({path.absolute()}). "
+                raise TransformError(f"{option('transform_weights', (self.name, self.weights))}: no such file "
+                                     f"({path.absolute()}). "
                                      f"Expected the {self.style.file} generator (official URL {self.url}).")
             return path, "path"
         url = self.weights or self.url

@@ -11,19 +11,50 @@ import argparse
 import ast
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_ENV", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs",
+from ..options import PLOT_SUFFIXES, command_line
+
+__all__ = ["DATA_ENV", "HelpFormatter", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs", "plot_file",
            "parse_transform_weights", "run_command"]
 
 DATA_ENV = "ROBUSTBENCH_IBN_DATA"
 LIBRARY_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default after its help text, unless the text already says it (``default:``)
+    or there is nothing to show (no value, a switch that is off, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or not action.option_strings or nothing or action.default in ([], {}):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def plot_file(text: str) -> str:
+    """``--plot FILE``: a name ending in one of :data:`~robustbench_ibn.options.PLOT_SUFFIXES`, checked as it is parsed.
+
+    Example:
+        >>> plot_file("drops.svg")
+        'drops.svg'
+    """
+    if Path(text).suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"Expected a plot file ending in one of {', '.join(PLOT_SUFFIXES)}, but got "
+                                         f"{text!r}.")
+    return text
+
+
 def run_command(prog: str, body: Callable[[], int]) -> int:
     """Run a command's ``body`` and turn library errors into ``PROG: error: message`` (exit 2), Ctrl-C into 130.
+
+    Inside ``body`` library messages name flags, not Python keywords (:func:`robustbench_ibn.options.option`), and
+    warnings print as ``PROG: warning: message``.
 
     Example:
         >>> def body():
@@ -31,8 +62,13 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
         >>> run_command("robust-x", body)  # prints "robust-x: error: Expected x, but got y." on stderr
         2
     """
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
     try:
-        return body()
+        with command_line(), warnings.catch_warnings():
+            warnings.showwarning = show  # "robust-eval: warning: ...", not a source path and line
+            return body()
     except KeyboardInterrupt as err:  # the engine's Interrupted says how many images are saved and where
         message = str(err) or ("interrupted; the batches finished so far are kept in the run state (--state-dir); "
                                "run the same command again to resume.")

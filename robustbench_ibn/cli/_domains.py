@@ -31,15 +31,16 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
                         "imagenet-v2:v2-top=/data/imagenetv2-top-images (a LABEL names the domain; needed for two of "
                         "one kind); the folder is checked against the kind; an imagenet-c tree gives one domain per "
                         "corruption and severity and an mCE row. Its drop is against clean val (--data). Kinds: "
-                        "--list-datasets; see docs/natural-shifts.md")
+                        "--list-datasets; see docs/natural-shifts.md (default: none)")
     parser.add_argument("--domain-option", type=domain_option, action="append", default=[],
                         metavar="NAME:K=V[,K=V]", help="options of one domain (repeatable), e.g. "
-                        "imagenet-c:upsample=true or imagenet-v2:variant=top-images; NAME is its label, or its kind")
+                        "imagenet-c:upsample=true or imagenet-v2:variant=top-images; NAME is its label, or its kind (default: none)")
     parser.add_argument("--subset-policy", default=None, choices=("subset", "full"),
                         help="ImageNet-R, -A and ObjectNet: 'subset' (default, their official rule: the prediction "
                         "over the set's classes) or 'full' (the 1000-way prediction); recorded")
     parser.add_argument("--list-datasets", nargs="?", const="*", default=None, metavar="PATTERN",
-                        help="list the dataset kinds (layout, labels, options) and exit")
+                        help="list the dataset kinds matching PATTERN (fnmatch; default: all) with their layout, labels "
+                        "and options, and exit")
 
 
 def domain_specs(args: argparse.Namespace) -> list[Any]:

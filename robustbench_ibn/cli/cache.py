@@ -8,8 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ..files import CACHE_ENV
-from ..stylecache import cache_info, clear_cache, style_cache_dir, verify_cache
-from ._common import run_command
+from ._common import HelpFormatter, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -27,21 +26,29 @@ def _size(n: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Show, verify or clear the cache of stylized images "
-                                     "(the CycleGAN shifts, both variants, and AdaIN).")
+    parser = argparse.ArgumentParser(prog=PROG, formatter_class=HelpFormatter,
+                                     description="Show, verify or clear the cache of stylized "
+                                     "images (the CycleGAN shifts, both variants, and AdaIN).")
     parser.add_argument("--dir", default=None, metavar="ROOT",
                         help=f"cache root (default: ${CACHE_ENV}, else ~/.cache/robustbench_ibn)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="list namespaces (shift, weights sha256, variant) with entry counts and sizes")
-    verify = sub.add_parser("verify", help="decode every entry and check its pixel hash; exit 1 if any is bad")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,verify,clear}")
+    sub.add_parser("info", formatter_class=HelpFormatter,
+                   help="list namespaces (shift, weights sha256, variant) with entry counts and sizes")
+    verify = sub.add_parser("verify", formatter_class=HelpFormatter,
+                            help="decode every entry and check its pixel hash; exit 1 if any is bad")
     verify.add_argument("--delete-bad", action="store_true", help="remove bad entries so they are regenerated")
-    clear = sub.add_parser("clear", help="delete cached crops")
+    clear = sub.add_parser("clear", formatter_class=HelpFormatter,
+                           help="delete cached crops (asks first, unless --yes)")
     clear.add_argument("prefix", nargs="?", default=None,
-                       help="only namespaces starting with this (e.g. 'monet' or 'monet-3f0c'); default: all")
+                       help="only namespaces starting with this, e.g. 'monet' or 'monet-3f0c' (default: all)")
+    clear.add_argument("--yes", action="store_true",
+                       help="delete without asking (needed when stdin is not a terminal, e.g. in scripts)")
     return parser
 
 
 def _info(args: argparse.Namespace) -> int:
+    from ..stylecache import cache_info, style_cache_dir
+
     infos = cache_info(args.dir)
     print(f"cache: {style_cache_dir(args.dir)}" + ("" if infos else " (empty)"))
     for ns in infos:
@@ -61,6 +68,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..stylecache import style_cache_dir, verify_cache
+
     good, bad = verify_cache(args.dir, delete_bad=args.delete_bad)
     for path, problem in bad:
         print(f"BAD {path}: {problem}", file=sys.stderr)
@@ -72,13 +81,27 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
+    from ..stylecache import cache_info, clear_cache, style_cache_dir
+
+    root = style_cache_dir(args.dir)
+    doomed = [ns for ns in cache_info(args.dir) if args.prefix is None or ns.name.startswith(args.prefix)]
+    if doomed and not args.yes:
+        what = (f"{len(doomed)} namespace(s) under {root} ({', '.join(ns.name for ns in doomed)}: "
+                f"{sum(ns.entries for ns in doomed)} crops, {_size(sum(ns.bytes for ns in doomed))})")
+        if not sys.stdin.isatty():
+            raise ValueError(f"clear would delete {what}, and stdin is not a terminal to ask for confirmation: "
+                             f"add --yes to delete without asking.")
+        answer = input(f"Delete {what}? Regenerating them takes as long as the first runs did. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print(f"cache: {root}: nothing deleted")
+            return 1
     removed = clear_cache(args.dir, args.prefix)
     for ns in removed:
         if ns.link:
             print(f"removed the link {ns.path} (its target {ns.link} was left as it is)")
         else:
             print(f"removed {ns.path} ({ns.entries} crops, {_size(ns.bytes)})")
-    print(f"cache: {style_cache_dir(args.dir)}: cleared {len(removed)} namespace(s)")
+    print(f"cache: {root}: cleared {len(removed)} namespace(s)")
     return 0
 
 

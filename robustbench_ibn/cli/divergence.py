@@ -9,10 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Only light modules at import time, as in robust-eval: --help must not pay for torch.
 from ..checks import MAX_SEED
-from ..divergence import EPS
-from ..engine import BAD_IMAGE_POLICIES
-from ._common import (DATA_ENV, device_type, int_at_least, int_in_range, parse_kwargs, parse_transform_weights,
+from ..options import BAD_IMAGE_POLICIES, DIVERGENCE_EPS, REPORT_FORMATS
+from ._common import (DATA_ENV, HelpFormatter, device_type, int_at_least, int_in_range, parse_kwargs, plot_file,
+                      parse_transform_weights,
                       run_command)
 
 __all__ = ["build_parser", "main"]
@@ -21,22 +22,28 @@ PROG = "robust-divergence"
 CALIBRATE_DEFAULT = 64
 
 
+USAGE = """%(prog)s --model NAME[,NAME...] (--domains A,B | --domains-dirs DIR_A,DIR_B | --content-split)
+                         [--data DIR] [--weights official|PATH|URL|random [--calibrate [N]]] [options]"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, usage=USAGE, formatter_class=HelpFormatter,
         description="Feature divergence between two image domains at every layer position (IBN-Net Sec. 4.3, "
         "Fig. 2 and 5): per channel the spatial mean per image, a Gaussian per domain, the symmetric KL, "
         "averaged over channels.",
     )
-    parser.add_argument("--model", required=True,
-                        help="registered model name, or a comma list (one line per model in the plot)")
+    parser.add_argument("--model", metavar="NAME[,NAME...]",
+                        help="registered model name (see robust-eval --list-models), or a comma list: one column "
+                        "and one line in the plot per model (required)")
     parser.add_argument("--model-kwargs", type=parse_kwargs, default={}, metavar="K=V[,K=V]",
-                        help="architecture arguments, e.g. in_ratio=0.25")
-    parser.add_argument("--weights", default="official",
-                        help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
-                        "random init; add --calibrate)")
+                        help="architecture arguments, e.g. in_ratio=0.25 (default: none)")
+    parser.add_argument("--weights", default="official", metavar="official|PATH|URL|random",
+                        help="'official' (the published file, hash-checked), a checkpoint PATH or URL, or 'random' "
+                        "(explicit seeded random init; add --calibrate)")
     parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "the random-init and stochastic-shift seed"),
-                        default=0, help="random-init seed and stochastic shifts' seed")
+                        default=0, metavar="N",
+                        help="seed of --weights random and of stochastic shifts (noise)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--domains", metavar="A,B",
                       help="two shifts of the same images of --data (clean,monet; clean,rgb+50; r+50,std1.5): each "
@@ -46,40 +53,52 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--content-split", action="store_true",
                       help="the paper's content gap: clean images of --data, the first half of the classes present "
                       "(by canonical index; 0-499 on ImageNet val) against the second half")
-    parser.add_argument("--data", default=None,
+    parser.add_argument("--data", default=None, metavar="DIR",
                         help=f"ImageNet val folder for --domains and --content-split (default: ${DATA_ENV})")
-    parser.add_argument("--labels", default=None, help="labels file for a flat image folder")
+    parser.add_argument("--labels", default=None, metavar="FILE",
+                        help="labels file for a flat image folder (default: LOC_val_solution.csv, val.txt, labels.txt "
+                        "or val_labels.txt in the folder)")
     parser.add_argument("--layers", default=None, metavar="NAME[,NAME...]",
                         help="module names to measure (default for ResNet-style models: the paper's positions, the "
                         "stem's ReLU and every residual block, found from the structure)")
-    parser.add_argument("--calibrate", nargs="?", type=int, const=CALIBRATE_DEFAULT, default=None, metavar="N",
+    parser.add_argument("--calibrate", nargs="?", type=int_at_least(1, "calibration images"), const=CALIBRATE_DEFAULT,
+                        default=None, metavar="N",
                         help="with --weights random: calibrate BatchNorm statistics and classifier on N evenly spaced "
-                        f"clean images (default N: {CALIBRATE_DEFAULT}) so the random network is not degenerate")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="a deterministic subset of N images (class-balanced; per folder with --domains-dirs)")
-    parser.add_argument("--eps", type=float, default=EPS,
-                        help=f"added to every per-channel variance so constant channels stay finite (default {EPS:g})")
-    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=32)
+                        f"clean images (N default: {CALIBRATE_DEFAULT}) so the random network is not degenerate")
+    parser.add_argument("--limit", type=int_at_least(1, "a class-balanced subset of N images; omit it for all"),
+                        default=None, metavar="N",
+                        help="a deterministic subset of N images, class-balanced; per folder with --domains-dirs "
+                        "(default: all images)")
+    parser.add_argument("--eps", type=float, default=DIVERGENCE_EPS,
+                        help="added to every per-channel variance so constant channels stay finite")
+    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=32, metavar="N",
+                        help="images per batch")
     parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
-                        default=None, help="decode workers (default: CPU cores, max 8)")
-    parser.add_argument("--device", type=device_type, default="auto", help="auto | cpu | cuda | cuda:N")
+                        default=None, metavar="N",
+                        help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
+    parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
+                        help="where the models and the shifts run; auto: CUDA when available")
     parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
-                        help="an image that cannot be decoded: 'error' (default) stops after naming every such file; "
-                        "'skip' leaves them out")
+                        help="an image that cannot be decoded: 'error' stops after naming every such file; 'skip' "
+                        "leaves them out")
     parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
-                        "monet=style_monet.pth")
+                        "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
+                        "torch hub cache or downloaded)")
     parser.add_argument("--style-dir", default=None, metavar="DIR",
-                        help="folder of style images for a --domains shift that uses them (adain{alpha})")
-    parser.add_argument("--format", default="markdown", choices=("markdown", "json", "csv"),
-                        help="what is printed on stdout")
+                        help="folder of style images for a --domains shift that uses them (adain{alpha}; default: "
+                        "none)")
+    parser.add_argument("--format", default="markdown", choices=REPORT_FORMATS,
+                        help="what is printed on stdout: a markdown table with a header, a LaTeX booktabs tabular, "
+                        "CSV (one row per model and layer) or the JSON record")
     parser.add_argument("--output", default=None, metavar="FILE.json",
-                        help="write the record (run description and every row) as JSON")
-    parser.add_argument("--plot", default=None, metavar="FILE",
-                        help="line plot of divergence against layer position, one line per model (.png/.svg/.pdf)")
+                        help="write the record (run description and every row) as JSON (default: no record)")
+    parser.add_argument("--plot", type=plot_file, default=None, metavar="FILE",
+                        help="line plot of divergence against layer position, one line per model (.png, .svg or "
+                        ".pdf; default: no plot)")
     parser.add_argument("--plot-scale", default="linear", choices=("linear", "log"), help="y axis of --plot")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
-                        help="load custom shifts or models from a Python file or module (repeatable)")
+                        help="load custom shifts or models from a Python file or module (repeatable; default: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -87,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("--model is required (see robust-eval --list-models)")
     if args.domains_dirs and args.data:
         parser.error("--data is not used with --domains-dirs: the two folders are the data")
     data = None if args.domains_dirs else args.data or os.environ.get(DATA_ENV)
@@ -123,7 +144,7 @@ def _run(args: argparse.Namespace, data: str | None, models: list[str]) -> int:
     elif args.format == "csv":
         print(frame.to_csv(index=False), end="")
     else:
-        print(divergence_table(frame))
+        print(divergence_table(frame, fmt=args.format))
     if args.output:
         print(f"{PROG}: record written to {save_divergence(frame, args.output)}", file=sys.stderr)
     if args.plot:

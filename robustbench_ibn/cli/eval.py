@@ -7,11 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Only light modules at import time: --help must not pay for torch (tests/test_cli.py checks it); the library
+# is imported inside the functions that do the work.
 from ..checks import MAX_SEED
-from ..engine import BAD_IMAGE_POLICIES, PRECISIONS
 from ..files import safe_filename
-from ..transforms import TABLE1
-from ._common import (DATA_ENV, device_type, int_at_least, int_in_range, parse_kwargs, parse_transform_weights,
+from ..options import BAD_IMAGE_POLICIES, PRECISIONS
+from ._common import (DATA_ENV, HelpFormatter, device_type, int_at_least, int_in_range, parse_kwargs,
+                      parse_transform_weights,
                       run_command)
 from ._domains import add_domain_arguments, domain_specs, print_datasets
 from .report import add_report_arguments, check_outputs, present
@@ -21,61 +23,78 @@ __all__ = ["build_parser", "main", "output_path"]
 PROG = "robust-eval"
 
 
+USAGE = """%(prog)s --model NAME[,NAME...] [--transforms all|LIST] [--data DIR] [options]
+       %(prog)s --list-models [PATTERN] | --list-transforms [PATTERN]"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, usage=USAGE, formatter_class=HelpFormatter,
         description="Top-1/top-5 error of an ImageNet classifier on clean images and under appearance shifts "
         "(Table 1 of IBN-Net, ECCV 2018).",
     )
-    parser.add_argument("--model", help="registered model name (see --list-models), or a comma list of names: "
-                        "each is evaluated and the table gets one column per model")
+    parser.add_argument("--model", metavar="NAME[,NAME...]",
+                        help="registered model name (see --list-models), tv:NAME, timm:NAME or hub:..., or a comma "
+                        "list: each is evaluated and the table gets one column per model (required, except with "
+                        "--list-models and --list-transforms)")
     parser.add_argument("--model-kwargs", type=parse_kwargs, default={}, metavar="K=V[,K=V]",
-                        help="architecture arguments, e.g. in_ratio=0.25")
-    parser.add_argument("--transforms", default="all",
-                        help="'all' (Table 1: " + ", ".join(TABLE1) + ") or a comma list of names and family "
-                        "members (rgb+50,r+80,std2), or a severity range: the family's number as START:STOP:STEP, STOP included "
-                        "(rgb+10:100:10, std1.2:2.0:0.2), or 'none' (with --domain: clean val and the datasets); "
-                        "'clean' is always evaluated (default: all)")
-    parser.add_argument("--data", default=None,
-                        help=f"ImageNet val folder (default: ${DATA_ENV}); class sub-folders or flat + labels file")
-    parser.add_argument("--labels", default=None, help="labels file for a flat image folder")
+                        help="architecture arguments, e.g. in_ratio=0.25 (default: none)")
+    parser.add_argument("--transforms", default="all", metavar="all|LIST",
+                        help="'all' (Table 1's rows: --list-transforms marks them) or a comma list of names and "
+                        "family members (rgb+50,r+80,std2), or a severity range: the family's number as "
+                        "START:STOP:STEP, STOP included (rgb+10:100:10, std1.2:2.0:0.2), or 'none' (with --domain: clean val and the "
+                        "datasets); 'clean' is always evaluated")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help=f"ImageNet val folder: class sub-folders, or flat + labels file (default: ${DATA_ENV})")
+    parser.add_argument("--labels", default=None, metavar="FILE",
+                        help="labels file for a flat image folder (default: LOC_val_solution.csv, val.txt, labels.txt "
+                        "or val_labels.txt in the folder)")
     add_domain_arguments(parser)
-    parser.add_argument("--weights", default="official",
-                        help="'official' (published file, hash-checked), a PATH, a URL, or 'random' (explicit seeded "
-                        "random init)")
+    parser.add_argument("--weights", default="official", metavar="official|PATH|URL|random",
+                        help="'official' (the published file, hash-checked), a checkpoint PATH or URL, or 'random' "
+                        "(explicit seeded random init)")
     parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
                         metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
                         "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
                         "torch hub cache or downloaded)")
     parser.add_argument("--style-dir", default=None, metavar="DIR",
-                        help="folder of style images for the shifts that use them (adain{alpha}); see docs/styles.md")
-    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=50)
+                        help="folder of style images for the shifts that use them (adain{alpha}); see docs/styles.md "
+                        "(default: none)")
+    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=50, metavar="N",
+                        help="images per batch")
     parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
-                        default=None, help="decode workers (default: CPU cores, max 8)")
-    parser.add_argument("--device", type=device_type, default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+                        default=None, metavar="N",
+                        help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
+    parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
+                        help="where the model and the shifts run; auto: CUDA when available")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32, bf16 (autocast, CPU or CUDA; slower than fp32 on CPUs without native bf16) or "
+                        "fp16 (CUDA autocast)")
     parser.add_argument("--limit", type=int_at_least(1, "a class-balanced subset of N images; omit it for all"),
-                        default=None, help="a deterministic class-balanced subset of N images")
+                        default=None, metavar="N",
+                        help="a deterministic class-balanced subset of N images (default: all images)")
     parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
-                        help="an image that cannot be decoded: 'error' (default) carries on, then stops naming every "
-                        "such file; 'skip' leaves them out and the result records which")
+                        help="an image that cannot be decoded: 'error' carries on, then stops naming every such "
+                        "file; 'skip' leaves them out and the result records which")
     parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "the random-init and stochastic-shift seed"),
-                        default=0)
+                        default=0, metavar="N",
+                        help="seed of --weights random and of stochastic shifts (noise)")
     parser.add_argument("--output", default=None, metavar="FILE.json",
                         help="write the full record (protocol, per-image predictions) as JSON; with several models "
-                        "FILE must contain {model}, e.g. runs/{model}.json")
+                        "FILE must contain {model}, e.g. runs/{model}.json (default: no record)")
     add_report_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--state-dir", default=None,
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="where finished batches are kept so an interrupted run resumes "
-                        "(default: $ROBUSTBENCH_IBN_CACHE/runs or ~/.cache/robustbench_ibn/runs)")
+                        "(default: $ROBUSTBENCH_IBN_CACHE/runs, else ~/.cache/robustbench_ibn/runs)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
-                        help="load custom shifts or models from a Python file or module (repeatable); installed "
-                        "packages' robustbench_ibn.transforms/models entry points load automatically")
+                        help="load custom shifts or models from a Python file or module (repeatable; default: "
+                        "none; installed packages' robustbench_ibn.transforms/models entry points load "
+                        "automatically)")
     parser.add_argument("--list-models", nargs="?", const="*", default=None, metavar="PATTERN",
-                        help="list registered models (fnmatch pattern) and exit")
+                        help="list the registered models matching PATTERN (fnmatch; default: all) and exit")
     parser.add_argument("--list-transforms", nargs="?", const="*", default=None, metavar="PATTERN",
-                        help="list registered transforms (fnmatch pattern) and exit")
+                        help="list the registered transforms matching PATTERN (fnmatch; default: all) and exit")
     return parser
 
 
@@ -97,7 +116,7 @@ def _print_models(pattern: str) -> None:
 
 
 def _print_transforms(pattern: str) -> None:
-    from ..transforms import TRANSFORMS, TransformError, create_transform, list_transforms, transform_spec
+    from ..transforms import TABLE1, TRANSFORMS, TransformError, create_transform, list_transforms, transform_spec
 
     rows = []
     for name in list_transforms(pattern):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._common import run_command
+from ._common import HelpFormatter, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -15,7 +15,7 @@ PROG = "robust-leaderboard"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, formatter_class=HelpFormatter,
         description="Regenerate the leaderboard page (DIR/README.md) from the JSON entries in DIR/measured and "
         "DIR/reported, plus the published numbers that ship with the package (the IBN-Net paper's tables, torchvision "
         "ResNet-50 on the natural-shift datasets): grouped by protocol, ranked by mean top-1 drop. Never edit the page "

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..checks import MAX_SEED
-from ..metrics import MAX_N_BOOT
-from ..plots import PLOT_KINDS, PLOT_SUFFIXES
-from ..report import FORMATS
-from ._common import check_writable, int_in_range, run_command
+from ..options import MAX_N_BOOT, PLOT_KINDS, REPORT_FORMATS
+from ..text import listing
+from ._common import HelpFormatter, check_writable, int_in_range, plot_file, run_command
 
 __all__ = ["add_report_arguments", "build_parser", "check_outputs", "main", "present"]
 
@@ -21,29 +21,24 @@ PROG = "robust-report"
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """The presentation flags shared by robust-eval and robust-report."""
-    parser.add_argument("--format", default="markdown", choices=FORMATS, help="what is printed on stdout")
+    parser.add_argument("--format", default="markdown", choices=REPORT_FORMATS,
+                        help="what is printed on stdout: markdown tables with a header, a LaTeX booktabs tabular, "
+                        "long CSV or the JSON summary")
     parser.add_argument("--ci", action="store_true",
                         help="show 95%% paired-bootstrap intervals of every error and drop, flip rates and (several "
                         "models) McNemar's tests in the tables; JSON always has them")
     parser.add_argument("--n-boot", type=int_in_range(1, MAX_N_BOOT, "bootstrap resamples"), default=1000, metavar="N",
-                        help=f"bootstrap resamples, at most {MAX_N_BOOT} (default: 1000)")
-    parser.add_argument("--ci-seed", type=int_in_range(0, MAX_SEED, "the bootstrap seed"), default=0,
-                        help="bootstrap seed (default: 0)")
-    parser.add_argument("--plot", type=_plot_file, default=None, metavar="FILE",
+                        help=f"bootstrap resamples, at most {MAX_N_BOOT:,}")
+    parser.add_argument("--ci-seed", type=int_in_range(0, MAX_SEED, "the bootstrap seed"), default=0, metavar="N",
+                        help="bootstrap seed")
+    parser.add_argument("--plot", type=plot_file, default=None, metavar="FILE",
                         help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
-                        "(--transforms rgb+10:100:10), else the drops per shift and model as bars")
+                        "(--transforms rgb+10:100:10), else the drops per shift and model as bars (default: no plot)")
     parser.add_argument("--plot-kind", default="auto", choices=PLOT_KINDS,
                         help="auto (curves when there is a sweep, else bars), curves or bars")
     parser.add_argument("--save-entry", nargs="?", const="leaderboards", default=None, metavar="DIR",
                         help="add each model's leaderboard entry under DIR/measured (default DIR: leaderboards); "
                         "trained weights only; regenerate the page with robust-leaderboard")
-
-
-def _plot_file(text: str) -> str:
-    if Path(text).suffix.lower() not in PLOT_SUFFIXES:
-        raise argparse.ArgumentTypeError(f"Expected a plot file ending in one of {', '.join(PLOT_SUFFIXES)}, but got "
-                                         f"{text!r}.")
-    return text
 
 
 def check_outputs(args: argparse.Namespace, transforms: Sequence[str] | None, records: Sequence[str] = ()) -> None:
@@ -86,7 +81,7 @@ def present(results: Sequence[Any], args: argparse.Namespace, prog: str) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, formatter_class=HelpFormatter,
         description="Table 1 (one column per model) from stored result records (robust-eval --output), with "
         "bootstrap intervals, flip rates, McNemar's tests, severity curves and plots.",
     )
@@ -102,6 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from ..results import EvalResult
 
+        missing = [path for path in args.records if not os.path.exists(path)]
+        if missing:
+            raise FileNotFoundError(
+                f"Expected result records written by robust-eval --output, but {listing(missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist (in {os.getcwd()}). Check the "
+                f"path{'s' if len(missing) > 1 else ''}, or write the record first: "
+                f"robust-eval --model NAME --data DIR --output {missing[0]}")
         check_outputs(args, None)
         present([EvalResult.load(path) for path in args.records], args, PROG)
         return 0

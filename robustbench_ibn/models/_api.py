@@ -6,13 +6,14 @@ import difflib
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..data import DataConfig
+from ..options import option
 from ..registry import Registry
 from ..text import listing
 from ._classes import apply_class_map
@@ -33,6 +34,9 @@ class ModelInfo:
         hash_prefix: leading hex digits of the file's sha256 (torch.hub convention), checked on download.
         ref_top1_err / ref_top5_err: ImageNet-val error (%) reported by the weights' authors.
         ref_source: where the reference errors come from.
+        reported: the source key of the reported leaderboard entry (:mod:`robustbench_ibn.reported`, e.g.
+            ``"paper-table1"``) that holds the reference errors: :func:`model_info` fills in ``ref_top1_err`` and
+            ``ref_top5_err`` from its clean row, and puts its citation before ``ref_source`` (then a note).
         num_params: parameter count of the architecture with 1000 classes.
         paper: citation of the architecture.
         license: licence of the code/weights.
@@ -49,6 +53,7 @@ class ModelInfo:
     ref_top1_err: float | None = None
     ref_top5_err: float | None = None
     ref_source: str = ""
+    reported: str | None = None
     num_params: int | None = None
     paper: str = ""
     license: str = ""
@@ -120,8 +125,24 @@ def _resolve(name: str) -> tuple[Callable[..., nn.Module], ModelInfo]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The :class:`ModelInfo` of a registered model, or of an adapter name (``tv:NAME``, ``timm:NAME``, ...)."""
-    return _resolve(name)[1]
+    """The :class:`ModelInfo` of a registered model, or of an adapter name (``tv:NAME``, ``timm:NAME``, ...).
+
+    Example:
+        >>> info = model_info("resnet50_ibn_b")  # its reference errors: the paper's, from the reported entry
+        >>> info.ref_top1_err, info.ref_top5_err, info.reported
+        (23.64, 6.86, 'paper-table1')
+    """
+    info = _resolve(name)[1]
+    if info.reported is None or info.ref_top1_err is not None:
+        return info
+    from ..leaderboard import reported_clean_errors  # read once, on first use: the package's own data files
+
+    top1, top5, cited = reported_clean_errors(info.reported, info.name)
+    info = replace(info, ref_top1_err=top1, ref_top5_err=top5,
+                   ref_source=cited + (f"; {info.ref_source}" if info.ref_source else ""))
+    if name in MODELS:
+        _INFOS[MODELS.template_of(name)] = info
+    return info
 
 
 def list_models(include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None) -> list[str]:
@@ -234,7 +255,7 @@ def _check_arguments(name: str, builder: Callable[..., nn.Module], kwargs: Mappi
     takers = [m for m in list_models() if key in (_builder_arguments(MODELS.get(m)) or ())]
     who = (f" It is taken by {len(takers)} registered model{'s' if len(takers) > 1 else ''}: {listing(takers, 6)}."
            if takers else "")
-    raise ValueError(f"Expected model arguments of {name} (model_kwargs / --model-kwargs) among "
+    raise ValueError(f"Expected model arguments of {name} ({option('model_kwargs')}) among "
                      f"{', '.join(accepted or ()) or 'none'}, but got {', '.join(map(repr, unknown))}.{hint}{who}")
 class Normalized(nn.Module):
     """Wrap a network that expects normalized input so it takes [0, 1] pixels (shifts act before this).

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..options import on_command_line
+
 __all__ = ["IMAGENET_CLASSES", "ClassMapped", "apply_class_map", "num_outputs"]
 
 IMAGENET_CLASSES = 1000
@@ -74,10 +76,11 @@ def apply_class_map(model: nn.Module, class_map: Sequence[int] | None, name: str
     outputs = num_outputs(model)
     if class_map is None:
         if outputs is not None and outputs != IMAGENET_CLASSES:
+            how = ("--model-kwargs 'class_map=[i0,i1,...]'" if on_command_line() else
+                   "model_kwargs={'class_map': [i0, i1, ...]}, or create_model(..., class_map=[...])")
             raise ValueError(
                 f"Expected model {name!r} to classify the {IMAGENET_CLASSES} ImageNet-1k classes, but it has "
-                f"{outputs} outputs. Give the ImageNet-1k index of each output with class_map "
-                f"(--model-kwargs 'class_map=[i0,i1,...]' or create_model(..., class_map=[...])), or use a "
+                f"{outputs} outputs. Give the ImageNet-1k index of each output with class_map ({how}), or use a "
                 f"model with an ImageNet-1k classifier."
             )
         return model

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..hub import WeightsError, fetch, file_sha256, hash_prefix_from_name, read_state_dict
+from ..options import option
 from ..text import listing, random_weights_mark
 
 if TYPE_CHECKING:  # _api imports this module; a runtime import would be circular.
@@ -69,17 +70,17 @@ def check_weights(spec: str | os.PathLike[str], info: ModelInfo) -> None:
         >>> check_weights("/no/such.pth", model_info("resnet18"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        robustbench_ibn.hub.WeightsError: --weights '/no/such.pth': no such checkpoint file (/no/such.pth). ...
+        robustbench_ibn.hub.WeightsError: weights='/no/such.pth': no such checkpoint file (/no/such.pth). ...
     """
     spec = os.fspath(spec)
     if spec == "official" and not info.has_weights:
-        raise WeightsError(f"{info.name} has no published weights; pass --weights PATH for your own checkpoint or "
-                           "--weights random for an explicit random init")
+        raise WeightsError(f"{info.name} has no published weights; pass {option('weights', 'PATH')} for your own "
+                           f"checkpoint or {option('weights', 'random')} for an explicit random init")
     if spec not in ("official", "random") and not spec.startswith(("http://", "https://")):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise WeightsError(f"--weights {spec!r}: no such checkpoint file ({path.absolute()}). Expected 'official', "
-                               "'random', a URL or an existing checkpoint file.")
+            raise WeightsError(f"{option('weights', spec)}: no such checkpoint file ({path.absolute()}). Expected "
+                               "'official', 'random', a URL or an existing checkpoint file.")
 
 
 def load_weights(model: nn.Module, spec: str | os.PathLike[str], *, info: ModelInfo, seed: int) -> WeightsSource:
@@ -170,6 +171,6 @@ def _strict_load(model: nn.Module, state_dict: Mapping[str, Any], path: Path, na
         lines.append(
             "Expected a checkpoint of exactly this architecture (same keys and shapes; a 'module.' prefix and a "
             "'state_dict'/'model' wrapper are handled). Check the model name, the number of classes, or pass "
-            "the right file with --weights PATH."
+            f"the right file with {option('weights', 'PATH')}."
         )
         raise WeightsError("\n".join(lines))

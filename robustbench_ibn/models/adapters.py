@@ -25,6 +25,7 @@ import functools
 import math
 import re
 import typing
+import urllib.error
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,18 @@ def _hub(spec: str) -> Resolved:
     repo_or_dir = str(local) if source == "local" else repo
 
     def load(**kwargs: Any) -> nn.Module:
-        model = torch.hub.load(repo_or_dir, entry, source=source, trust_repo=True, verbose=False, **kwargs)
+        try:
+            model = torch.hub.load(repo_or_dir, entry, source=source, trust_repo=True, verbose=False, **kwargs)
+        except (urllib.error.URLError, RuntimeError) as err:
+            if source == "local" or not _unreachable(err):
+                raise
+            github = repo.split(":")[0]
+            raise RuntimeError(
+                f"hub:{spec}: cannot fetch {repo} from GitHub ({err}). torch.hub needs the network the first time "
+                f"it loads a repository, then keeps it in {torch.hub.get_dir()}. Check the spelling of OWNER/REPO; "
+                f"on a machine with a network, load it once to fill that cache, or clone it "
+                f"(git clone https://github.com/{github}) and use hub:/path/to/{github.split('/')[-1]}:{entry}."
+            ) from err
         if not isinstance(model, nn.Module):
             raise ValueError(f"Expected hub entry {entry!r} of {repo_or_dir} to return an nn.Module, but got "
                              f"{type(model).__name__}.")
@@ -208,6 +220,11 @@ def _hub(spec: str) -> Resolved:
     return builder, info
 
 
+def _unreachable(err: Exception) -> bool:
+    """Whether torch.hub failed to reach GitHub (offline, unknown repository), not the entry's own code."""
+    return isinstance(err, urllib.error.URLError) or "no internet connection" in str(err)
+
+
 def describe_adapters() -> str:
     """One line on the names outside the registry, for ``--list-models``."""
     try:
@@ -216,8 +233,8 @@ def describe_adapters() -> str:
     except ImportError:
         timm_state = "not installed"
     return (f"tv:NAME or a plain name ({len(torchvision_models())} torchvision classifiers, e.g. tv:efficientnet_b0), "
-            f"timm:NAME (timm {timm_state}), hub:OWNER/REPO:ENTRY or hub:/local/dir:ENTRY; README: Bring your own "
-            "backbone")
+            f"timm:NAME (timm {timm_state}), hub:OWNER/REPO:ENTRY or hub:/local/dir:ENTRY (docs/models.md: Bring "
+            "your own backbone)")
 
 
 register_resolver("tv", _torchvision, "tv:NAME (any torchvision classifier)")

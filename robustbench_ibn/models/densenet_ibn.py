@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._api import register_model
-from .resnet_ibn import NO_WEIGHTS, README, IBN, check_in_ratio, ibn_info
+from .resnet_ibn import NO_WEIGHTS, TABLE2, IBN, check_in_ratio, ibn_info
 
 __all__ = ["DenseNetIBN"]
 
@@ -133,7 +133,7 @@ def _densenet_ibn_a(depth: int, **kwargs: Any) -> DenseNetIBN:
 
 
 @register_model(
-    info=ibn_info("densenet121_ibn_a", 7_978_856, "e4af5cc1", (24.47, 7.25), README + " (paper Table 2)")
+    info=ibn_info("densenet121_ibn_a", 7_978_856, "e4af5cc1", TABLE2)
 )
 def densenet121_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-121-IBN-a."""
@@ -141,7 +141,7 @@ def densenet121_ibn_a(**kwargs: Any) -> DenseNetIBN:
 
 
 @register_model(
-    info=ibn_info("densenet169_ibn_a", 14_149_480, "9f32c161", (23.25, 6.51), README + " (paper Table 2)")
+    info=ibn_info("densenet169_ibn_a", 14_149_480, "9f32c161", TABLE2)
 )
 def densenet169_ibn_a(**kwargs: Any) -> DenseNetIBN:
     """DenseNet-169-IBN-a."""

@@ -511,17 +511,17 @@ def ibn_info(
     name: str,
     num_params: int,
     file_hash: str | None = None,
-    err: tuple[float, float] | None = None,
+    reported: str | None = None,
     ref_source: str = "",
     tags: tuple[str, ...] = ("ibn-net",),
 ) -> ModelInfo:
-    """The :class:`ModelInfo` of an IBN-Net model: official release URL when ``file_hash`` is given."""
+    """The :class:`ModelInfo` of an IBN-Net model: official release URL when ``file_hash`` is given; its reference
+    errors from the reported leaderboard entry of source ``reported`` (``ref_source``: a note after its citation)."""
     return ModelInfo(
         name=name,
         url=f"{_RELEASE}{name}-{file_hash}.pth" if file_hash else None,
         hash_prefix=file_hash,
-        ref_top1_err=err[0] if err else None,
-        ref_top5_err=err[1] if err else None,
+        reported=reported,
         ref_source=ref_source,
         num_params=num_params,
         paper=_PAPER,
@@ -530,23 +530,24 @@ def ibn_info(
     )
 
 
-README = "IBN-Net README"
+# Source keys of the reported leaderboard entries that hold the reference errors (robustbench_ibn.reported).
+README, TABLE1, TABLE2, TABLE3 = "official-readme", "paper-table1", "paper-table2", "paper-table3"
 NOT_REPORTED = "not reported by IBN-Net (weights published in the official code, no README numbers)"
 NO_WEIGHTS = "no published weights"
-_TABLE3 = "IBN-Net paper Table 3 (authors' model; weights not published)"
+_VARIANT_NOTE = "the authors' model; weights not published"
 _VARIANT = ("ibn-net", "paper-variant")
 
 # Builders: in_groups (Table 4), and kwargs that go to ResNetIBN (num_classes, ibn_cfg, in_ratio, all_in, ...); the
 # return annotation names that class, which is what create_model checks model kwargs against.
 
 
-@register_model(info=ibn_info("resnet18_ibn_a", 11_689_512, "2f571257", (29.17, 10.24), README))
+@register_model(info=ibn_info("resnet18_ibn_a", 11_689_512, "2f571257", README))
 def resnet18_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-18-IBN-a."""
     return build_resnet_ibn(18, "a", in_groups=in_groups, **kwargs)
 
 
-@register_model(info=ibn_info("resnet34_ibn_a", 21_797_672, "94bc1577", (25.78, 8.19), README))
+@register_model(info=ibn_info("resnet34_ibn_a", 21_797_672, "94bc1577", README))
 def resnet34_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNet-34-IBN-a."""
     return build_resnet_ibn(34, "a", in_groups=in_groups, **kwargs)
@@ -554,8 +555,8 @@ def resnet34_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
 
 @register_model(
     info=ibn_info(
-        "resnet50_ibn_a", 25_557_032, "d9d0bb7b", (22.54, 6.32),
-        "IBN-Net README (paper numbers; released checkpoint measured 22.76/6.41 per older README)",
+        "resnet50_ibn_a", 25_557_032, "d9d0bb7b", TABLE1,
+        "the released checkpoint measured 22.76/6.41 per an older official README",
     )
 )
 def resnet50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
@@ -565,8 +566,8 @@ def resnet50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
 
 @register_model(
     info=ibn_info(
-        "resnet101_ibn_a", 44_549_160, "59ea0ac6", (21.39, 5.59),
-        "IBN-Net README (paper numbers; released checkpoint measured 21.29/5.61 per older README)",
+        "resnet101_ibn_a", 44_549_160, "59ea0ac6", TABLE2,
+        "the released checkpoint measured 21.29/5.61 per an older official README",
     )
 )
 def resnet101_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
@@ -594,8 +595,8 @@ def resnet34_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
 
 @register_model(
     info=ibn_info(
-        "resnet50_ibn_b", 25_558_568, "9ca61e85",
-        ref_source=NOT_REPORTED + "; the paper's IBN-Net50-b (Table 1/3): 23.64/6.86",
+        "resnet50_ibn_b", 25_558_568, "9ca61e85", TABLE1,
+        "the paper's model; the official README gives no numbers for the released checkpoint",
     )
 )
 def resnet50_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
@@ -618,25 +619,25 @@ def resnet152_ibn_b(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
 # The paper's variants (Fig. 4, Table 3) on ResNet-50. Other depths: e.g. resnet18_ibn_a with ibn_cfg=("c",)*3+(None,).
 
 
-@register_model(info=ibn_info("resnet50_ibn_c", 29_800_872, err=(22.78, 6.32), ref_source=_TABLE3, tags=_VARIANT))
+@register_model(info=ibn_info("resnet50_ibn_c", 29_800_872, reported=TABLE3, ref_source=_VARIANT_NOTE, tags=_VARIANT))
 def resnet50_ibn_c(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-c: IN and BN on the same features, concatenated, in every block of layer1-3 (Fig. 4(a))."""
     return build_resnet_ibn(50, "c", in_groups=in_groups, **kwargs)
 
 
-@register_model(info=ibn_info("resnet50_ibn_d", 25_557_800, err=(22.86, 6.48), ref_source=_TABLE3, tags=_VARIANT))
+@register_model(info=ibn_info("resnet50_ibn_d", 25_557_800, reported=TABLE3, ref_source=_VARIANT_NOTE, tags=_VARIANT))
 def resnet50_ibn_d(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-d: IN on half the channels after the addition (last block of layer1-2) and an IBN stem."""
     return build_resnet_ibn(50, "d", in_groups=in_groups, **kwargs)
 
 
-@register_model(info=ibn_info("resnet50_ibn_ad", 25_557_800, err=(22.89, 6.48), ref_source=_TABLE3, tags=_VARIANT))
+@register_model(info=ibn_info("resnet50_ibn_ad", 25_557_800, reported=TABLE3, ref_source=_VARIANT_NOTE, tags=_VARIANT))
 def resnet50_ibn_ad(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-a&d: IBN-a blocks in layer1-3 plus IBN-d's half IN after the addition in layer1-2 and stem."""
     return build_resnet_ibn(50, "ad", in_groups=in_groups, **kwargs)
 
 
-@register_model(info=ibn_info("resnet50_ibn_a2", 25_557_032, err=(22.81, 6.46), ref_source=_TABLE3, tags=_VARIANT))
+@register_model(info=ibn_info("resnet50_ibn_a2", 25_557_032, reported=TABLE3, ref_source=_VARIANT_NOTE, tags=_VARIANT))
 def resnet50_ibn_a2(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """IBN-Net50-a x2: IBN on the first and the second normalization of every block of layer1-3."""
     return build_resnet_ibn(50, "a2", in_groups=in_groups, **kwargs)

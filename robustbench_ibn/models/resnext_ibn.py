@@ -12,7 +12,7 @@ from typing import Any
 
 
 from ._api import register_model
-from .resnet_ibn import NO_WEIGHTS, README, InGroups, ResNetIBN, build_resnet_ibn, ibn_info
+from .resnet_ibn import NO_WEIGHTS, TABLE2, InGroups, ResNetIBN, build_resnet_ibn, ibn_info
 
 __all__: list[str] = []
 
@@ -30,7 +30,7 @@ def resnext50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     return _resnext_ibn_a(50, in_groups=in_groups, **kwargs)
 
 
-@register_model(info=ibn_info("resnext101_ibn_a", 44_177_704, "6ace051d", (20.88, 5.42), README + " (paper Table 2)"))
+@register_model(info=ibn_info("resnext101_ibn_a", 44_177_704, "6ace051d", TABLE2))
 def resnext101_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """ResNeXt-101-IBN-a 32x4d."""
     return _resnext_ibn_a(101, in_groups=in_groups, **kwargs)

@@ -12,7 +12,7 @@ from typing import Any
 
 
 from ._api import register_model
-from .resnet_ibn import NO_WEIGHTS, README, InGroups, ResNetIBN, build_resnet_ibn, ibn_info
+from .resnet_ibn import NO_WEIGHTS, TABLE2, InGroups, ResNetIBN, build_resnet_ibn, ibn_info
 
 __all__: list[str] = []
 
@@ -28,7 +28,7 @@ def se_resnet50_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN
 
 
 @register_model(
-    info=ibn_info("se_resnet101_ibn_a", 49_292_328, "fabed4e2", (21.25, 5.51), README + " (paper Table 2)")
+    info=ibn_info("se_resnet101_ibn_a", 49_292_328, "fabed4e2", TABLE2)
 )
 def se_resnet101_ibn_a(*, in_groups: InGroups = None, **kwargs: Any) -> ResNetIBN:
     """SE-ResNet-101-IBN-a."""
