@@ -25,6 +25,7 @@ from .datasets.facts import imagenet_c_facts
 from .text import listing
 
 __all__ = ["CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage", "imagenet_c_runs",
+           "imagenet_c_trees",
            "severity_span"]
 
 
@@ -231,18 +232,23 @@ class CorruptionRun:
     scores: CorruptionScores
 
 
-def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
-    """The ImageNet-C trees of an :class:`~robustbench_ibn.results.EvalResult`, scored (in evaluation order).
+def imagenet_c_trees(result: Any) -> dict[str, dict[tuple[str, int], str]]:
+    """The ImageNet-C trees of an :class:`~robustbench_ibn.results.EvalResult`'s domains: tree name ->
+    ``{(corruption, severity): domain name}``, in evaluation order (see :func:`imagenet_c_runs`).
 
-    A domain is an ImageNet-C set when its source's record is of kind ``imagenet-c`` (its options name the
-    corruption and severity) and it has no shift; the sets of one tree share the domain name's prefix
-    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). Their top-1 errors and the clean val error go through
-    :func:`corruption_scores`, so a run's mCE is the published formula of its stored predictions.
+    Example:
+        >>> class Run:  # the fields of an EvalResult this reads
+        ...     domains = [{"name": "clean", "source": "val", "shift": None},
+        ...                {"name": "imagenet-c/fog/3", "source": "c-fog-3", "shift": None}]
+        ...     sources = {"val": type("S", (), {"record": {"kind": "imagenet-val"}}),
+        ...                "c-fog-3": type("S", (), {"record": {"kind": "imagenet-c",
+        ...                                                     "options": {"corruption": "fog", "severity": 3}}})}
+        >>> imagenet_c_trees(Run())
+        {'imagenet-c': {('fog', 3): 'imagenet-c/fog/3'}}
 
     Raises:
         ValueError: one tree holding a (corruption, severity) twice.
     """
-    rows = {r.transform: r for r in result.results}
     found: dict[str, dict[tuple[str, int], str]] = {}
     for domain in result.domains:
         record = result.sources[domain["source"]].record
@@ -256,6 +262,22 @@ def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
             raise ValueError(f"Expected each ImageNet-C set once in tree {name}, but {key[0]} severity {key[1]} is "
                              f"domains {found[name][key]} and {domain['name']}.")
         found[name][key] = domain["name"]
+    return found
+
+
+def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
+    """The ImageNet-C trees of an :class:`~robustbench_ibn.results.EvalResult`, scored (in evaluation order).
+
+    A domain is an ImageNet-C set when its source's record is of kind ``imagenet-c`` (its options name the
+    corruption and severity) and it has no shift; the sets of one tree share the domain name's prefix
+    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). Their top-1 errors and the clean val error go through
+    :func:`corruption_scores`, so a run's mCE is the published formula of its stored predictions.
+
+    Raises:
+        ValueError: one tree holding a (corruption, severity) twice.
+    """
+    rows = {r.transform: r for r in result.results}
+    found = imagenet_c_trees(result)
     clean = rows["clean"].top1_err
     return [CorruptionRun(name, "ImageNet-C" if name == "imagenet-c" else name, sets,
                           corruption_scores({key: rows[d].top1_err for key, d in sets.items()}, clean_error=clean))

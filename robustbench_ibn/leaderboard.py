@@ -446,8 +446,11 @@ def _mean_drop(entry: dict[str, Any]) -> float | None:
     mean = entry.get("mean_drop") or {}
     if mean.get("top1") is not None:
         return float(mean["top1"])
-    drops = [r["top1_drop"] for r in entry["results"] if r["transform"] != "clean"]
-    return sum(drops) / len(drops) if drops else None
+    units: dict[str, list[float]] = {}  # an ImageNet-C tree is one row, as in the record's mean drop
+    for r in entry["results"]:
+        if r["transform"] != "clean":
+            units.setdefault(r.get("tree") or r["transform"], []).append(r["top1_drop"])
+    return sum(sum(d) / len(d) for d in units.values()) / len(units) if units else None
 
 
 def _clean(entry: dict[str, Any]) -> dict[str, Any]:

@@ -186,6 +186,7 @@ def prediction_uncertainty(
     baseline: str = "clean",
     sources: Mapping[str, str] | None = None,
     spaces: Mapping[str, LabelSpace] | None = None,
+    groups: Mapping[str, str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -204,13 +205,16 @@ def prediction_uncertainty(
         baseline: the domain every drop is measured against (its source is the baseline source).
         sources: domain name -> source key (default: every domain on the baseline source).
         spaces: source key -> its :class:`~robustbench_ibn.labels.LabelSpace` (default ImageNet-1k).
+        groups: domain name -> the row it counts as in the mean drop (default: its own). The sets of an ImageNet-C
+            tree are one row of the report (its mCE), so they count once, with their mean drop: 75 sets must not
+            outweigh Table 1's four shifts.
 
     Returns:
         ``{"method", "n_boot", "seed", "level", "rows": [...], "mean_drop": {...}}``: one row per domain
         with ``top1_err_ci``, ``top5_err_ci``, ``top1_drop_ci``, ``top5_drop_ci`` (``[low, high]``),
         ``paired``, ``flip_rate`` and ``flip_rate_ci`` (share of images whose top-1 prediction differs from the
-        baseline's); ``mean_drop`` holds the mean top-1/top-5 drop over the non-baseline domains and
-        their intervals (``None`` when there is no shift).
+        baseline's); ``mean_drop`` holds the mean top-1/top-5 drop over the non-baseline rows (``groups``) and
+        their intervals (``None`` when there is no shift), ``n_shifts`` the number of those rows.
     """
     names = list(predictions)
     if baseline not in predictions:
@@ -218,14 +222,14 @@ def prediction_uncertainty(
     source_of = dict(sources or {})
     base_source = source_of.get(baseline, "")
     labels_of = dict(labels) if isinstance(labels, Mapping) else {base_source: np.asarray(labels)}
-    groups: dict[str, list[str]] = {}
+    by_source: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(source_of.get(name, base_source), []).append(name)
+        by_source.setdefault(source_of.get(name, base_source), []).append(name)
     base = np.asarray(predictions[baseline])
     errors: dict[str, np.ndarray] = {}  # domain -> bootstrap samples [n_boot, 2] (top-1, top-5 error)
     point: dict[str, np.ndarray] = {}  # domain -> [top-1 err, top-5 err, flip rate]
     flips: dict[str, np.ndarray] = {}
-    for source, members in groups.items():
+    for source, members in by_source.items():
         paired = source == base_source
         space, source_labels = (spaces or {}).get(source), np.asarray(labels_of[source])
         columns = []
@@ -256,11 +260,15 @@ def prediction_uncertainty(
                      "top5_drop_ci": drop5, "paired": name in flips,
                      "flip_rate": float(point[name][2]) if name in flips else None,
                      "flip_rate_ci": pair(flips[name]) if name in flips else None})
-    shifted = [name for name in names if name != baseline]
-    mean_drop: dict[str, Any] = {"top1": None, "top1_ci": None, "top5": None, "top5_ci": None, "n_shifts": len(shifted)}
-    if shifted:
-        point_drop = np.mean([point[n][:2] for n in shifted], axis=0) - point[baseline][:2]
-        top1_ci, top5_ci = pair(np.mean([drops[n] for n in shifted], axis=0))
+    units: dict[str, list[str]] = {}  # a row of the mean drop -> its domains
+    for name in names:
+        if name != baseline:
+            units.setdefault(dict(groups or {}).get(name, name), []).append(name)
+    mean_drop: dict[str, Any] = {"top1": None, "top1_ci": None, "top5": None, "top5_ci": None, "n_shifts": len(units)}
+    if units:
+        point_drop = np.mean([np.mean([point[n][:2] for n in u], axis=0) for u in units.values()], axis=0) \
+            - point[baseline][:2]
+        top1_ci, top5_ci = pair(np.mean([np.mean([drops[n] for n in u], axis=0) for u in units.values()], axis=0))
         mean_drop.update(top1=float(point_drop[0]), top1_ci=top1_ci, top5=float(point_drop[1]), top5_ci=top5_ci)
     return {"method": BOOTSTRAP_METHOD, "n_boot": n_boot, "seed": seed, "level": level, "rows": rows,
             "mean_drop": mean_drop}

@@ -123,16 +123,25 @@ def plot_drop_bars(
 
     The drop is the shifted minus the origin top-1 error; the flip rate the share of images whose top-1
     prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
+    The sets of an ImageNet-C tree get no bars (75 of them would bury the other shifts; their summary is the mCE of
+    the report's per-corruption table); the title says when some were left out.
     """
+    from .corruption import imagenet_c_trees
+
     order: list[str] = []
     labels: dict[str, str] = {}
+    trees: set[str] = set()
     for result in results:
+        found = imagenet_c_trees(result)
+        sets = {d for tree in found.values() for d in tree.values()}
+        trees |= set(found)
         for row in result.results:
-            if row.transform != "clean" and row.transform not in labels:
+            if row.transform != "clean" and row.transform not in labels and row.transform not in sets:
                 order.append(row.transform)
                 labels[row.transform] = row.label
     if not order:
-        raise ValueError("Expected at least one shift besides clean to plot drops, but got none.")
+        raise ValueError("Expected at least one shift besides clean to plot drops (ImageNet-C sets are summarised by "
+                         "their mCE, in the report's tables), but got none.")
     names = column_names(results)
     width = 0.8 / len(results)
     figure = new_figure(2 * max(3.5, 1.2 + len(order) * (0.5 + 0.25 * len(results))), 3.4)
@@ -158,7 +167,8 @@ def plot_drop_bars(
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
     drop_ax.legend(fontsize=7)
-    figure.suptitle("Per shift and model" + (", 95% CI" if ci else "") + _is_random(results), fontsize=10)
+    left_out = f" (not shown: {', '.join(sorted(trees))}, see its mCE table)" if trees else ""
+    figure.suptitle("Per shift and model" + (", 95% CI" if ci else "") + left_out + _is_random(results), fontsize=10)
     return save_figure(figure, path)
 
 

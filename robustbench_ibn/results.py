@@ -189,10 +189,14 @@ class EvalResult:
         """
         key = (n_boot, seed, level)
         if key not in self._uncertainty:
+            from .corruption import imagenet_c_trees  # an ImageNet-C tree is one row of the mean drop
+
+            trees = {domain: tree for tree, sets in imagenet_c_trees(self).items() for domain in sets.values()}
             self._uncertainty[key] = prediction_uncertainty(
                 {k: s.labels for k, s in self.sources.items()}, self.predictions, baseline=BASELINE_DOMAIN,
                 sources={d["name"]: d["source"] for d in self.domains},
-                spaces={k: s.label_space for k, s in self.sources.items()}, n_boot=n_boot, seed=seed, level=level)
+                spaces={k: s.label_space for k, s in self.sources.items()}, groups=trees, n_boot=n_boot, seed=seed,
+                level=level)
         return self._uncertainty[key]
 
     def summary(self, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:

@@ -678,7 +678,7 @@ def bad_style_dirs(tmp_path: Path) -> dict[str, Path]:
                                 "vgg_normalised.pth) and decoder.pth (http://127.0.0.1:9/decoder.pth)"),
     ("missing weights file", "the decoder file {weights}/nothing.pth does not exist"),
     ("no style dir", "adain1 needs a pool of style images: pass --style-dir DIR"),
-    ("style dir without a style shift", "Expected --style-dir (style_dir=) only with a shift that uses style images "
+    ("style dir without a style shift", "Expected --style-dir only with a shift that uses style images "
                                         "(adain{{alpha}}), but none of clean, rgb+50 does"),
     ("misspelt family", "Unknown transform 'adian'. Did you mean: adain{{alpha}}?"),
 ])
@@ -734,7 +734,7 @@ def test_divergence_takes_a_style_dir(weights, sample_val, tmp_path, capsys):
     assert [d["name"] for d in record["domains"]] == ["clean", "adain1"]
     assert record["domains"][1]["shift"]["style_pool"]["n"] == len(StylePool.scan(STYLES))
     code, out, err = cli(capsys, robust_divergence, *common, "--domains", "clean,rgb+50")
-    assert code == 2 and "Expected --style-dir (style_dir=) only with a shift that uses style images" in err
+    assert code == 2 and "Expected --style-dir only with a shift that uses style images" in err
     common.remove(data)
     common.remove("--data")
     code, out, err = cli(capsys, robust_divergence, *common, "--domains-dirs", f"{data},{data}")

@@ -91,6 +91,23 @@ def test_drop_interval_uses_the_same_images_for_clean_and_shifted():
         prediction_uncertainty(labels, {"rgb+50": preds["rgb+50"]})
 
 
+def test_a_group_of_domains_is_one_row_of_the_mean_drop():
+    """An ImageNet-C tree's sets count once in the mean drop, with their mean: drops 1 (rgb+50), 2 and 4 (two sets
+    of tree c) give (1 + (2 + 4) / 2) / 2 = 2, not (1 + 2 + 4) / 3; every resample is averaged the same way."""
+    n = 1000
+    labels = np.arange(n) % 1000
+    wrong = {"clean": 100, "rgb+50": 110, "c/fog/1": 120, "c/fog/2": 140}  # images wrong: drops 1, 2, 4 points
+    preds = {name: _predictions(labels, np.arange(n) < k) for name, k in wrong.items()}
+    grouped = prediction_uncertainty(labels, preds, groups={"c/fog/1": "c", "c/fog/2": "c"}, n_boot=200, seed=0)
+    assert grouped["mean_drop"]["top1"] == pytest.approx(2.0) and grouped["mean_drop"]["n_shifts"] == 2
+    flat = prediction_uncertainty(labels, preds, n_boot=200, seed=0)
+    assert flat["mean_drop"]["top1"] == pytest.approx(7 / 3) and flat["mean_drop"]["n_shifts"] == 3
+    rows = {r["transform"]: r["top1_drop_ci"] for r in flat["rows"]}
+    low = (rows["rgb+50"][0] + (rows["c/fog/1"][0] + rows["c/fog/2"][0]) / 2) / 2  # the drops move together here
+    assert grouped["mean_drop"]["top1_ci"][0] == pytest.approx(low, abs=0.3)
+    assert grouped["rows"] == flat["rows"]  # the rows themselves do not change
+
+
 def test_flip_rate_exact():
     a = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
     assert flip_rate(a, a) == 0.0

@@ -289,11 +289,29 @@ def test_a_measured_entry_shows_imagenet_c_as_one_mce_column(c_run):
     entry = entry_from_result(trained, n_boot=20)
     assert {r["tree"] for r in entry["results"] if "tree" in r} == {"imagenet-c"}
     assert entry["corruption"]["imagenet-c"]["mce"] == pytest.approx(imagenet_c_runs(c_run)[0].scores.mce)
+    # the tree is one row of the ranking's mean drop too (its 4 sets' mean error 50 against clean 50), not four
+    assert entry["mean_drop"]["n_shifts"] == 1 and entry["mean_drop"]["top1"] == pytest.approx(0.0)
     page = leaderboard_markdown([entry])
     header = next(line for line in page.splitlines() if line.startswith("| rank"))
     assert header == ("| rank | model | weights | geometry | origin | ImageNet-C mCE | mean top-1 drop [95% CI] | n "
                       "| date |")
     assert "(partial)" in page
+
+
+def test_the_drop_bars_leave_imagenet_c_sets_to_the_mce_table(c_run, tmp_path, monkeypatch):
+    import robustbench_ibn.plots as plots
+
+    with pytest.raises(ValueError, match="summarised by their mCE"):
+        plots.plot_drop_bars([c_run], tmp_path / "c.svg", n_boot=20)
+    val = c_run.sources["val"].record["root"]
+    tree = Path(next(s.record["root"] for k, s in c_run.sources.items() if k != "val")).parents[1]
+    both = evaluate(Fixed(crafted({20: 5.0})), val, "rgb+50", data_config=PIXELS, domains=[f"imagenet-c={tree}"], **RUN)
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure) or Path(path))
+    plots.plot_drop_bars([both], tmp_path / "b.svg", ci=False)
+    (figure,) = figures
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["RGB+50"]  # one bar, not 1 + 4 sets
+    assert "not shown: imagenet-c, see its mCE table" in figure._suptitle.get_text()
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
