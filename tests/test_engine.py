@@ -303,7 +303,7 @@ def test_a_schema_1_record_asks_for_a_rerun(tmp_path):
     ({"precision": "fp64"}, "Expected precision to be one of ('fp32', 'bf16', 'fp16'), but got 'fp64'."),
     ({"on_bad_image": "ignore"}, "Expected on_bad_image to be one of ('error', 'skip'), but got 'ignore'."),
     ({"workers": -1}, "Expected workers to be an integer >= 0 or None, but got -1."),
-    ({"precision": "fp16", "device": "cpu"}, "fp16 autocast is CUDA-only here; use --precision bf16 on CPU."),
+    ({"precision": "fp16", "device": "cpu"}, "fp16 autocast is CUDA-only here; use precision='bf16' on CPU."),
 ])
 def test_run_config_is_validated_on_construction(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):

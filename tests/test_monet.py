@@ -591,7 +591,7 @@ def test_one_weights_entry_serves_both_variants(ckpt, tmp_path):
                                 progress=False)
     assert shifts["monet-official"].params()["generator_sha256"] == file_sha256(other)  # its own entry wins
     assert shifts["monet"].params()["generator_sha256"] == file_sha256(ckpt)
-    with pytest.raises(TransformError, match="--transform-weights monet=/path/to/style_monet.pth"):
+    with pytest.raises(TransformError, match=re.escape("transform_weights={'monet': '/path/to/style_monet.pth'}")):
         prepare_transforms(["monet-official"], progress=False)  # offline, no file: the flag that serves both
 
 

@@ -294,9 +294,11 @@ def test_a_failed_leaderboard_entry_keeps_the_state_and_the_rerun_only_writes(ca
 
 # -- concurrent runs and output names ----------------------------------------------------------------
 def test_output_names_made_from_model_names_stay_in_the_folder(tmp_path):
-    for name in ("hub:/dir:entry", "../x", "a/b/c", "resnet50"):
+    for name in ("hub:/dir:entry", "../x", "a/b/c", "..", ".x", "-x", "ResNet50", "x" * 81):
         path = output_path(str(tmp_path / "runs" / "{model}.json"), name)
         assert path == str(tmp_path / "runs" / safe_filename(name, ".json"))
+    for name in ("resnet50", "resnet50_ibn_b", "efficientnet_lite0", "adain0.5-x"):  # plain names stay readable
+        assert output_path(str(tmp_path / "runs" / "{model}.json"), name) == str(tmp_path / "runs" / f"{name}.json")
     assert output_path(str(tmp_path / "r.json"), "../x") == str(tmp_path / "r.json")
 
 
@@ -345,7 +347,7 @@ def test_the_folders_are_listed_once_and_the_model_geometry_applies(data, monkey
     "argv,expected",
     [
         (["--model", "resnet18_ibn_b", "--model-kwargs", "in_grups=1"], "Expected model arguments of resnet18_ibn_b"),
-        (["--model", "resnet18_ibn_b", "--weights", "/no/such/ckpt.pth"], "--weights '/no/such/ckpt.pth': no such "
+        (["--model", "resnet18_ibn_b", "--weights", "/no/such/ckpt.pth"], "--weights /no/such/ckpt.pth: no such "
                                                                           "checkpoint file"),
         (["--model", "resnet152_ibn_a"], "resnet152_ibn_a has no published weights"),
     ],

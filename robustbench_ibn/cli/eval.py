@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -155,15 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def output_path(template: str, model: str) -> str:
-    """``--output`` for one model: ``{model}`` becomes a safe file name for the model's name (a slug and a short hash,
+    """``--output`` for one model: ``{model}`` becomes the model's name when that is a plain lower-case file name
+    (``resnet50_ibn_b``: what a user expects to find), else a safe file name for it (a slug and a short hash,
     :func:`~robustbench_ibn.files.safe_filename`), so ``hub:/dir:entry`` or ``../x`` never make folders or leave the
-    one named.
+    one named, and ``A`` and ``a`` never share a file on a case-insensitive disk.
 
     Example:
-        >>> output_path("runs/{model}.json", "../x")
-        'runs/x-d6b96a97d1.json'
+        >>> output_path("runs/{model}.json", "resnet50_ibn_b"), output_path("runs/{model}.json", "../x")
+        ('runs/resnet50_ibn_b.json', 'runs/x-d6b96a97d1.json')
     """
-    return template.replace("{model}", safe_filename(model))
+    return template.replace("{model}", model if _PLAIN_NAME.fullmatch(model) else safe_filename(model))
+
+
+# Registered names (lower case, digits, _ . + -, starting with a letter or digit) stay as they are in file names.
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]{0,79}")
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
