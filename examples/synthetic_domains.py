@@ -45,6 +45,9 @@ def _link(folder: Path, images: list[Path]) -> None:
 def build(out: str | Path, shared_val: str | Path = SHARED_VAL) -> dict[str, Path]:
     """Build every tree under ``out``; returns kind (``val`` for ImageNet val) -> its folder."""
     out, shared_val = Path(out), Path(shared_val)
+    if out.exists() and any(out.iterdir()):  # never mixed with, or written over, what is already there
+        raise SystemExit(f"Expected a new or empty folder for the synthetic trees, but {out} holds files: delete it "
+                         f"(rm -r {out}) or name another folder.")
     photos = sorted(shared_val.glob("*/*.JPEG"))
     if len(photos) < 100:
         raise SystemExit(f"Expected the 500 shared ImageNet images under {shared_val}, but found {len(photos)}.")

@@ -619,18 +619,18 @@ def test_the_docs_example_runs_here_and_prints_the_page_output(trees, capsys):
     """The page's run on the synthetic trees, run again: same rows, same tables, same headers."""
     text = DOCS.read_text(encoding="utf-8")
     build, command, shown = _blocks(text, "## An output made here")[:3]
-    assert "python examples/synthetic_domains.py /tmp/natural" in build
+    assert "python examples/synthetic_domains.py runs/natural" in build
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[0] == "robust-eval"
     root = str(trees["val"].parent)
-    code = main([a.replace("/tmp/natural", root) for a in argv[1:]])
+    code = main([a.replace("runs/natural", root) for a in argv[1:]])
     out, err = capsys.readouterr()
     assert code == 0, err
 
     def shape(report: str) -> list[str]:
         """Every line with its numbers and checksums masked (random-init numbers may differ in the last digit
         between machines; the rows, columns, headers and notes may not)."""
-        masked = re.sub(r"-?\d+\.\d+", "#", report.replace(root, "/tmp/natural"))
+        masked = re.sub(r"-?\d+\.\d+", "#", report.replace(root, "runs/natural"))
         masked = re.sub(r"(sha256|fingerprint) [0-9a-f]+", r"\1 #", masked)
         return [re.sub(r"[ -]{2,}", " ", line).rstrip() for line in masked.splitlines()]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..options import PLOT_SUFFIXES, command_line
 
-__all__ = ["DATA_ENV", "HelpFormatter", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs", "plot_file",
+__all__ = ["DATA_ENV", "HelpFormatter", "add_run_arguments", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs", "plot_file",
            "parse_transform_weights", "run_command"]
 
 DATA_ENV = "ROBUSTBENCH_IBN_DATA"
@@ -35,6 +35,24 @@ class HelpFormatter(argparse.HelpFormatter):
         if "default" in text or not action.option_strings or nothing or action.default in ([], {}):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int, models: str) -> None:
+    """``--batch-size``, ``--workers`` and ``--device``: how a script's evaluation runs, the same in every script.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_run_arguments(parser, batch_size=32, models="the model")
+        >>> parser.parse_args(["--device", "cpu"]).batch_size
+        32
+    """
+    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=batch_size, metavar="N",
+                        help="images per batch")
+    parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
+                        default=None, metavar="N",
+                        help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
+    parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
+                        help=f"where {models} and the shifts run; auto: CUDA when available")
 
 
 def plot_file(text: str) -> str:

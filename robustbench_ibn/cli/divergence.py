@@ -12,9 +12,8 @@ from collections.abc import Sequence
 # Only light modules at import time, as in robust-eval: --help must not pay for torch.
 from ..checks import MAX_SEED
 from ..options import BAD_IMAGE_POLICIES, DIVERGENCE_EPS, REPORT_FORMATS
-from ._common import (DATA_ENV, HelpFormatter, device_type, int_at_least, int_in_range, parse_kwargs, plot_file,
-                      parse_transform_weights,
-                      run_command)
+from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, int_at_least, int_in_range, parse_kwargs,
+                      parse_transform_weights, plot_file, run_command)
 
 __all__ = ["build_parser", "main"]
 
@@ -71,13 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: all images)")
     parser.add_argument("--eps", type=float, default=DIVERGENCE_EPS,
                         help="added to every per-channel variance so constant channels stay finite")
-    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=32, metavar="N",
-                        help="images per batch")
-    parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
-                        default=None, metavar="N",
-                        help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
-    parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
-                        help="where the models and the shifts run; auto: CUDA when available")
+    add_run_arguments(parser, batch_size=32, models="the models")
     parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
                         help="an image that cannot be decoded: 'error' stops after naming every such file; 'skip' "
                         "leaves them out")

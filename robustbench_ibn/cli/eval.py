@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from ..checks import MAX_SEED
 from ..files import safe_filename
 from ..options import BAD_IMAGE_POLICIES, PRECISIONS
-from ._common import (DATA_ENV, HelpFormatter, device_type, int_at_least, int_in_range, parse_kwargs,
-                      parse_transform_weights,
-                      run_command)
+from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, int_at_least, int_in_range, parse_kwargs,
+                      parse_transform_weights, run_command)
 from ._domains import add_domain_arguments, domain_specs, print_datasets
 from .report import add_report_arguments, check_outputs, present
 
@@ -61,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style-dir", default=None, metavar="DIR",
                         help="folder of style images for the shifts that use them (adain{alpha}); see docs/styles.md "
                         "(default: none)")
-    parser.add_argument("--batch-size", type=int_at_least(1, "images per batch"), default=50, metavar="N",
-                        help="images per batch")
-    parser.add_argument("--workers", type=int_at_least(0, "decode processes; 0 decodes in the main process"),
-                        default=None, metavar="N",
-                        help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
-    parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
-                        help="where the model and the shifts run; auto: CUDA when available")
+    add_run_arguments(parser, batch_size=50, models="the model")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32, bf16 (autocast, CPU or CUDA; slower than fp32 on CPUs without native bf16) or "
                         "fp16 (CUDA autocast)")
