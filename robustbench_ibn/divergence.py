@@ -554,6 +554,10 @@ def _check_arguments(model_list: Sequence[Any], config: RunConfig, data: Any, do
     if config.precision != "fp32":
         raise ValueError(f"Expected precision fp32 for the feature divergence (float64 statistics of fp32 features), "
                          f"but got {config.precision!r}.")
+    if config.fast:
+        raise ValueError("Expected the exact path for the feature divergence (it reads the features of the network's "
+                         "own layers, which the fast path folds and compiles away), but got fast=True. Leave fast "
+                         "out.")
     if eps < 0 or not math.isfinite(eps):
         raise ValueError(f"Expected eps to be a finite number >= 0, but got {eps}.")
     if domain_dirs is None and data is None:

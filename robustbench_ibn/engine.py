@@ -46,6 +46,7 @@ from .checks import MAX_SEED
 from .data import DataError, ImageNetVal, ImageSource
 from .distributed import all_gather, init_from_env, launch_rank
 from .env import bf16_note, environment_record, resolve_device
+from .fast import FastPath, fast_path
 from .labels import LabelSpace
 from .models import Normalized, PreparedModel
 from .options import BAD_IMAGE_POLICIES, PRECISIONS, option
@@ -117,6 +118,10 @@ class RunConfig:
         state_dir: where finished batches are committed so a killed run resumes (default
             ``<cache root>/runs``).
         on_bad_image: ``"error"`` (carry on, then raise listing every undecodable file) or ``"skip"``.
+        fast: the fast path (:func:`~robustbench_ibn.fast.fast_path`): BatchNorm folded into the preceding
+            convolutions and the network compiled with ``torch.compile`` (eager, with a warning saying why, when
+            that fails). It changes float rounding, so the result's protocol records it and its fingerprint differs
+            from the exact path's. Default: the exact path.
 
     Example:
         >>> RunConfig(batch_size=8, device="cpu", workers=0).batch_size
@@ -135,8 +140,11 @@ class RunConfig:
     progress: bool = True
     state_dir: str | os.PathLike[str] | None = None
     on_bad_image: str = "error"
+    fast: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fast, bool):
+            raise ValueError(f"Expected fast to be True or False, but got {self.fast!r}.")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"Expected on_bad_image to be one of {BAD_IMAGE_POLICIES}, but got {self.on_bad_image!r}.")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -354,6 +362,7 @@ class Run:
     checked: set[str] = field(default_factory=set)  # domains whose shift output was checked (first batch)
     loader_s: float = 0.0
     compute_s: float = 0.0
+    fast: FastPath | None = None  # what the fast path built, when config.fast
 
     def source(self, pass_: Pass) -> ImageSource:
         return self.plan.sources[pass_.source]
@@ -367,6 +376,10 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
     passes = plan.passes()
     units = unit_grid([len(plan.sources[p.source]) for p in passes], config.batch_size, rank, world)
     run = Run(plan, model, config, passes, units, model.wrapped(device), device, rank, world)
+    if config.fast:
+        size = min(config.batch_size, max(len(plan.sources[p.source]) for p in passes))  # the same on every rank
+        run.fast = _fast_path(run.net, model, config, device, size)
+        run.net = run.fast.module
     for domain in plan.domains:  # a plug-in shift with parameters or buffers computes where the images are
         if domain.shift is not None:
             domain.shift.to(device)
@@ -378,10 +391,34 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
                        "data_config": model.data_config.to_dict(), "domains": [d.record() for d in plan.domains],
                        "sources": {k: _source_record(s) for k, s in plan.sources.items()},
                        "precision": config.precision, "protocol_version": PROTOCOL_VERSION,
-                       "batch_size": config.batch_size})
+                       "batch_size": config.batch_size, **_fast_key(run)})
         root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
         run.state = RunState(root / key, [[d.name for d in p.domains] for p in passes], rank=rank)
     return run
+
+
+def _fast_key(run: Run) -> dict[str, Any]:
+    """The fast path's part of the run-state key and the fingerprint: nothing for the exact path, so their keys are
+    those of runs made before the fast path existed."""
+    return {"fast": run.fast.fingerprint()} if run.fast is not None else {}
+
+
+def _fast_path(net: nn.Module, model: PreparedModel, config: RunConfig, device: torch.device,
+               size: int) -> FastPath:
+    """The fast path of ``net``, compiled in the run's own context on a batch of ``size`` crops; under torchrun,
+    eager on every rank when one rank could not compile."""
+    crop = model.data_config.crop
+    example = torch.rand(size, 3, crop, crop, generator=torch.Generator().manual_seed(config.seed))
+    example = example.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), config.autocast(device):
+        path = fast_path(net, example)
+    outcomes = all_gather((path.compiled.compiled, path.compiled.message))
+    failed = [(rank, message) for rank, (ok, message) in enumerate(outcomes) if not ok]
+    if failed and path.compiled.compiled:
+        rank, message = failed[0]
+        path = path.without_compile(f"rank {rank} could not compile, so every rank runs the folded network eager "
+                                    f"(all batches of a result round alike): {message}")
+    return path
 
 
 # -- decoding: the batch iterator -------------------------------------------------------------------
@@ -796,13 +833,15 @@ def finalize(run: Run, outcome: Outcome) -> EvalResult:
     domains = [d.record() for d in run.plan.domains]
     protocol: dict[str, Any] = {"version": PROTOCOL_VERSION, "changes": PROTOCOL_CHANGES[PROTOCOL_VERSION],
                                 "precision": run.config.precision, "memory_format": "channels_last", "topk": TOPK}
+    if run.fast is not None:
+        protocol["fast"] = run.fast.record()
     protocol["fingerprint"] = protocol_fingerprint({k: s.record for k, s in sources.items()}, domains,
-                                                   run.config.precision)
+                                                   run.config.precision, **_fast_key(run))
     environment = environment_record(
         run.device, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - run.started, 3), loader_wait_s=round(run.loader_s, 3),
         compute_s=round(run.compute_s, 3), batch_size=run.config.batch_size, workers=run.config.workers,
-        seed=run.config.seed)
+        seed=run.config.seed, **({"compile_s": round(run.fast.compiled.seconds, 3)} if run.fast is not None else {}))
     tied = {name: int(flags.sum()) for name, flags in outcome.tied.items()}
     for name, count in tied.items():
         if count and run.rank == 0:
@@ -861,7 +900,7 @@ def request_lock(request: Mapping[str, Any], config: RunConfig) -> FileLock:
     """
     root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
     key = run_key({"request": request, "batch_size": config.batch_size, "precision": config.precision,
-                   "seed": config.seed})
+                   "seed": config.seed, **({"fast": True} if config.fast else {})})
     path = root / f".request-{key}-rank{launch_rank()}.lock"
     return FileLock(path, busy=f"Another run of the same command is running right now (it holds {path}). Wait for it "
                                f"to finish (its result will be identical), or give this one another --state-dir.")

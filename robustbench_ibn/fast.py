@@ -14,6 +14,9 @@ stays exact.
   get a zero bias, and ``x + 0.0 == x``), so the IN sees the very same numbers as before.
 - :func:`compile_model` compiles and runs one example batch; when that fails (on CPU, inductor needs a C++
   compiler) it returns the module uncompiled with a warning and a message saying why: never silently.
+- :func:`fast_path` is both, as a run uses them (``evaluate(..., fast=True)``, ``robust-eval --fast``): the folded
+  network compiled for one batch shape, shorter batches padded to it (:class:`FixedBatch`), and the record of what
+  ran that the result's protocol keeps.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from torch import fx, nn
 
 from .models.resnet_ibn import IBN
 
-__all__ = ["Compiled", "Folded", "compile_model", "fold_batchnorm", "register_foldable_conv"]
+__all__ = ["Compiled", "FastPath", "FixedBatch", "Folded", "compile_model", "fast_path", "fold_batchnorm",
+           "register_foldable_conv"]
 
 # Convolution classes whose forward is F.conv2d(x, self.weight, self.bias, ...) on x or on a fixed zero padding of
 # x: folding a BatchNorm into their weight and bias is then exact. A subclass that transforms its weight in forward
@@ -280,3 +284,100 @@ def compile_model(module: nn.Module, example: torch.Tensor, *, backend: str | Ca
                f"max |compiled - eager| on the example: {diff:.3g}")
     return Compiled(module=compiled, compiled=True, backend=label, seconds=seconds, max_abs_diff=diff,
                     message=message)
+
+
+class FixedBatch(nn.Module):
+    """Runs ``module`` on batches of exactly ``size`` images: a shorter batch is padded with zero images (their
+    outputs dropped), a longer one split. Compiled code is specialised to one shape, so the last, shorter batch of
+    a run (or one with undecodable images left out) neither compiles again nor runs uncompiled; in eval mode each
+    image's output does not depend on its batch-mates, padding included.
+
+    Example:
+        >>> net = FixedBatch(nn.Flatten(), 4)
+        >>> net(torch.ones(3, 2, 1, 1)).shape, net(torch.ones(5, 2, 1, 1)).shape
+        (torch.Size([3, 2]), torch.Size([5, 2]))
+    """
+
+    def __init__(self, module: nn.Module, size: int) -> None:
+        super().__init__()
+        self.module, self.size = module, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if n > self.size:
+            return torch.cat([self(part) for part in x.split(self.size)])
+        if n < self.size:
+            padded = torch.cat([x, x.new_zeros((self.size - n, *x.shape[1:]))])
+            x = padded.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else padded
+        return self.module(x)[:n]
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """What :func:`fast_path` built: the module a run classifies with, and what was done to get it.
+
+    Attributes:
+        module: the folded network, compiled behind :class:`FixedBatch` when that worked, else eager.
+        folded: the :class:`Folded` record.
+        compiled: the :class:`Compiled` record (``compiled.compiled`` False: the folded network runs eager).
+    """
+
+    module: nn.Module
+    folded: Folded
+    compiled: Compiled
+
+    def without_compile(self, reason: str) -> FastPath:
+        """The same fold, run eager (no padding) because of ``reason``: what every rank of a run runs when one of
+        them could not compile, so that all batches of a result round alike."""
+        eager = Compiled(module=self.folded.module, compiled=False, backend=self.compiled.backend,
+                         seconds=self.compiled.seconds, max_abs_diff=None, message=reason)
+        return FastPath(self.folded.module, self.folded, eager)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The part of the protocol fingerprint: what changes float rounding (not the model's own counts)."""
+        return {"fold_batchnorm": True, "compiled": self.compiled.compiled}
+
+    def record(self) -> dict[str, Any]:
+        """What a result's protocol records of the fast path: BatchNorms folded and kept (with the reason), whether
+        it is compiled, and why not when it is not."""
+        return {
+            **self.fingerprint(),
+            "batchnorm_folded": len(self.folded.folded),
+            "batchnorm_kept": [{"name": name, "reason": why} for name, why in self.folded.kept],
+            "fold": self.folded.describe(),
+            "compile_backend": self.compiled.backend,
+            "compile_batch": self.module.size if isinstance(self.module, FixedBatch) else None,
+            "not_compiled_because": None if self.compiled.compiled else self.compiled.message,
+            "max_abs_diff_on_example": self.compiled.max_abs_diff,
+        }
+
+
+def fast_path(net: nn.Module, example: torch.Tensor, *, backend: str | Callable[..., Any] = "inductor") -> FastPath:
+    """:func:`fold_batchnorm` then :func:`compile_model` on ``example``'s shape, as a run uses them.
+
+    Call it in the context the run classifies in (``torch.inference_mode()`` and its precision's autocast): compiled
+    code is specialised to that context. When compiling fails the folded network runs eager, with the warning
+    :func:`compile_model` issues.
+
+    Args:
+        net: the network as the run calls it (eval mode, on the device, channels_last), not modified.
+        example: one input batch of the run's batch size, on the device, channels_last.
+        backend: ``torch.compile`` backend (``"inductor"``).
+
+    Returns:
+        :class:`FastPath`.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten()).eval()
+        >>> with torch.inference_mode():
+        ...     path = fast_path(net, torch.rand(2, 3, 4, 4), backend="eager")
+        ...     out = path.module(torch.rand(1, 3, 4, 4))
+        >>> path.fingerprint(), path.record()["batchnorm_folded"], out.shape
+        ({'fold_batchnorm': True, 'compiled': True}, 1, torch.Size([1, 16]))
+    """
+    folded = fold_batchnorm(net)
+    module = folded.module.to(memory_format=torch.channels_last).eval()
+    compiled = compile_model(module, example, backend=backend)
+    if not compiled.compiled:  # eager takes any batch size: nothing to pad
+        return FastPath(module, folded, compiled)
+    return FastPath(FixedBatch(compiled.module, example.shape[0]), folded, compiled)

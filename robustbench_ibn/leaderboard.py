@@ -43,7 +43,7 @@ from typing import Any
 from .checks import check_finite, is_hex, is_iso_date
 from .corruption import imagenet_c_runs
 from .files import atomic_write_text, read_json, safe_filename
-from .results import EvalResult
+from .results import EvalResult, fast_label
 from .text import markdown_cell
 
 __all__ = [
@@ -108,6 +108,7 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
         "sources": {key: {k: s.record.get(k) for k in keys} for key, s in result.sources.items()
                     if key != result.baseline_source},
         "precision": result.protocol.get("precision"),
+        **({"fast": result.protocol["fast"]} if result.protocol.get("fast") else {}),
         # "stochastic" (a random shift's run seed) is part of the fingerprint, so it is kept with the shift.
         "transforms": [{"name": d["name"], "label": d["label"], "source": d["source"], "stage": d["stage"],
                         **{k: d["shift"][k] for k in ("version", "params", "stochastic") if k in (d["shift"] or {})}}
@@ -523,9 +524,10 @@ def _protocol_heading(entry: dict[str, Any]) -> str:
     limit = f", class-balanced limit {_md(dataset['limit'])}" if dataset.get("limit") is not None else ""
     shifts = [_md(t["label"]) for t in protocol.get("transforms", []) if t["name"] != "clean"]
     version = f"protocol v{_md(protocol['version'])}, " if protocol.get("version") else ""
+    fast = f", {_md(fast_label(protocol))}" if fast_label(protocol) else ""
     return (
         f"Protocol `{protocol['fingerprint']}`: {_md(dataset.get('n'))} images (dataset sha256 "
-        f"{_md(str(dataset.get('sha256'))[:12])}{limit}), {version}{_md(protocol.get('precision'))}; "
+        f"{_md(str(dataset.get('sha256'))[:12])}{limit}), {version}{_md(protocol.get('precision'))}{fast}; "
         f"shifts: {', '.join(shifts) or 'none'}"
     )
 

@@ -29,7 +29,7 @@ from .corruption import CorruptionRun, imagenet_c_runs
 from .datasets.facts import imagenet_c_facts
 from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
 from .options import REPORT_FORMATS
-from .results import SCHEMA_VERSION, DomainResult, EvalResult
+from .results import SCHEMA_VERSION, DomainResult, EvalResult, fast_label
 from .text import latex_escape as _latex_escape
 from .text import markdown_cell
 from .text import random_init_tag, random_weights_banner
@@ -402,8 +402,9 @@ def _protocol_text(result: EvalResult) -> str:
     stages = "shifts on the {}px crop".format(result.data_config["crop"])
     if any(d["stage"] == "image" for d in result.domains):
         stages += " or on the decoded image (image stage)"
-    return (f"{result.protocol['precision']}, {stages} before normalization, protocol v{result.protocol.get('version')}"
-            f", fingerprint {result.protocol.get('fingerprint', '?')}")
+    fast = fast_label(result.protocol)
+    return (f"{result.protocol['precision']}{', ' + fast if fast else ''}, {stages} before normalization, protocol "
+            f"v{result.protocol.get('version')}, fingerprint {result.protocol.get('fingerprint', '?')}")
 
 
 def header_lines(result: EvalResult) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "DomainResult",
     "EvalResult",
     "SourceResult",
+    "fast_label",
     "protocol_fingerprint",
 ]
 
@@ -97,8 +98,12 @@ _FINGERPRINT_SHIFT = ("name", "version", "params", "stochastic")
 
 
 def protocol_fingerprint(sources: Mapping[str, Mapping[str, Any]], domains: Sequence[Mapping[str, Any]],
-                         precision: str, version: int = PROTOCOL_VERSION) -> str:
-    """Hash of what makes two results comparable: the images, the domains' shifts, the precision, the version.
+                         precision: str, version: int = PROTOCOL_VERSION, *,
+                         fast: Mapping[str, Any] | None = None) -> str:
+    """Hash of what makes two results comparable: the images, the domains' shifts, the precision, the version, and
+    the fast path when it ran (``fast``: :meth:`~robustbench_ibn.fast.FastPath.fingerprint`; it changes float
+    rounding, so a fast and an exact run are never ranked together; ``None``, the exact path, leaves the hash what it
+    was before the fast path existed).
 
     Not the model's geometry or normalization: a 224-px and a 240-px model on the same images and shifts are
     ranked together, as on every ImageNet leaderboard (each records its own geometry).
@@ -112,8 +117,22 @@ def protocol_fingerprint(sources: Mapping[str, Mapping[str, Any]], domains: Sequ
                                                                if k in d["shift"]}}
                     for d in domains],
         "precision": precision,
+        **({"fast": dict(fast)} if fast is not None else {}),
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fast_label(protocol: Mapping[str, Any]) -> str:
+    """How a table or leaderboard names a protocol's fast path: ``""`` for the exact path.
+
+    Example:
+        >>> fast_label({"fast": {"fold_batchnorm": True, "compiled": False}}), fast_label({"precision": "fp32"})
+        ('fast path (BatchNorm folded, not compiled)', '')
+    """
+    fast = protocol.get("fast")
+    if not fast:
+        return ""
+    return f"fast path (BatchNorm folded, {'compiled' if fast.get('compiled') else 'not compiled'})"
 
 
 @dataclass(eq=False)

@@ -90,7 +90,9 @@ def evaluate(
             committed so the same call resumes after a crash or kill; removed once the result is complete) and
             ``on_bad_image``: ``"error"`` (the run carries on, saving every finished batch, then raises
             :class:`~robustbench_ibn.data.DataError` listing every undecodable file) or ``"skip"`` (they are left
-            out; the source's record lists them as ``skipped``).
+            out; the source's record lists them as ``skipped``); ``fast`` (False): BatchNorm folded and the network
+            compiled (:func:`~robustbench_ibn.fast.fast_path`), recorded in the protocol and part of its
+            fingerprint.
 
     Returns:
         An :class:`~robustbench_ibn.results.EvalResult` holding per-image top-5 predictions.

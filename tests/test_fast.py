@@ -1,4 +1,6 @@
-"""The fast path's pure functions: BatchNorm folding (exact maths, fp32 rounding only) and compile with a fallback.
+"""The fast path: BatchNorm folding (exact maths, fp32 rounding only), compile with a fallback, and runs with it
+(``evaluate(..., fast=True)``, ``robust-eval --fast``): what the record says, its fingerprint and run state, the
+trained Lite0's agreement with the exact path, resume and torchrun.
 
 Performance is measured in bench/bench_fast.py, not here.
 """
@@ -6,6 +8,11 @@ Performance is measured in bench/bench_fast.py, not here.
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +20,18 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_ibn import evaluate
+from robustbench_ibn import engine, evaluate
 from robustbench_ibn import fast
+from robustbench_ibn.cli.eval import main
+from robustbench_ibn.data import DataConfig
+from robustbench_ibn.engine import Interrupted
 from robustbench_ibn.fast import compile_model, fold_batchnorm, register_foldable_conv
 from robustbench_ibn.models.resnet_ibn import IBN
+from robustbench_ibn.results import protocol_fingerprint
+
+from conftest import LITE0_SHIFTS, few_images
+
+BIN = Path(sys.executable).parent
 
 
 def normalized(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -244,3 +259,159 @@ def test_compile_without_a_cxx_compiler_falls_back(monkeypatch: pytest.MonkeyPat
     with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
         result = compile_model(net, torch.rand(2, 3, 8, 8))
     assert not result.compiled and result.module is net and "needs a working C++ compiler" in result.message
+
+
+# --- runs with the fast path (a small random network; compiled with the "eager" backend: the plumbing, quickly) -----
+
+
+def no_compiler(graph_module: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> None:
+    raise RuntimeError("no working C++ compiler found")
+
+
+def with_backend(monkeypatch: pytest.MonkeyPatch, backend: object) -> None:
+    """Runs compile with ``backend`` instead of inductor."""
+    monkeypatch.setattr(engine, "fast_path", functools.partial(fast.fast_path, backend=backend))
+
+
+@pytest.fixture(scope="module")
+def data(sample_val: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return few_images(sample_val, 5, tmp_path_factory.mktemp("val"))
+
+
+TINY = dict(weights="random", batch_size=3, workers=0, progress=False)  # 5 images: a short last batch of 2
+
+
+def test_a_fast_run_records_what_ran_in_its_protocol_fingerprint_and_state(data: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with_backend(monkeypatch, "eager")
+    exact = evaluate("resnet18_ibn_b", data, "std1.5", state_dir=tmp_path, keep_state=True, **TINY)
+    quick = evaluate("resnet18_ibn_b", data, "std1.5", state_dir=tmp_path, keep_state=True, fast=True, **TINY)
+    assert "fast" not in exact.protocol and quick.protocol["precision"] == "fp32"
+    record = quick.protocol["fast"]
+    # ResNet-18-IBN-b: 19 BatchNorms, each after its convolution (its InstanceNorms are no BatchNorms).
+    assert record == {"fold_batchnorm": True, "compiled": True, "batchnorm_folded": 19, "batchnorm_kept": [],
+                      "fold": "BatchNorm folded into the preceding convolution: 19 of 19", "compile_backend": "eager",
+                      "compile_batch": 3, "not_compiled_because": None, "max_abs_diff_on_example": 0.0}
+    assert quick.environment["compile_s"] > 0 and "compile_s" not in exact.environment
+    # The exact path's fingerprint is what it was before the fast path existed; the fast one differs.
+    sources = {k: s.record for k, s in exact.sources.items()}
+    assert exact.protocol["fingerprint"] == protocol_fingerprint(sources, exact.domains, "fp32")
+    assert quick.protocol["fingerprint"] == protocol_fingerprint(sources, exact.domains, "fp32",
+                                                                 fast={"fold_batchnorm": True, "compiled": True})
+    assert quick.protocol["fingerprint"] != exact.protocol["fingerprint"]
+    # Exact and fast batches are kept apart: a fast run never resumes from an exact run's state, nor the reverse.
+    assert quick.state_dir != exact.state_dir and quick.state_dir.parent == exact.state_dir.parent
+    assert len(quick.labels) == 5 and all(p.shape == (5, 5) for p in quick.predictions.values())
+
+
+def test_a_fast_run_that_cannot_compile_warns_why_and_records_it(data: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with_backend(monkeypatch, no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not compile .*no working C.. compiler found.*Running it uncompiled"):
+        result = evaluate("resnet18_ibn_b", data, "none", fast=True, **TINY)
+    record = result.protocol["fast"]
+    assert (record["compiled"], record["compile_batch"], record["batchnorm_folded"]) == (False, None, 19)
+    assert "no working C++ compiler found" in record["not_compiled_because"]
+    sources = {k: s.record for k, s in result.sources.items()}
+    fingerprints = {protocol_fingerprint(sources, result.domains, "fp32", fast=fast)
+                    for fast in (None, {"fold_batchnorm": True, "compiled": True})}
+    assert result.protocol["fingerprint"] not in fingerprints  # neither the exact nor the compiled run's
+
+
+def test_every_rank_runs_eager_when_one_rank_cannot_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun each rank compiles; one that cannot must not leave the others rounding differently."""
+    monkeypatch.setattr(engine, "all_gather", lambda obj: [obj, (False, "rank 1's compiler is missing")])
+    with_backend(monkeypatch, "eager")
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 1000)).eval()
+    prepared = engine.PreparedModel(net, "small", DataConfig(resize=8, crop=8), {"kind": "module"})
+    path = engine._fast_path(net, prepared, engine.RunConfig(device="cpu", workers=0), torch.device("cpu"), 2)
+    assert not path.compiled.compiled and path.module is path.folded.module
+    assert path.record()["not_compiled_because"].startswith("rank 1 could not compile, so every rank runs the folded "
+                                                            "network eager")
+    assert "rank 1's compiler is missing" in path.record()["not_compiled_because"]
+
+
+def test_fast_is_a_flag_of_robust_eval_and_its_fallback_is_a_warning(data: Path, tmp_path: Path, capsys,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with_backend(monkeypatch, no_compiler)
+    out = tmp_path / "fast.json"
+    code = main(["--model", "resnet18_ibn_b", "--weights", "random", "--transforms", "none", "--data", str(data),
+                 "--batch-size", "3", "--workers", "0", "--no-progress", "--fast", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "robust-eval: warning: torch.compile (backend 'no_compiler') could not compile" in err
+    assert "no working C++ compiler found" in err
+    record = json.loads(out.read_text())["protocol"]
+    assert record["fast"]["fold_batchnorm"] and not record["fast"]["compiled"]
+
+
+def test_the_feature_divergence_refuses_the_fast_path(data: Path) -> None:
+    from robustbench_ibn.divergence import feature_divergence
+
+    with pytest.raises(ValueError, match="Expected the exact path for the feature divergence .* got fast=True"):
+        feature_divergence("resnet18_ibn_b", data=data, domains="clean,std1.5", weights="random", fast=True)
+
+
+# --- the trained network: --fast against the exact path, resume, torchrun ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lite0_fast_run(sample_val: Path):
+    """The trained Lite0 on the 500 shared images under every shift of lite0_run, with the fast path (inductor)."""
+    return evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, batch_size=50, progress=False, fast=True)
+
+
+@pytest.mark.slow
+def test_fast_lite0_agrees_with_the_exact_path_and_is_never_ranked_with_it(lite0_run, lite0_fast_run) -> None:
+    fast_run, record = lite0_fast_run, lite0_fast_run.protocol["fast"]
+    assert (record["batchnorm_folded"], record["batchnorm_kept"]) == (49, [])
+    # Compiled here (g++); where inductor cannot compile the run is eager and says why.
+    assert record["compiled"] == (record["not_compiled_because"] is None)
+    assert fast_run.protocol["fingerprint"] != lite0_run.protocol["fingerprint"]
+    exact = np.stack([lite0_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
+    quick = np.stack([fast_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
+    # The issue's target, 99.9% of the 2000 top-1 predictions (at most 2 changed); bench/bench_fast.py measures the
+    # same comparison (docs/performance.md).
+    assert np.mean(quick == exact) >= 0.999
+
+
+@pytest.mark.slow
+def test_an_interrupted_fast_run_of_the_trained_network_resumes_to_the_same_predictions(
+        lite0_fast_run, sample_val: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    calls = {"n": 0}
+    classify = engine.classify
+
+    def stop_in_batch_4(*args: object, **kwargs: object):
+        calls["n"] += 1
+        if calls["n"] == 3 * 4 + 1:  # 4 domains per batch: batches 0-2 are saved
+            raise KeyboardInterrupt
+        return classify(*args, **kwargs)
+
+    run = dict(batch_size=50, progress=False, fast=True, state_dir=tmp_path)
+    monkeypatch.setattr(engine, "classify", stop_in_batch_4)
+    with pytest.raises(Interrupted, match="interrupted: 150 of 500 images saved"):
+        evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, **run)
+    monkeypatch.setattr(engine, "classify", classify)
+    capsys.readouterr()
+    resumed = evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, **run)
+    assert "resuming, 150 of 500 images already done" in capsys.readouterr().err
+    assert resumed.predictions.keys() == lite0_fast_run.predictions.keys()
+    assert all(np.array_equal(resumed.predictions[k], lite0_fast_run.predictions[k]) for k in resumed.predictions)
+    assert resumed.protocol["fingerprint"] == lite0_fast_run.protocol["fingerprint"]
+
+
+@pytest.mark.slow
+def test_two_ranks_with_fast_give_the_predictions_of_one(lite0_fast_run, sample_val: Path, tmp_path: Path) -> None:
+    """torchrun, 2 ranks (gloo), each compiling; the clean images only (the shifts are tested above)."""
+    out = tmp_path / "two.json"
+    env = {**os.environ, "ROBUSTBENCH_IBN_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the threads of the 1-rank run: the same kernels
+    done = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn", "--model",
+         "efficientnet_lite0", "--transforms", "none", "--data", str(sample_val), "--batch-size", "50", "--workers",
+         "0", "--no-progress", "--fast", "--format", "json", "--output", str(out)],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["protocol"]["fast"]["compiled"] == lite0_fast_run.protocol["fast"]["compiled"]
+    assert np.array_equal(np.array(record["predictions"]["clean"]), lite0_fast_run.predictions["clean"])

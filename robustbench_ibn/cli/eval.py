@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32, bf16 (autocast, CPU or CUDA; slower than fp32 on CPUs without native bf16) or "
                         "fp16 (CUDA autocast)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fold BatchNorm into the preceding convolutions (IBN layers keep their InstanceNorm "
+                        "half) and compile with torch.compile, eager with a warning when it cannot; it changes float "
+                        "rounding, so the record says what ran and its protocol fingerprint differs from the exact "
+                        "path's (default: off, the exact path)")
     parser.add_argument("--limit", type=int_at_least(1, "a class-balanced subset of N images; omit it for all"),
                         default=None, metavar="N",
                         help="a deterministic class-balanced subset of N images (default: all images)")
@@ -202,7 +207,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     # executes, the shift names, every output (paths, plot type and matplotlib, entries' folder), the model names.
     config = RunConfig(batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
                        seed=args.seed, progress=not args.no_progress, state_dir=args.state_dir,
-                       on_bad_image=args.on_bad_image)
+                       on_bad_image=args.on_bad_image, fast=args.fast)
     names = resolve_transform_names(args.transforms)
     outputs = [output_path(args.output, name) if args.output else None for name in models]
     check_outputs(args, names, [o for o in outputs if o])
