@@ -11,6 +11,7 @@ import copy
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -249,16 +250,17 @@ def test_compile_falls_back_with_a_warning_and_says_why() -> None:
 
 
 @pytest.mark.slow
-def test_compile_without_a_cxx_compiler_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_without_a_cxx_compiler_falls_back() -> None:
     """The real inductor failure when no C++ compiler works (about 3 s: it fails before compiling anything)."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
-    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
-    with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
+    # inductor's own patch(), not monkeypatch: restoring its config module by setattr/delattr broke later compiles.
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/g++",), "fx_graph_cache": False}), \
+            pytest.warns(RuntimeWarning, match="InvalidCxxCompiler"):
         result = compile_model(net, torch.rand(2, 3, 8, 8))
     assert not result.compiled and result.module is net and "needs a working C++ compiler" in result.message
+    assert inductor_config.fx_graph_cache is not None  # the session's config is whole again
 
 
 # --- runs with the fast path (a small random network; compiled with the "eager" backend: the plumbing, quickly) -----
@@ -365,14 +367,19 @@ def lite0_fast_run(sample_val: Path):
 def test_fast_lite0_agrees_with_the_exact_path_and_is_never_ranked_with_it(lite0_run, lite0_fast_run) -> None:
     fast_run, record = lite0_fast_run, lite0_fast_run.protocol["fast"]
     assert (record["batchnorm_folded"], record["batchnorm_kept"]) == (49, [])
-    # Compiled here (g++); where inductor cannot compile the run is eager and says why.
+    # Compiled where a C++ compiler is on PATH (this machine and CI); elsewhere the run is eager and says why. A
+    # fallback here would leave the comparison below about the folded model only.
     assert record["compiled"] == (record["not_compiled_because"] is None)
+    if shutil.which("g++") or shutil.which("clang++"):
+        assert record["compiled"], record["not_compiled_because"]
     assert fast_run.protocol["fingerprint"] != lite0_run.protocol["fingerprint"]
     exact = np.stack([lite0_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
     quick = np.stack([fast_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
     # The issue's target, 99.9% of the 2000 top-1 predictions (at most 2 changed); bench/bench_fast.py measures the
     # same comparison (docs/performance.md).
-    assert np.mean(quick == exact) >= 0.999
+    agreement = np.mean(quick == exact)
+    print(f"fast vs exact top-1 agreement: {agreement:.4f} ({int((quick != exact).sum())} of {quick.size} changed)")
+    assert agreement >= 0.999
 
 
 @pytest.mark.slow
