@@ -113,16 +113,57 @@ def lite0() -> nn.Module:
     return create_model("efficientnet_lite0")
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+QUICK_START = "$ robust-eval --model efficientnet_lite0 "  # the README's quick-start transcript starts so
+
+
+def readme_quick_start() -> tuple[list[str], list[str]]:
+    """The README's quick-start command (argv after ``robust-eval``) and the stdout lines it shows."""
+    import shlex
+
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(QUICK_START):].split("\n```", 1)[0]
+    lines = block.replace("\\\n", " ").splitlines()
+    return shlex.split(lines[0][2:])[1:], [line.rstrip() for line in lines[1:]]
+
+
 @pytest.fixture(scope="session")
-def lite0_run(sample_val: Path):
-    """The trained Lite0 evaluated once per session on the 500 shared images: clean, RGB+50, R+50, std×1.5, fp32.
-
-    About a minute of CPU on two quiet cores (2000 forwards of a 0.4 GFLOP network); every test that needs real
-    predictions reads this one result.
+def lite0_quick_start(sample_val: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The README's quick start run as written: ``robust-eval``'s own ``main`` with the README's arguments, from a
+    folder beside ``../shared`` as a user's project (so ``../shared/data/...`` and ``runs/lite0.json`` hold).
+    Returns ``(stdout, the record it wrote)``: the trained Lite0 on the 500 shared images, clean, RGB+50, R+50 and
+    std×1.5, fp32. About a minute of CPU on two quiet cores (2000 forwards); the README's page test compares the
+    stdout (tests/test_lite.py), and every test that needs real predictions reads the record (``lite0_run``).
     """
-    from robustbench_ibn import evaluate
+    import contextlib
+    import io
 
-    return evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, batch_size=50, progress=False)
+    from robustbench_ibn import EvalResult
+    from robustbench_ibn.cli.eval import main
+
+    root = tmp_path_factory.mktemp("quick-start")
+    (root / "shared").symlink_to(SHARED_DATA.parent)
+    (root / "project").mkdir()
+    argv, _ = readme_quick_start()
+    out, cwd = io.StringIO(), os.getcwd()
+    try:
+        os.chdir(root / "project")
+        with contextlib.redirect_stdout(out):
+            code = main(argv)
+    finally:
+        os.chdir(cwd)
+    assert code == 0, f"the README's quick start exited {code}"
+    assert Path(sample_val).resolve() == (root / "shared" / "data" / "imagenet-sample" / "val").resolve()
+    return out.getvalue(), EvalResult.load(root / "project" / "runs" / "lite0.json")
+
+
+@pytest.fixture(scope="session")
+def lite0_run(lite0_quick_start):
+    """The trained Lite0 evaluated once per session on the 500 shared images (the README's quick start): clean,
+    RGB+50, R+50, std×1.5, fp32, batch 50. Every test that needs real predictions reads this one result."""
+    result = lite0_quick_start[1]
+    assert [d["name"] for d in result.domains] == ["clean", *LITE0_SHIFTS]
+    return result
 
 
 class LocalServer:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import QUICK_START
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 NOT_RUN_MARK = "# not run by the tests:"
@@ -58,7 +60,11 @@ NOT_RUN = {
     ("docs/natural-shifts.md", "from robustbench_ibn import evaluate"):
         "ImageNet val, the natural-shift datasets, official weights",
     ("docs/performance.md", ".venv/bin/python bench/bench_eval.py"): "minutes per bench",
+    ("docs/performance.md", ".venv/bin/python bench/bench_fast.py --repeats 2 --rounds 4"): "minutes per bench",
 }
+# Blocks a session fixture runs instead, once for the whole suite (the same command, the same output compared).
+# (page, how the block starts): the test that compares its output.
+RUN_ELSEWHERE = {("README.md", QUICK_START): "tests/test_lite.py::test_the_readme_quick_start_prints_what_it_shows"}
 BLOCK = re.compile(r"^```(?P<lang>[\w+-]*)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 
 
@@ -88,6 +94,8 @@ def page_blocks(page: str) -> list[Block]:
 def runnable(block: Block) -> bool:
     if block.lang in ("bash", "sh", "python"):
         return not block.body.startswith(NOT_RUN_MARK) and block.commands != SETUP
+    if any(block.page == page and block.body.startswith(start) for page, start in RUN_ELSEWHERE):
+        return False
     return block.lang == "text" and block.body.startswith("$ ")
 
 

@@ -21,7 +21,7 @@ from robustbench_ibn.hub import WeightsError, file_sha256, read_state_dict
 from robustbench_ibn.models import efficientnet_lite
 from robustbench_ibn.models.efficientnet_lite import LITE0_SHA256, lite0_weights_file
 
-from conftest import LITE0_SHIFTS
+from conftest import LITE0_SHIFTS, readme_quick_start
 
 N = 500  # the shared images
 
@@ -92,6 +92,16 @@ def test_without_the_extra_the_error_names_the_package(monkeypatch: pytest.Monke
 
 def top1_moved(run, shift: str) -> int:
     return int((run.predictions[shift][:, 0] != run.predictions["clean"][:, 0]).sum())
+
+
+@pytest.mark.slow
+def test_the_readme_quick_start_prints_what_it_shows(lite0_quick_start) -> None:
+    """The README's quick-start transcript against what its command printed in this session, line by line (the
+    page test, tests/test_examples.py, leaves this one block to the session fixture, so the run happens once)."""
+    out, record = lite0_quick_start
+    _, shown = readme_quick_start()
+    assert [line.rstrip() for line in out.rstrip("\n").splitlines()] == shown
+    assert record.model == "efficientnet_lite0" and len(record.labels) == N
 
 
 @pytest.mark.slow
