@@ -604,8 +604,8 @@ def leaderboard_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "",
         "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin). Within a protocol, entries are ranked by the "
         "mean top-1 drop over its shifts (an ImageNet-C tree counts as one shift; lower is more robust; ties by clean "
-        "top-1 error); a protocol without shifts is ranked by clean top-1 error. A protocol is the fingerprint of the images, the shift definitions and "
-        "versions, the precision and the protocol version: entries of different protocols are never ranked together, "
+        "top-1 error); a protocol without shifts is ranked by clean top-1 error. A protocol is the fingerprint of the "
+        "images, the shift definitions and versions, the precision and the protocol version: entries of different protocols are never ranked together, "
         "and models with different preprocessing are (each row shows its model's resize / crop). Measured entries "
         "come from `robust-eval --save-entry` with trained weights, with 95% paired-bootstrap intervals over images. "
         "Reported entries are published numbers, kept apart.",

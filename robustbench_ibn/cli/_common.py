@@ -18,7 +18,8 @@ from typing import Any
 
 from ..options import PLOT_SUFFIXES, command_line
 
-__all__ = ["DATA_ENV", "HelpFormatter", "add_run_arguments", "check_writable", "device_type", "int_at_least", "int_in_range", "parse_kwargs", "plot_file",
+__all__ = ["DATA_ENV", "HelpFormatter", "add_run_arguments", "check_writable", "device_type", "int_at_least",
+           "int_in_range", "parse_kwargs", "plot_file",
            "parse_transform_weights", "run_command"]
 
 DATA_ENV = "ROBUSTBENCH_IBN_DATA"

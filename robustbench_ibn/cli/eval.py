@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transforms", default="all", metavar="all|LIST",
                         help="'all' (Table 1's rows: --list-transforms marks them) or a comma list of names and "
                         "family members (rgb+50,r+80,std2), or a severity range: the family's number as "
-                        "START:STOP:STEP, STOP included (rgb+10:100:10, std1.2:2.0:0.2), or 'none' (with --domain: clean val and the "
-                        "datasets); 'clean' is always evaluated")
+                        "START:STOP:STEP, STOP included (rgb+10:100:10, std1.2:2.0:0.2), or 'none' (with --domain: "
+                        "clean val and the datasets); 'clean' is always evaluated")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help=f"ImageNet val folder: class sub-folders, or flat + labels file (default: ${DATA_ENV})")
     parser.add_argument("--labels", default=None, metavar="FILE",
