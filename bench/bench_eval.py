@@ -7,6 +7,10 @@ images, threads and workers; times are wall clock, so only the ratios mean somet
 
     python bench/bench_eval.py                 # ResNet-50, 500 shared images, 4 domains
     python bench/bench_eval.py --n 100 --model resnet18
+    python bench/bench_eval.py --model efficientnet_lite0 --weights official   # the trained network (lite extra)
+
+The reference loop uses the model's own geometry and normalization (its data_config: Lite0 resizes bicubic and
+normalizes with mean 0.498, std 0.502); std×1.5 pivots on the ImageNet mean for every model, as the protocol says.
 
 It prints: throughput ratio (reference time / ours) and whether predictions are identical; our overhead
 (end-to-end wall / pure forward time of the same batches); loader wait vs compute; bf16 speed and how
@@ -36,11 +40,11 @@ from robustbench_ibn.models.calibrate import calibrate_random_init
 
 from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table
 SHIFTS = "rgb+50,r+50,std1.5"
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # std×F pivots on it for every model (protocol version 2)
 
 
 def reference_shifts() -> dict[str, T.Lambda]:
-    mean = torch.tensor(MEAN).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     return {
         "clean": T.Lambda(lambda x: x),
         "rgb+50": T.Lambda(lambda x: (x + 50 / 255).clamp(0, 1)),
@@ -51,9 +55,11 @@ def reference_shifts() -> dict[str, T.Lambda]:
 
 def reference_loop(model: torch.nn.Module, root: Path, batch: int, workers: int) -> dict[str, np.ndarray]:
     out = {}
+    cfg = model.data_config
     model = model.to(memory_format=torch.contiguous_format).eval()
+    resize = T.Resize(cfg.resize, interpolation=T.InterpolationMode(cfg.interpolation))
     for name, shift in reference_shifts().items():
-        pipeline = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), shift, T.Normalize(MEAN, STD)])
+        pipeline = T.Compose([resize, T.CenterCrop(cfg.crop), T.ToTensor(), shift, T.Normalize(cfg.mean, cfg.std)])
         loader = DataLoader(datasets.ImageFolder(str(root), pipeline), batch_size=batch, num_workers=workers)
         with torch.no_grad():
             out[name] = np.concatenate([model(x).topk(5, 1).indices.numpy() for x, _ in loader])
@@ -62,9 +68,10 @@ def reference_loop(model: torch.nn.Module, root: Path, batch: int, workers: int)
 
 def forward_only(model: torch.nn.Module, root: Path, batch: int) -> float:
     """Pure model time of our batches: preloaded crops, channels_last, 4 domains' worth of forwards."""
-    dataset = ImageNetVal(root)
+    dataset = ImageNetVal(root, config=model.data_config)
     crops = torch.stack([dataset[i][0] for i in range(len(dataset))]).float().div(255)
-    wrapped = rb.models.Normalized(model, MEAN, STD).to(memory_format=torch.channels_last).eval()
+    cfg = model.data_config
+    wrapped = rb.models.Normalized(model, cfg.mean, cfg.std).to(memory_format=torch.channels_last).eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(4):
@@ -82,16 +89,16 @@ def peak_mb() -> float:
     raise RuntimeError("VmHWM not found in /proc/self/status (Linux only)")
 
 
-def peak_rss_mb(n: int, model: str, batch: int, workers: int) -> float:
-    """Peak RSS of a fresh process evaluating n images x 4 domains (random weights)."""
+def peak_rss_mb(n: int, model: str, weights: str, batch: int, workers: int) -> float:
+    """Peak RSS of a fresh process evaluating n images x 4 domains."""
     code = (
         "import sys, tempfile, robustbench_ibn as rb; from pathlib import Path;"
         "sys.path.insert(0, %r); from bench_eval import peak_mb; from _common import sample_tree;"
         "d = sample_tree(%d, Path(tempfile.mkdtemp()) / 'val');"
-        "rb.evaluate(%r, d, %r, weights='random', batch_size=%d, workers=%d, progress=False,"
+        "rb.evaluate(%r, d, %r, weights=%r, batch_size=%d, workers=%d, progress=False,"
         " state_dir=tempfile.mkdtemp());"
         "print(peak_mb())"
-    ) % (str(Path(__file__).parent), n, model, SHIFTS, batch, workers)
+    ) % (str(Path(__file__).parent), n, model, SHIFTS, weights, batch, workers)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -99,6 +106,9 @@ def peak_rss_mb(n: int, model: str, batch: int, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--weights", default="random", choices=("random", "official"),
+                        help="random: BN-calibrated random init (any model, offline); official: the model's "
+                        "published weights (offline for efficientnet_lite0, the trained network)")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
@@ -110,11 +120,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     root = sample_tree(args.n, tmp / "val")
 
-    # Calibrated random weights, so that "identical predictions" is a real check (see calibrate_random_init).
-    progress(f"{args.model}, {args.n} images x 4 domains, {args.repeats} repeats; calibrating random weights")
-    model = rb.create_model(args.model, weights="random")
-    calib = torch.stack([ImageNetVal(SAMPLE_VAL)[i][0] for i in range(0, 500, 10)]).float().div(255)
-    calibrate_random_init(model, calib, MEAN, STD)
+    progress(f"{args.model} ({args.weights} weights), {args.n} images x 4 domains, {args.repeats} repeats")
+    model = rb.create_model(args.model, weights=args.weights)
+    if args.weights == "random":  # calibrated, so that "identical predictions" is a real check (calibrate_random_init)
+        calib = torch.stack([ImageNetVal(SAMPLE_VAL, config=model.data_config)[i][0]
+                             for i in range(0, 500, 10)]).float().div(255)
+        calibrate_random_init(model, calib, model.data_config.mean, model.data_config.std)
 
     # Alternate the two loops and keep each one's best time: load from other processes drifts, and
     # the minimum is the least disturbed measurement of each.
@@ -147,7 +158,7 @@ def main() -> None:
     changed = {k: int((bf16.predictions[k][:, 0] != ours.predictions[k][:, 0]).sum()) for k in ref}
     env = ours.environment
     report = {
-        "model": args.model, "images": args.n, "domains": 4, "batch_size": args.batch_size,
+        "model": args.model, "weights": args.weights, "images": args.n, "domains": 4, "batch_size": args.batch_size,
         "workers": args.workers, "threads": args.threads,
         "repeats": args.repeats, "reference_s": round(ref_s, 2), "ours_s": round(ours_s, 2),
         "throughput_ratio": round(ref_s / ours_s, 3),
@@ -159,8 +170,8 @@ def main() -> None:
     }
     if not args.skip_memory:
         progress(f"peak RSS of evaluate() at 100 and {args.n} images (separate processes)")
-        report["peak_rss_mb_100"] = round(peak_rss_mb(100, args.model, args.batch_size, args.workers), 1)
-        report[f"peak_rss_mb_{args.n}"] = round(peak_rss_mb(args.n, args.model, args.batch_size, args.workers), 1)
+        report["peak_rss_mb_100"] = round(peak_rss_mb(100, args.model, args.weights, args.batch_size, args.workers), 1)
+        report[f"peak_rss_mb_{args.n}"] = round(peak_rss_mb(args.n, args.model, args.weights, args.batch_size, args.workers), 1)
         report["rss_growth"] = round(report[f"peak_rss_mb_{args.n}"] / report["peak_rss_mb_100"] - 1, 4)
     report["this_process_peak_rss_mb"] = round(peak_mb(), 1)
     print(json.dumps(report, indent=2))
