@@ -18,9 +18,8 @@ from typing import Any
 
 from ..options import PLOT_SUFFIXES, command_line
 
-__all__ = ["DATA_ENV", "HelpFormatter", "add_run_arguments", "check_writable", "device_type", "int_at_least",
-           "int_in_range", "parse_kwargs", "plot_file",
-           "parse_transform_weights", "run_command"]
+__all__ = ["DATA_ENV", "HelpFormatter", "add_run_arguments", "add_shift_arguments", "check_writable", "device_type",
+           "int_at_least", "int_in_range", "parse_kwargs", "parse_transform_weights", "plot_file", "run_command"]
 
 DATA_ENV = "ROBUSTBENCH_IBN_DATA"
 LIBRARY_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
@@ -54,6 +53,23 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int, model
                         help="decode processes, 0 decodes in the main process (default: CPU cores, at most 8)")
     parser.add_argument("--device", type=device_type, default="auto", metavar="auto|cpu|cuda|cuda:N",
                         help=f"where {models} and the shifts run; auto: CUDA when available")
+
+
+def add_shift_arguments(parser: argparse.ArgumentParser, *, style_dir: str) -> None:
+    """``--transform-weights`` and ``--style-dir``: the files the shifts need, the same in every script (``style_dir``
+    is the help text of ``--style-dir``, which says which shifts use it there).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_shift_arguments(parser, style_dir="style images")
+        >>> parser.parse_args(["--transform-weights", "monet=g.pth"]).transform_weights
+        [{'monet': 'g.pth'}]
+    """
+    parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
+                        metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
+                        "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
+                        "torch hub cache or downloaded)")
+    parser.add_argument("--style-dir", default=None, metavar="DIR", help=style_dir)
 
 
 def plot_file(text: str) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 # Only light modules at import time, as in robust-eval: --help must not pay for torch.
 from ..checks import MAX_SEED
 from ..options import BAD_IMAGE_POLICIES, DIVERGENCE_EPS, REPORT_FORMATS
-from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, int_at_least, int_in_range, parse_kwargs,
-                      parse_transform_weights, plot_file, run_command)
+from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, add_shift_arguments, int_at_least, int_in_range,
+                      parse_kwargs, plot_file, run_command)
 
 __all__ = ["build_parser", "main"]
 
@@ -74,13 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--on-bad-image", default="error", choices=BAD_IMAGE_POLICIES,
                         help="an image that cannot be decoded: 'error' stops after naming every such file; 'skip' "
                         "leaves them out")
-    parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
-                        metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
-                        "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
-                        "torch hub cache or downloaded)")
-    parser.add_argument("--style-dir", default=None, metavar="DIR",
-                        help="folder of style images for a --domains shift that uses them (adain{alpha}; default: "
-                        "none)")
+    add_shift_arguments(parser, style_dir="folder of style images for a --domains shift that uses them (adain{alpha}; "
+                        "default: none)")
     parser.add_argument("--format", default="markdown", choices=REPORT_FORMATS,
                         help="what is printed on stdout: a markdown table with a header, a LaTeX booktabs tabular, "
                         "CSV (one row per model and layer) or the JSON record")

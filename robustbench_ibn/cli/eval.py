@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from ..checks import MAX_SEED
 from ..files import safe_filename
 from ..options import BAD_IMAGE_POLICIES, PRECISIONS
-from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, int_at_least, int_in_range, parse_kwargs,
-                      parse_transform_weights, run_command)
+from ._common import (DATA_ENV, HelpFormatter, add_run_arguments, add_shift_arguments, int_at_least, int_in_range,
+                      parse_kwargs, run_command)
 from ._domains import add_domain_arguments, domain_specs, print_datasets
 from .report import add_report_arguments, check_outputs, present
 
@@ -53,13 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="official", metavar="official|PATH|URL|random",
                         help="'official' (the published file, hash-checked), a checkpoint PATH or URL, or 'random' "
                         "(explicit seeded random init)")
-    parser.add_argument("--transform-weights", type=parse_transform_weights, action="append", default=[],
-                        metavar="NAME=PATH", help="weights file (or URL) of a shift that needs one, e.g. "
-                        "monet=style_monet.pth; repeatable or comma-separated (default: the official file, from the "
-                        "torch hub cache or downloaded)")
-    parser.add_argument("--style-dir", default=None, metavar="DIR",
-                        help="folder of style images for the shifts that use them (adain{alpha}); see docs/styles.md "
-                        "(default: none)")
+    add_shift_arguments(parser, style_dir="folder of style images for the shifts that use them (adain{alpha}); see "
+                        "docs/styles.md (default: none)")
     add_run_arguments(parser, batch_size=50, models="the model")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32, bf16 (autocast, CPU or CUDA; slower than fp32 on CPUs without native bf16) or "
