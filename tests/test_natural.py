@@ -14,10 +14,8 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +36,7 @@ from robustbench_ibn.leaderboard import (entry_from_result, leaderboard_markdown
 from robustbench_ibn.report import format_report
 from test_datasets import REFERENCE, reference_rows
 from test_plugins import make_distribution
+from test_scale import kill_once_committed
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -518,14 +517,8 @@ def test_a_killed_run_with_dataset_domains_resumes_to_the_same_record(trees, tmp
                    check=True, capture_output=True, env=_env(tmp_path), timeout=300)
     state, resumed = tmp_path / "state", tmp_path / "resumed.json"
     argv = [str(BIN / "robust-eval"), *_cli(trees, resumed, "--batch-size", "1", "--state-dir", str(state))]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path))
-    deadline = time.time() + 240
     # Killed once a batch of a dataset domain is committed (pass 0 is val's; 1 and 2 are ImageNet-R's and ObjectNet's).
-    while not list(state.glob("*/batch-p1-*.npz")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    committed = len(list(state.glob("*/batch-*.npz")))
+    committed = kill_once_committed(argv, _env(tmp_path), state, "*/batch-p1-*.npz")
     assert 1 <= committed < 6 + 6 + 6, "the run must be killed part-way for this test to mean anything"
     again = subprocess.run(argv, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -82,6 +82,19 @@ def test_two_ranks_give_the_predictions_of_one_process(data, tmp_path):
     assert json.loads(two.read_text())["results"] == json.loads(one.read_text())["results"]
 
 
+def kill_once_committed(argv: list[str], environment: dict[str, str], state: Path, pattern: str = "*/batch-*.npz",
+                        wait_s: float = 240) -> int:
+    """Start ``argv``, SIGKILL it once a batch file matching ``pattern`` is in ``state`` (or it ended, or ``wait_s``
+    passed), and return how many batches it had committed."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+    deadline = time.time() + wait_s
+    while not list(state.glob(pattern)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(state.glob("*/batch-*.npz")))
+
+
 def test_killed_run_resumes_and_equals_an_uninterrupted_one(data, tmp_path):
     reference = tmp_path / "reference.json"
     subprocess.run([str(BIN / "robust-eval"), *cli(data, reference, "--batch-size", "1", "--no-progress")],
@@ -90,13 +103,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(data, tmp_path):
     state = tmp_path / "state"
     resumed = tmp_path / "resumed.json"
     argv = [str(BIN / "robust-eval"), *cli(data, resumed, "--batch-size", "1", "--state-dir", str(state))]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(tmp_path))
-    deadline = time.time() + 240
-    while not list(state.glob("*/batch-*.npz")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    committed = len(list(state.glob("*/batch-*.npz")))
+    committed = kill_once_committed(argv, env(tmp_path), state)
     assert 1 <= committed < 8, "the run must be killed part-way for this test to mean anything"
     assert not resumed.exists()
 
