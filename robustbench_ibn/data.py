@@ -12,6 +12,7 @@ import copy
 import csv
 import functools
 import hashlib
+import io
 import os
 import warnings
 from collections import defaultdict
@@ -47,6 +48,8 @@ __all__ = [
     "build_transform",
     "imagenet_classes",
     "load_rgb",
+    "to_rgb",
+    "val_folder",
     "wnid_to_index",
 ]
 
@@ -143,17 +146,19 @@ def build_transform(config: DataConfig) -> T.Compose:
     return T.Compose([T.Resize(config.resize, interpolation=mode), T.CenterCrop(config.crop), T.PILToTensor()])
 
 
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image as RGB, like torchvision's ImageFolder ``pil_loader``.
+def load_rgb(path: str | os.PathLike[str], *, content: bytes | None = None) -> Image.Image:
+    """Open and fully decode an image as RGB, like torchvision's ImageFolder ``pil_loader``: the suite's one image
+    loader (dataset images and style images alike).
 
-    Greyscale ("L"), CMYK, palette and RGBA images all become RGB through ``Image.convert("RGB")``. 16-bit
-    greyscale images (PNG modes ``I;16``, ``I;16B``, ``I``) are scaled to 8 bits as an 8-bit export does
-    (``round(v * 255 / 65535)``): ``convert`` would clip every value above 255 to white. Images whose range is
-    not known (32-bit integer or float pixels from other formats) are refused.
+    The pixels become 8-bit RGB as :func:`to_rgb` says (16-bit greyscale scaled, not clipped to white). Before
+    decoding, the header's size is checked: more than :data:`MAX_IMAGE_PIXELS` pixels, or a side more than
+    :data:`MAX_ASPECT_RATIO` times the other (resizing its shorter side would allocate gigabytes), is a bad image
+    like an undecodable one, so ``on_bad_image`` names or skips it.
 
-    Before decoding, the header's size is checked: more than :data:`MAX_IMAGE_PIXELS` pixels, or a side more
-    than :data:`MAX_ASPECT_RATIO` times the other (resizing its shorter side would allocate gigabytes), is a bad
-    image like an undecodable one, so ``on_bad_image`` names or skips it.
+    Args:
+        path: the image file.
+        content: the file's bytes, already read (then decoded instead of reading the file again: bytes whose
+            sha256 was checked, for one); ``path`` then only names the file.
 
     Raises:
         DataError: the file is missing, truncated, not an image, too large or too elongated; the message names its
@@ -161,12 +166,13 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f, warnings.catch_warnings():
+        opened = io.BytesIO(content) if content is not None else open(path, "rb")
+        with opened as f, warnings.catch_warnings():
             # PIL warns between its limit and twice it; _check_size refuses all of that range itself.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(f)
             _check_size(img.size)
-            return _to_rgb(img)  # forces the full decode while the file is open
+            return to_rgb(img)  # forces the full decode while the file is open
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = exc.reason if isinstance(exc, DataError) else _decode_problem(path, exc)
         error = DataError(f"cannot decode image {path.absolute()}: {reason}. "
@@ -192,8 +198,19 @@ def _bad(reason: str) -> DataError:
     return error
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """``img`` as 8-bit RGB; 16-bit greyscale scaled, not clipped."""
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB, the way :func:`load_rgb` converts every decoded image.
+
+    Greyscale ("L"), CMYK, palette and RGBA images become RGB through ``Image.convert("RGB")``. 16-bit greyscale
+    images (PNG modes ``I;16``, ``I;16B``, ``I``) are scaled to 8 bits as an 8-bit export does
+    (``round(v * 255 / 65535)``): ``convert`` would clip every value above 255 to white. Images whose range is not
+    known (32-bit integer or float pixels from other formats) raise :class:`DataError`.
+
+    Example:
+        >>> deep = Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.uint16))  # 16-bit greyscale
+        >>> np.asarray(to_rgb(deep))[0, :, 0].tolist(), np.asarray(deep.convert("RGB"))[0, :, 0].tolist()
+        ([0, 128, 255], [0, 255, 255])
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N") or (img.mode == "I" and img.format == "PNG"):
         # PNG stores 16-bit greyscale; PIL gives it as I;16* or (older versions) as 32-bit I holding 0..65535.
         pixels = np.asarray(img, dtype=np.uint32)
@@ -564,6 +581,23 @@ class ImageSource(Dataset):
         return text + f", sha256 {self.fingerprint()['sha256'][:12]}"
 
 
+def val_folder(root: str | os.PathLike[str]) -> Path:
+    """The folder :class:`ImageNetVal` reads for ``root`` (absolute): ``root/val`` when ``root`` is the parent of
+    val/ (an ImageNet root holding ``train/`` and ``val/``: no images and no wnid folder of its own), else ``root``.
+
+    Example:
+        >>> val_folder("/no/such/folder")
+        PosixPath('/no/such/folder')
+    """
+    root = Path(os.path.abspath(Path(root).expanduser()))
+    if not root.is_dir():
+        return root
+    dirs, images = FolderWalk(root).scan(root)
+    if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
+        return root / "val"
+    return root
+
+
 class ImageNetVal(ImageSource):
     """ImageNet-style validation images with canonical labels, decoded to the model's eval geometry.
 
@@ -606,13 +640,10 @@ class ImageNetVal(ImageSource):
             raise DataError(f"data folder {root} does not exist or is not a folder. " + _layouts_help())
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(f"limit must be a positive integer or None, got {limit!r}.")
+        if val_folder(root) != root:  # pointed at the parent of val/
+            root, given = root / "val", given / "val"
         walk = FolderWalk(root)
         dirs, images = walk.scan(root)
-        # Pointed at the parent of val/ (e.g. an ImageNet root with train/ and val/): use val/.
-        if not images and (root / "val").is_dir() and not any(d.name in _wnid_index() for d in dirs):
-            root, given = root / "val", given / "val"
-            walk = FolderWalk(root)
-            dirs, images = walk.scan(root)
         self.labels_file: Path | None = None
         if dirs:
             if images:

@@ -46,7 +46,7 @@ from .checks import MAX_SEED
 from .data import DataError, ImageNetVal, ImageSource
 from .distributed import all_gather, init_from_env, launch_rank
 from .env import bf16_note, environment_record, resolve_device
-from .fast import FastPath, fast_path
+from .fast import FastPath, batch_dependent, fast_path
 from .labels import LabelSpace
 from .models import Normalized, PreparedModel
 from .options import BAD_IMAGE_POLICIES, PRECISIONS, option
@@ -553,14 +553,21 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
 
     Logits must be ``[B, 1000]``; NaN and +Inf stop the run (naming ``where``), ``-Inf`` is allowed (a class the
     model does not predict, e.g. an unmapped class of a :class:`~robustbench_ibn.models.ClassMapped` model) as long
-    as every image has a finite logit. A CUDA out-of-memory error retries the batch in halves, and says so; each
-    image's prediction does not depend on its batch-mates.
+    as every image has a finite logit. A CUDA out-of-memory error retries the batch in halves, and says so: each
+    image's prediction does not depend on its batch-mates, unless :func:`~robustbench_ibn.fast.batch_dependent` finds
+    modules that make it so (then the error is raised).
     """
     try:
         logits = net(images.contiguous(memory_format=torch.channels_last))
     except torch.cuda.OutOfMemoryError:
         if images.shape[0] == 1:
             raise
+        dependent = batch_dependent(net)
+        if dependent:  # halves would normalize with other batch statistics: other predictions
+            raise RuntimeError(f"CUDA out of memory with {images.shape[0]} images ({where}), and not retried in halves: "
+                               f"an image's output depends on the other images of its batch ({listing(dependent, 3)})."
+                               f" Pass a smaller {option('batch_size')} (part of what such a model's predictions "
+                               "depend on).") from None
         half = images.shape[0] // 2
         print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
               f"Pass a smaller {option('batch_size')} to avoid this.", file=sys.stderr)

@@ -33,9 +33,10 @@ import torch
 from torch import fx, nn
 
 from .models.resnet_ibn import IBN
+from .text import listing
 
-__all__ = ["Compiled", "FastPath", "FixedBatch", "Folded", "compile_model", "fast_path", "fold_batchnorm",
-           "register_foldable_conv"]
+__all__ = ["Compiled", "FastPath", "FixedBatch", "Folded", "batch_dependent", "compile_model", "fast_path",
+           "fold_batchnorm", "register_foldable_conv"]
 
 # Convolution classes whose forward is F.conv2d(x, self.weight, self.bias, ...) on x or on a fixed zero padding of
 # x: folding a BatchNorm into their weight and bias is then exact. A subclass that transforms its weight in forward
@@ -85,12 +86,18 @@ class Folded:
         return line
 
 
+def _hooked(module: nn.Module) -> bool:
+    """The module has forward hooks or forward pre-hooks (what folding would skip, or show other values)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 class _Tracer(fx.Tracer):
     """Traces only through modules that hold a BatchNorm: everything else stays one opaque call, so models with
-    untraceable code elsewhere (shape-dependent branches, custom autograd functions) still fold."""
+    untraceable code elsewhere (shape-dependent branches, custom autograd functions) still fold. A module with
+    hooks stays one call too: traced through, its hooks would run once on the trace's proxies and never again."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (nn.Conv2d, IBN)):
+        if isinstance(m, (nn.Conv2d, IBN)) or _hooked(m):
             return True
         if not any(isinstance(sub, nn.modules.batchnorm._BatchNorm) for sub in m.modules()):
             return True
@@ -124,6 +131,11 @@ def fold_batchnorm(model: nn.Module) -> Folded:
         >>> torch.allclose(result.module(x), net(x), atol=1e-6)
         True
     """
+    if _hooked(model):
+        raise ValueError(
+            f"Cannot fold the BatchNorms of {type(model).__name__}: it has forward hooks or pre-hooks, which its "
+            f"folded copy (a new module) would not call. Remove them, or run without the fast path (the exact default)."
+        )
     root = copy.deepcopy(model)
     try:
         graph = _Tracer().trace(root)
@@ -148,7 +160,7 @@ def fold_batchnorm(model: nn.Module) -> Folded:
             bn, name = target.BN, f"{node.target}.BN"
         else:
             continue
-        why = _why_not(node, bn, modules, calls)
+        why = _why_not(node, bn, modules, calls) or _hooks_in_the_way(node, target, bn, modules)
         if why:
             kept[name] = why
             continue
@@ -166,12 +178,21 @@ def fold_batchnorm(model: nn.Module) -> Folded:
         folded.append(f"{conv_name} <- {name}")
         folded_norms.add(name)
     # BatchNorms the trace never reached as a call of their own (other kinds, unused ones) are kept too.
+    hooked = [name for name, module in model.named_modules() if name and _hooked(module)]
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and name not in kept and name not in folded_norms:
-            kept[name] = f"{type(module).__name__}, not called after a convolution in the traced graph"
+            holder = next((h for h in hooked if name == h or name.startswith(h + ".")), None)
+            kept[name] = (f"inside {holder}, which has forward hooks or pre-hooks (run whole, as they expect)"
+                          if holder is not None else
+                          f"{type(module).__name__}, not called after a convolution in the traced graph")
     graph.lint()
     folded_module.recompile()
     folded_module.delete_all_unused_submodules()
+    # Each module in training or eval mode as in the model: GraphModule's new containers would be in training mode,
+    # and a later .eval() would not keep a module that the model's own train() override keeps training.
+    modes = {name: m.training for name, m in model.named_modules()}
+    for name, m in folded_module.named_modules():
+        m.training = modes.get(name, model.training)
     return Folded(module=folded_module, folded=tuple(folded), kept=tuple(kept.items()))
 
 
@@ -192,6 +213,17 @@ def _why_not(node: fx.Node, bn: nn.BatchNorm2d, modules: dict[str, nn.Module], c
         return "the convolution's output is also read elsewhere"
     if calls[source.target] != 1:
         return "the convolution is called more than once"
+    return ""
+
+
+def _hooks_in_the_way(node: fx.Node, target: nn.Module, bn: nn.BatchNorm2d, modules: dict[str, nn.Module]) -> str:
+    """Why hooks forbid this fold (the convolution's would see normalized outputs, the norm's would not run, an IBN
+    layer's pre-hooks would see its input half-normalized), or ``""``."""
+    conv_name = node.args[0].target
+    for what, module in ((f"the convolution {conv_name}", modules[conv_name]), ("the BatchNorm", bn),
+                         ("the IBN layer", target if target is not bn else None)):
+        if module is not None and _hooked(module):
+            return f"{what} has forward hooks or pre-hooks (folding would change what they see, or skip them)"
     return ""
 
 
@@ -286,11 +318,35 @@ def compile_model(module: nn.Module, example: torch.Tensor, *, backend: str | Ca
                     message=message)
 
 
+def batch_dependent(module: nn.Module) -> list[str]:
+    """The submodules of ``module`` whose output for an image depends on the other images of its batch, each with
+    why: a BatchNorm that normalizes with batch statistics (in training mode, or built with
+    ``track_running_stats=False``), and any module left in training mode (``module.eval()`` did not reach it: its
+    own ``train()`` keeps it there, for test-time adaptation say). Padding such a batch, or splitting it, changes
+    its predictions.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
+        >>> batch_dependent(net)
+        ['1 (BatchNorm2d without running statistics: normalizes with batch statistics)']
+    """
+    found = []
+    for name, m in module.named_modules():
+        label = name or type(module).__name__
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or m.running_mean is None):
+            why = "in training mode" if m.training else "without running statistics"
+            found.append(f"{label} ({type(m).__name__} {why}: normalizes with batch statistics)")
+        elif m.training:
+            found.append(f"{label} ({type(m).__name__} in training mode)")
+    return found
+
+
 class FixedBatch(nn.Module):
     """Runs ``module`` on batches of exactly ``size`` images: a shorter batch is padded with zero images (their
     outputs dropped), a longer one split. Compiled code is specialised to one shape, so the last, shorter batch of
-    a run (or one with undecodable images left out) neither compiles again nor runs uncompiled; in eval mode each
-    image's output does not depend on its batch-mates, padding included.
+    a run (or one with undecodable images left out) neither compiles again nor runs uncompiled. Only for a
+    network where each image's output does not depend on its batch-mates, padding included
+    (:func:`batch_dependent` finds none): :func:`fast_path` never pads another.
 
     Example:
         >>> net = FixedBatch(nn.Flatten(), 4)
@@ -376,7 +432,16 @@ def fast_path(net: nn.Module, example: torch.Tensor, *, backend: str | Callable[
         ({'fold_batchnorm': True, 'compiled': True}, 1, torch.Size([1, 16]))
     """
     folded = fold_batchnorm(net)
-    module = folded.module.to(memory_format=torch.channels_last).eval()
+    module = folded.module.to(memory_format=torch.channels_last)  # train/eval flags as in net (fold_batchnorm)
+    dependent = batch_dependent(net)
+    if dependent:  # compiled code is one batch shape, and padding the last batch would change its predictions
+        label = backend if isinstance(backend, str) else getattr(backend, "__name__", repr(backend))
+        message = (f"not compiled: an image's output depends on the other images of its batch ({listing(dependent, 3)}),"
+                   " so compiled code (one batch size, shorter batches padded with zeros) would change predictions; "
+                   "the folded network runs eager, on the batches the exact path gives it")
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return FastPath(module, folded, Compiled(module=module, compiled=False, backend=label, seconds=0.0,
+                                                 max_abs_diff=None, message=message))
     compiled = compile_model(module, example, backend=backend)
     if not compiled.compiled:  # eager takes any batch size: nothing to pad
         return FastPath(module, folded, compiled)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..data import DataConfig, ImageSource
+from ..data import DataConfig, DataError, ImageSource, val_folder
 from ..labels import POLICIES
 from ..results import BASELINE_DOMAIN, BASELINE_SOURCE
 from .base import absolute, check_folder, create_dataset, dataset_kind
@@ -32,7 +32,7 @@ from .imagenet_c import ImageNetC, imagenet_c_sources
 from .kinds import V2_VARIANTS
 
 __all__ = ["IMAGENET_C_TREE_OPTIONS", "SUBSET_POLICY", "DatasetDomain", "Opened", "check_domains", "describe_options",
-           "kinds_taking", "open_domains", "with_options"]
+           "kinds_taking", "open_domains", "read_folder", "with_options"]
 
 SUBSET_POLICY = "subset_policy"
 # Options of a whole ImageNet-C tree (one <corruption>/<severity> folder takes the kind's own options).
@@ -165,8 +165,42 @@ def with_options(domains: Sequence[str | DatasetDomain], options: Mapping[str, M
     return out
 
 
-def _same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    return os.path.realpath(Path(a).expanduser()) == os.path.realpath(Path(b).expanduser())
+def read_folder(domain: DatasetDomain) -> Path:
+    """The folder ``domain``'s kind reads its images from (absolute, links kept): its path, or the release's container
+    inside it (``X/sketch`` for ``imagenet-sketch=X``, ``ROOT/val`` for ``stylized-imagenet=ROOT``); the path itself
+    when it is not a folder of that kind (:func:`check_domains` then says why).
+
+    Example:
+        >>> str(read_folder(DatasetDomain("imagenet-sketch", "/no/such/folder")))
+        '/no/such/folder'
+    """
+    path = absolute(domain.path)
+    try:
+        return dataset_kind(domain.kind).locate(path).root
+    except DataError:
+        return path
+
+
+def _real(folder: Path) -> str:
+    return os.path.realpath(folder).rstrip(os.sep) + os.sep
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """One folder is the other or holds it, once links are resolved: the same images would be read twice."""
+    return _real(a).startswith(_real(b)) or _real(b).startswith(_real(a))
+
+
+def _overlap_error(a: DatasetDomain, folder_a: Path, b: DatasetDomain, folder_b: Path) -> ValueError:
+    """Domains ``a`` and ``b`` read one folder, or one reads a folder inside the other's."""
+    how = "".join(f"; {d.kind}={d.path} reads {f}" for d, f in ((a, folder_a), (b, folder_b))
+                  if f != absolute(d.path))
+    if _real(folder_a) == _real(folder_b):
+        what = f"{folder_b} is given twice (as {a.name} and {b.name}{how})"
+    else:
+        (outer, o), (inner, i) = sorted([(folder_a, a.name), (folder_b, b.name)], key=lambda t: len(_real(t[0])))
+        what = f"{inner} (domain {i}) lies inside {outer} (domain {o}{how})"
+    return ValueError(f"Expected each dataset folder once, but {what}: the same images would be scored as two "
+                      "datasets. Remove one --domain.")
 
 
 def check_domains(domains: Sequence[str | DatasetDomain], *,
@@ -182,7 +216,8 @@ def check_domains(domains: Sequence[str | DatasetDomain], *,
     Raises:
         KeyError: an unknown kind.
         ValueError: an option the kind does not take; two domains of one kind without labels; one name twice;
-            the same folder twice (or ImageNet val's folder as a domain).
+            one folder twice, or one inside another (or ImageNet val's folder as a domain), compared as the folders
+            the kinds read (``imagenet-sketch=X`` reads ``X/sketch``) with links resolved.
         DataError: a folder that is not of its kind (naming the kind it looks like), or an empty one.
 
     Example:
@@ -209,15 +244,22 @@ def check_domains(domains: Sequence[str | DatasetDomain], *,
             raise ValueError(f"Expected unique domain names, but {d.name!r} names both {seen[d.name].kind}="
                              f"{seen[d.name].path} and {d.kind}={d.path}; give them different labels.")
         seen[d.name] = d
-    for i, d in enumerate(parsed):
-        twice = next((o for o in parsed[:i] if _same_folder(o.path, d.path)), None)
+    # The folders the kinds read, not the paths as typed: ROOT (Stylized-ImageNet's val/ inside it) and ROOT/val
+    # are one folder, and an ImageNet-C tree holds each of its <corruption>/<severity> folders.
+    folders = [read_folder(d) for d in parsed]
+    for i, (d, folder) in enumerate(zip(parsed, folders)):
+        twice = next((j for j in range(i) if _overlap(folders[j], folder)), None)
         if twice is not None:
-            raise ValueError(f"Expected each dataset folder once, but {d.path} is given twice (as {twice.name} and "
-                             f"{d.name}): the same images would be two rows. Remove one --domain.")
-        root = baseline.root if isinstance(baseline, ImageSource) else baseline
-        if root is not None and _same_folder(root, d.path):
-            raise ValueError(f"Expected a domain folder other than ImageNet val's ({root}), but domain {d.name} is "
-                             f"that folder: clean val is the baseline of every run already.")
+            raise _overlap_error(parsed[twice], folders[twice], d, folder)
+    if baseline is not None:
+        val = baseline.root if isinstance(baseline, ImageSource) else val_folder(baseline)
+        for d, folder in zip(parsed, folders):
+            if _overlap(val, folder):
+                how = f" ({d.kind}={d.path} reads {folder})" if folder != absolute(d.path) else ""
+                where = "is that folder" if _real(val) == _real(folder) else "overlaps it"
+                raise ValueError(f"Expected a domain folder other than ImageNet val's ({val}), but domain {d.name} "
+                                 f"{where}{how}: val's images would be scored as another dataset, and clean val is "
+                                 "the baseline of every run already. Remove that --domain.")
     checked = []
     for d in parsed:
         takes = d.option_help()
