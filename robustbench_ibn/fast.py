@@ -97,7 +97,7 @@ class _Tracer(fx.Tracer):
     hooks stays one call too: traced through, its hooks would run once on the trace's proxies and never again."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (nn.Conv2d, IBN)) or _hooked(m):
+        if isinstance(m, (nn.Conv2d, IBN, nn.modules.batchnorm._BatchNorm)) or _hooked(m):
             return True
         if not any(isinstance(sub, nn.modules.batchnorm._BatchNorm) for sub in m.modules()):
             return True
@@ -158,6 +158,9 @@ def fold_batchnorm(model: nn.Module) -> Folded:
             bn, name = target, node.target
         elif isinstance(target, IBN):
             bn, name = target.BN, f"{node.target}.BN"
+        elif isinstance(target, nn.modules.batchnorm._BatchNorm):  # a subclass (its forward may differ), 1d, 3d, ...
+            kept[node.target] = _batch_statistics(target) or f"{type(target).__name__}, not a plain BatchNorm2d"
+            continue
         else:
             continue
         why = _why_not(node, bn, modules, calls) or _hooks_in_the_way(node, target, bn, modules)
@@ -196,12 +199,20 @@ def fold_batchnorm(model: nn.Module) -> Folded:
     return Folded(module=folded_module, folded=tuple(folded), kept=tuple(kept.items()))
 
 
-def _why_not(node: fx.Node, bn: nn.BatchNorm2d, modules: dict[str, nn.Module], calls: Counter) -> str:
-    """Why this BatchNorm call cannot be folded, or ``""`` when it can."""
+def _batch_statistics(bn: nn.modules.batchnorm._BatchNorm) -> str:
+    """Why ``bn`` normalizes with the batch's statistics (no fold can be exact), or ``""``."""
     if bn.training:
         return "in training mode (normalizes with batch statistics)"
     if bn.running_mean is None or bn.running_var is None:
         return "no running statistics (track_running_stats=False)"
+    return ""
+
+
+def _why_not(node: fx.Node, bn: nn.BatchNorm2d, modules: dict[str, nn.Module], calls: Counter) -> str:
+    """Why this BatchNorm call cannot be folded, or ``""`` when it can."""
+    statistics = _batch_statistics(bn)
+    if statistics:
+        return statistics
     if calls[node.target] != 1:
         return "called more than once"
     source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
@@ -328,16 +339,13 @@ def batch_dependent(module: nn.Module) -> list[str]:
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
         >>> batch_dependent(net)
-        ['1 (BatchNorm2d without running statistics: normalizes with batch statistics)']
+        ['1: BatchNorm2d, no running statistics (track_running_stats=False)']
     """
     found = []
     for name, m in module.named_modules():
-        label = name or type(module).__name__
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or m.running_mean is None):
-            why = "in training mode" if m.training else "without running statistics"
-            found.append(f"{label} ({type(m).__name__} {why}: normalizes with batch statistics)")
-        elif m.training:
-            found.append(f"{label} ({type(m).__name__} in training mode)")
+        why = _batch_statistics(m) if isinstance(m, nn.modules.batchnorm._BatchNorm) else ""
+        if why or m.training:
+            found.append(f"{name or type(module).__name__}: {type(m).__name__}, {why or 'in training mode'}")
     return found
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "WeightsError",
     "cache_path",
     "cached_download",
+    "check_finite_state",
     "download_timeout",
     "extract_state_dict",
     "fetch",
@@ -321,4 +322,29 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
             "not a torch.save file, or holds pickled objects other than tensors (refused: weights_only=True). "
             "Expected a torch.save'd state_dict; re-download the file, or re-save just model.state_dict()."
         ) from e
-    return extract_state_dict(obj, path)
+    state = extract_state_dict(obj, path)
+    check_finite_state(state, path)
+    return state
+
+
+def check_finite_state(state: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise :class:`WeightsError` when a floating-point tensor of ``state`` holds NaN or Inf (naming the keys).
+
+    A network with such weights gives NaN outputs: NaN logits stop a run, but a style network's NaN pixels become
+    black 8-bit images, and a ``-inf`` bias a class that is never predicted; no published checkpoint holds any.
+
+    Example:
+        >>> check_finite_state({"w": torch.tensor([1.0, float("nan")])}, "w.pth")
+        Traceback (most recent call last):
+        ...
+        robustbench_ibn.hub.WeightsError: w.pth holds NaN or Inf in 1 of its tensors (w: 1 of 2 values): a network with these weights computes NaN or Inf. Expected finite weights; re-download the file, or re-train or re-export the network.
+    """
+    # A NaN or Inf makes the sum non-finite: one cheap reduction per tensor, values counted only then (or when
+    # the sum of finite values overflowed).
+    bad = [f"{key}: {n} of {value.numel()} values" for key, value in state.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value.sum())
+           and (n := value.numel() - int(torch.isfinite(value).sum()))]
+    if bad:
+        raise WeightsError(f"{path} holds NaN or Inf in {len(bad)} of its tensors ({listing(bad, 5)}): a network with "
+                           "these weights computes NaN or Inf. Expected finite weights; re-download the file, or "
+                           "re-train or re-export the network.")

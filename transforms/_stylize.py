@@ -2,6 +2,8 @@
 
 * :func:`check_layout`: a checkpoint's state_dict against a network's, every missing, unexpected and mis-shaped
   key listed at once (a strict load that explains itself).
+* :func:`check_finite_output`: a network's float output checked for NaN and Inf before it becomes 8 bits (which
+  would turn them into black pixels, cached).
 * :func:`pad_to_multiple`: centred reflection padding to a network's total stride, so that its output can be
   cropped back to the input's size and position.
 * :func:`crop_keys` and :func:`cached_apply`: a batch's stylization read from a
@@ -24,7 +26,7 @@ from ..stylecache import StyleCache, content_key
 from ..text import listing
 from ._base import TransformError
 
-__all__ = ["cached_apply", "check_layout", "crop_keys", "pad_to_multiple", "progress_bar"]
+__all__ = ["cached_apply", "check_finite_output", "check_layout", "crop_keys", "pad_to_multiple", "progress_bar"]
 
 
 def check_layout(
@@ -49,6 +51,27 @@ def check_layout(
             lines.append(f"  {kind}: {listing(keys, most=8)}")
     lines.append(expected)
     raise TransformError("\n".join(lines))
+
+
+def check_finite_output(output: torch.Tensor, what: str) -> None:
+    """Raise :class:`TransformError` when a network's float output holds NaN or Inf, before it becomes 8 bits.
+
+    Rounding to 8 bits would hide it (NaN becomes 0: a black image), and the cache would keep it. ``what`` names
+    the network (``"the AdaIN decoder"``).
+
+    Example:
+        >>> check_finite_output(torch.tensor([[0.5, float("nan")]]), "the decoder")
+        Traceback (most recent call last):
+        ...
+        robustbench_ibn.transforms._base.TransformError: Expected the decoder to output finite values, but got NaN or Inf for 1 of 1 images (they would become black 8-bit images). Check its weights file (a damaged or diverged checkpoint); nothing of this batch was cached.
+    """
+    if torch.isfinite(output.sum()):  # NaN or Inf anywhere makes the sum non-finite: one cheap reduction
+        return
+    bad = int((~torch.isfinite(output.flatten(1))).any(dim=1).sum())
+    if bad:
+        raise TransformError(f"Expected {what} to output finite values, but got NaN or Inf for {bad} of "
+                             f"{output.shape[0]} images (they would become black 8-bit images). Check its weights "
+                             "file (a damaged or diverged checkpoint); nothing of this batch was cached.")
 
 
 def pad_to_multiple(

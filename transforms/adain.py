@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -79,7 +78,7 @@ from ..options import option
 from ..stylecache import StyleCache
 from ..text import listing, number, positional
 from ._base import Shift, TransformError, check_images, register_transform
-from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
+from ._stylize import cached_apply, check_finite_output, check_layout, crop_keys, pad_to_multiple, progress_bar
 
 __all__ = [
     "AdaINDecoder",
@@ -238,6 +237,7 @@ def adain_stylize(
         t = adaptive_instance_norm(features, style_mean, style_std)
         t = t * alpha + features * (1 - alpha)  # the port's blend, in its order
         y = decoder(t)[..., top:top + h, left:left + w]
+    check_finite_output(y, "the AdaIN decoder")
     return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)  # torchvision's save_image
 
 
@@ -326,14 +326,18 @@ class StylePool:
 
         The bytes read must still have the sha256 recorded by :meth:`scan` (cached outputs are keyed by it).
         """
+        from ..data import DataError, load_rgb  # the suite's one image loader (16-bit PNGs scaled, not clipped)
+
         path = self.root / self.names[index]
         try:
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() != self.sha256[index]:
                 raise ValueError("the file changed since the run started (its sha256 differs)")
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            rgb = load_rgb(path, content=data)
+        except DataError as e:
+            raise TransformError(f"cannot use style image {path}: {getattr(e, 'reason', e)}. Replace or remove it and "
+                                 "run again (finished batches are kept).") from e
+        except (OSError, ValueError) as e:
             raise TransformError(f"cannot use style image {path}: {type(e).__name__}: {e}. Replace or remove it and "
                                  "run again (finished batches are kept).") from e
         pixels = bytearray(style_to_size(rgb, height, width).tobytes())

@@ -63,7 +63,7 @@ from ..hub import WeightsError, cache_path, cached_download, file_sha256, read_s
 from ..options import option
 from ..stylecache import StyleCache
 from ._base import Shift, TransformError, check_images, register_transform
-from ._stylize import cached_apply, check_layout, crop_keys, pad_to_multiple, progress_bar
+from ._stylize import cached_apply, check_finite_output, check_layout, crop_keys, pad_to_multiple, progress_bar
 
 __all__ = [
     "OFFICIAL_SIZE",
@@ -238,6 +238,7 @@ def stylize(generator: nn.Module, images: torch.Tensor, *, rounding: str = "roun
     with torch.autocast(images.device.type, enabled=False):
         x, (left, _, top, _) = _pad_for_generator((images.float() - 0.5) / 0.5)
         y = generator(x)[..., top:top + h, left:left + w]
+        check_finite_output(y, "the CycleGAN generator")
         scaled = (y + 1) / 2.0 * 255.0  # the official float32 arithmetic, in its order
     scaled = scaled.round() if rounding == "round" else scaled.floor()
     return scaled.clamp_(0, 255).to(torch.uint8)
@@ -256,7 +257,9 @@ def official_input(image: Image.Image) -> Image.Image:
         >>> official_input(Image.new("L", (500, 375))).size
         (256, 256)
     """
-    return image.convert("RGB").resize((OFFICIAL_SIZE, OFFICIAL_SIZE), Image.Resampling.BICUBIC)
+    from ..data import to_rgb  # the loader's conversion: a 16-bit image is scaled to 8 bits, not clipped to white
+
+    return to_rgb(image).resize((OFFICIAL_SIZE, OFFICIAL_SIZE), Image.Resampling.BICUBIC)
 
 
 def stylize_official(image: Image.Image, generator: nn.Module, *, device: str | torch.device = "cpu") -> Image.Image:
