@@ -6,12 +6,14 @@ import importlib
 import pytest
 
 MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.cli._common", "robustbench_ibn.cli.eval",
-           "robustbench_ibn.cli._domains", "robustbench_ibn.corruption", "robustbench_ibn.engine", "robustbench_ibn.env",
+           "robustbench_ibn.cli._domains", "robustbench_ibn.corruption", "robustbench_ibn.data",
+           "robustbench_ibn.datasets.domains", "robustbench_ibn.engine", "robustbench_ibn.env",
            "robustbench_ibn.leaderboard",
            "robustbench_ibn.files", "robustbench_ibn.hub", "robustbench_ibn.labels", "robustbench_ibn.metrics",
            "robustbench_ibn.models._api", "robustbench_ibn.models._weights", "robustbench_ibn.options",
            "robustbench_ibn.plots", "robustbench_ibn.report", "robustbench_ibn.runner", "robustbench_ibn.state",
-           "robustbench_ibn.text", "robustbench_ibn.transforms._base", "robustbench_ibn.transforms.cyclegan",
+           "robustbench_ibn.text", "robustbench_ibn.transforms._base", "robustbench_ibn.transforms._stylize",
+           "robustbench_ibn.transforms.cyclegan",
            "robustbench_ibn.transforms.functional",
            "robustbench_ibn.transforms.photometric"]
 
