@@ -365,6 +365,7 @@ class FixedBatch(nn.Module):
     def __init__(self, module: nn.Module, size: int) -> None:
         super().__init__()
         self.module, self.size = module, size
+        self.training = module.training  # a wrapper only: in eval mode when what it runs is
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
