@@ -564,10 +564,10 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
             raise
         dependent = batch_dependent(net)
         if dependent:  # halves would normalize with other batch statistics: other predictions
-            raise RuntimeError(f"CUDA out of memory with {images.shape[0]} images ({where}), and not retried in halves: "
-                               f"an image's output depends on the other images of its batch ({listing(dependent, 3)})."
-                               f" Pass a smaller {option('batch_size')} (part of what such a model's predictions "
-                               "depend on).") from None
+            raise RuntimeError(f"CUDA out of memory with {images.shape[0]} images ({where}), and not retried in "
+                               "halves: an image's output depends on the other images of its batch "
+                               f"({listing(dependent, 3)}). Pass a smaller {option('batch_size')} (part of what "
+                               "such a model's predictions depend on).") from None
         half = images.shape[0] // 2
         print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
               f"Pass a smaller {option('batch_size')} to avoid this.", file=sys.stderr)

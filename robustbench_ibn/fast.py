@@ -16,7 +16,11 @@ stays exact.
   compiler) it returns the module uncompiled with a warning and a message saying why: never silently.
 - :func:`fast_path` is both, as a run uses them (``evaluate(..., fast=True)``, ``robust-eval --fast``): the folded
   network compiled for one batch shape, shorter batches padded to it (:class:`FixedBatch`), and the record of what
-  ran that the result's protocol keeps.
+  ran that the result's protocol keeps. A network whose outputs depend on the other images of a batch
+  (:func:`batch_dependent`: batch-statistics BatchNorm, a module in training mode) is not compiled: padding would
+  change its predictions.
+- Hooks keep their meaning: a module with forward hooks or pre-hooks is never traced through, and a convolution,
+  BatchNorm or IBN layer with hooks is not folded (its hooks would see other values, or not run).
 """
 
 from __future__ import annotations
@@ -276,6 +280,10 @@ class Compiled:
     message: str
 
 
+def _backend_name(backend: str | Callable[..., Any]) -> str:
+    return backend if isinstance(backend, str) else getattr(backend, "__name__", repr(backend))
+
+
 def compile_model(module: nn.Module, example: torch.Tensor, *, backend: str | Callable[..., Any] = "inductor") -> Compiled:
     """``torch.compile(module)``, compiled now on ``example``, or the module as it is with a warning saying why not.
 
@@ -299,7 +307,7 @@ def compile_model(module: nn.Module, example: torch.Tensor, *, backend: str | Ca
         (True, 0.0)
     """
     name = type(module).__name__
-    label = backend if isinstance(backend, str) else getattr(backend, "__name__", repr(backend))
+    label = _backend_name(backend)
     start = time.perf_counter()
     try:
         compiled = torch.compile(module, backend=backend, dynamic=False)
@@ -430,7 +438,8 @@ def fast_path(net: nn.Module, example: torch.Tensor, *, backend: str | Callable[
         backend: ``torch.compile`` backend (``"inductor"``).
 
     Returns:
-        :class:`FastPath`.
+        :class:`FastPath`; eager, with a ``RuntimeWarning`` saying why, for a network that :func:`batch_dependent`
+        finds batch-dependent.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten()).eval()
@@ -444,13 +453,13 @@ def fast_path(net: nn.Module, example: torch.Tensor, *, backend: str | Callable[
     module = folded.module.to(memory_format=torch.channels_last)  # train/eval flags as in net (fold_batchnorm)
     dependent = batch_dependent(net)
     if dependent:  # compiled code is one batch shape, and padding the last batch would change its predictions
-        label = backend if isinstance(backend, str) else getattr(backend, "__name__", repr(backend))
-        message = (f"not compiled: an image's output depends on the other images of its batch ({listing(dependent, 3)}),"
-                   " so compiled code (one batch size, shorter batches padded with zeros) would change predictions; "
-                   "the folded network runs eager, on the batches the exact path gives it")
+        message = ("not compiled: an image's output depends on the other images of its batch "
+                   f"({listing(dependent, 3)}), so compiled code (one batch size, shorter batches padded with "
+                   "zeros) would change predictions; the folded network runs eager, on the batches the exact path "
+                   "gives it")
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-        return FastPath(module, folded, Compiled(module=module, compiled=False, backend=label, seconds=0.0,
-                                                 max_abs_diff=None, message=message))
+        return FastPath(module, folded, Compiled(module=module, compiled=False, backend=_backend_name(backend),
+                                                 seconds=0.0, max_abs_diff=None, message=message))
     compiled = compile_model(module, example, backend=backend)
     if not compiled.compiled:  # eager takes any batch size: nothing to pad
         return FastPath(module, folded, compiled)
