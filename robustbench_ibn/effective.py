@@ -30,6 +30,9 @@ import csv
 import difflib
 import functools
 import io
+import math
+import os
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,15 +47,22 @@ from .options import MAX_N_BOOT
 __all__ = [
     "DEFAULT_TYPES",
     "EXCLUDED_NAME_PARTS",
+    "FULL_SIZES",
     "MODEL_TYPES",
+    "SHIFT_SETTINGS",
     "SOURCE",
+    "FieldPoint",
     "LinearFit",
     "Testbed",
     "clean_setting",
+    "comparability",
+    "domain_setting",
     "effective_robustness",
     "effective_robustness_interval",
+    "field_points",
     "linear_fit",
     "logit",
+    "reference_domain",
     "settings",
     "testbed",
 ]
@@ -379,3 +389,193 @@ def effective_robustness_interval(
     return {"clean_acc": x, "shifted_acc": y, "expected_acc": expected, "effective": y - expected,
             "relative": y - x, "expected_acc_ci": ci(expected_b), "effective_ci": ci(y_b - expected_b),
             "relative_ci": ci(y_b - x_b), "n_boot": n_boot, "seed": seed, "level": level}
+
+
+# -- a run's domains among the field -------------------------------------------------------------------------------
+# Sizes of the full official sets (the testbed's numbers are on them): ImageNet-R, -A (hendrycks' releases), V2
+# (10 per class), ObjectNet 1.0's 113 overlapping classes, ImageNet-C (val's 50,000 per set). ImageNet-Sketch's
+# release holds 50,889 files for a nominal 50,000 (both accepted: shared/reference/domains/imagenet_sketch.md).
+FULL_SIZES: dict[str, tuple[int, ...]] = {
+    "imagenet-val": (50_000,), "imagenet-r": (30_000,), "imagenet-a": (7_500,), "imagenet-v2": (10_000,),
+    "objectnet": (18_574,), "imagenet-sketch": (50_000, 50_889), "stylized-imagenet": (50_000,),
+    "imagenet-c": (50_000,),
+}
+_KIND_SETTING = {"imagenet-r": "imagenet-r", "imagenet-a": "imagenet-a", "imagenet-sketch": "imagenet-sketch",
+                 "objectnet": "objectnet-1.0-beta", "stylized-imagenet": "stylized_imagenet"}
+_V2_SETTING = {"matched-frequency": "imagenetv2-matched-frequency-format-val",
+               "threshold0.7": "imagenetv2-threshold-0.7-format-val", "top-images": "imagenetv2-top-images-format-val"}
+# Shifts of the val images that are a testbed setting, by shift name. The hook for more: add a name here, or a
+# pattern to _SHIFT_PATTERNS. ``grey1`` is the greyscale image (BT.601 weights, kornia on the float crop; the
+# testbed converts with PIL, which rounds to 8 bits: differences at that rounding only).
+SHIFT_SETTINGS: dict[str, str] = {"grey1": "greyscale"}
+# The on-the-fly ImageNet-C sets' names, ``imagenet-c.<corruption>.<severity>.memory``: the pure in-memory image,
+# the testbed's ``_in-memory`` column. Their JPEG-saved twins (``imagenet-c.<c>.<s>``) emulate the released files
+# but are not them: no column (the released files, read as a ``--domain imagenet-c``, are ``_on-disk``).
+_SHIFT_PATTERNS = ((re.compile(r"imagenet-c\.(?P<c>[a-z_]+)\.(?P<s>[1-5])\.memory"), "imagenet-c.{c}.{s}_in-memory"),)
+_VAL_NAME = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
+
+
+def domain_setting(result: Any, domain: str) -> str | None:
+    """The testbed setting a run's domain is an instance of, or None (Table 1's shifts, a plain folder, ...).
+
+    A natural-shift source maps by its kind (ImageNet-V2 by its variant, ImageNet-C's released files to
+    ``imagenet-c.<corruption>.<severity>_on-disk``); a shift of the val images by its name (:data:`SHIFT_SETTINGS`,
+    the in-memory ImageNet-C sets to ``_in-memory``).
+    """
+    d = next(d for d in result.domains if d["name"] == domain)
+    if d["shift"] is not None:
+        name = d["shift"].get("name", "")
+        if name in SHIFT_SETTINGS:
+            return SHIFT_SETTINGS[name]
+        for pattern, template in _SHIFT_PATTERNS:
+            match = pattern.fullmatch(name)
+            if match:
+                setting = template.format(**match.groupdict())
+                return setting if setting in settings() else None
+        return None
+    record = result.sources[d["source"]].record
+    kind, options = record.get("kind"), record.get("options") or {}
+    if kind == "imagenet-v2":
+        return _V2_SETTING.get(options.get("variant"))
+    if kind == "imagenet-c":
+        setting = f"imagenet-c.{options.get('corruption')}.{options.get('severity')}_on-disk"
+        return setting if setting in settings() else None
+    return _KIND_SETTING.get(kind)
+
+
+def _source_problem(record: dict[str, Any], what: str) -> str:
+    """Why an image source is not its full official set ("" when it is)."""
+    kind = record.get("kind")
+    if record.get("limit") is not None:
+        return f"sample: {what} limited to {record['n']:,} images (limit {record['limit']})"
+    if record.get("skipped"):
+        return f"sample: {len(record['skipped']):,} unreadable {what} images skipped"
+    sizes = FULL_SIZES.get(kind)
+    if sizes and record.get("n") not in sizes:
+        return f"sample: {record.get('n', 0):,} of the {' or '.join(f'{n:,}' for n in sizes)} {what} images"
+    if kind in ("imagenet-r", "imagenet-a", "objectnet") and record.get("label_policy") != "subset":
+        return f"{what} scored 1000-way (subset_policy full); the testbed predicts among the set's classes"
+    if (record.get("options") or {}).get("upsample"):
+        return f"{what} upsampled (not the official protocol)"
+    return ""
+
+
+def comparability(result: Any, domain: str) -> str:
+    """Why the effective robustness of ``domain`` cannot be set among the testbed's numbers ("" when it can).
+
+    The reference points are on the full official sets: ImageNet val's 50,000 images under their official names
+    (``ILSVRC2012_val_XXXXXXXX.JPEG``) in all 1000 classes, and the whole shifted set (:data:`FULL_SIZES`), scored
+    as the testbed scores it. A sample, a ``--limit``, skipped images or a class subset is "not comparable: sample".
+    """
+    val = result.dataset
+    problem = _source_problem(val, "ImageNet val") if val.get("kind") == "imagenet-val" else (
+        f"the clean images are not ImageNet val (kind {val.get('kind')!r})")
+    if not problem and val.get("label_space", {}).get("name") != "imagenet-1k":
+        problem = "ImageNet val not in the 1000-class label space"
+    if not problem and result.images and not all(_VAL_NAME.fullmatch(os.path.basename(p)) for p in result.images):
+        problem = "sample: ImageNet val images not under their official names (ILSVRC2012_val_XXXXXXXX.JPEG)"
+    if not problem and len({os.path.basename(p) for p in result.images}) != len(result.images):
+        problem = "sample: an ImageNet val file name appears twice"
+    source = result.source_of(domain)
+    if not problem and source is not result.sources[result.baseline_source]:
+        problem = _source_problem(source.record, next(d["label"] for d in result.domains if d["name"] == domain))
+    return problem
+
+
+def reference_domain(result: Any, domain: str, setting: str) -> str | None:
+    """The run's domain that gives the clean accuracy of ``setting``'s fit: ``clean`` for val's column, else the
+    domain of that name (``val-on-imagenet-r-classes``, the same images scored in the shifted set's label space),
+    or None when the record has none (made before protocol 4)."""
+    clean = clean_setting(setting)
+    if clean == "val":
+        return "clean"
+    d = next(d for d in result.domains if d["name"] == domain)
+    named = d.get("reference") or clean
+    return named if named in result.predictions and named != "clean" else None
+
+
+@dataclass(frozen=True)
+class FieldPoint:
+    """One domain of a run placed among the field: accuracies (%), effective and relative robustness (points).
+
+    ``comparable`` is False with a ``reason`` ("sample: 500 of the 50,000 ImageNet val images") when the run does
+    not cover the full official sets: the numbers are then shown only with the mark :attr:`mark`, never on a
+    leaderboard. Intervals are ``[low, high]`` at ``level`` (:func:`effective_robustness_interval`).
+    """
+
+    model: str
+    domain: str
+    label: str
+    setting: str
+    clean_domain: str
+    clean_acc: float
+    shifted_acc: float
+    expected_acc: float
+    effective: float
+    relative: float
+    effective_ci: tuple[float, float]
+    expected_acc_ci: tuple[float, float]
+    relative_ci: tuple[float, float]
+    fit: LinearFit
+    comparable: bool
+    reason: str = ""
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+    @property
+    def mark(self) -> str:
+        """``""``, or ``not comparable: <reason>``: what every output shows beside a number of a sample."""
+        return "" if self.comparable else f"not comparable: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (an undefined number, at a clean accuracy of 0 or 100 %, is null)."""
+
+        def num(v: float) -> float | None:
+            return None if math.isnan(v) else float(v)
+
+        return {"domain": self.domain, "label": self.label, "setting": self.setting,
+                "clean_domain": self.clean_domain, "clean_acc": self.clean_acc, "shifted_acc": self.shifted_acc,
+                "expected_acc": num(self.expected_acc), "effective": num(self.effective), "relative": self.relative,
+                "effective_ci": [num(v) for v in self.effective_ci],
+                "expected_acc_ci": [num(v) for v in self.expected_acc_ci], "relative_ci": list(self.relative_ci), "comparable": self.comparable, "mark": self.mark,
+                "fit": self.fit.to_dict(), "n_boot": self.n_boot, "seed": self.seed, "level": self.level}
+
+
+def field_points(result: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 types: tuple[str, ...] = DEFAULT_TYPES, min_clean_acc: float | None = None) -> list[FieldPoint]:
+    """Every domain of ``result`` that is a testbed setting, placed among the field (default fit unless ``types`` or
+    ``min_clean_acc`` say otherwise), in evaluation order; each marked when not comparable (:func:`comparability`).
+
+    Images are resampled as :meth:`EvalResult.uncertainty` resamples them (``seed`` for the val images, a seed per
+    other source), so a shift of val is paired with its clean accuracy. A domain whose clean column the record
+    lacks (``val-on-imagenet-r-classes`` in a record made before protocol 4) is left out; a clean accuracy of 0 or
+    100 % (no logit) gives NaN, marked.
+    """
+    from .metrics import source_seed, topk_correct
+
+    points = []
+    for d in result.domains:
+        setting = domain_setting(result, d["name"]) if d["name"] != "clean" else None
+        reference = reference_domain(result, d["name"], setting) if setting else None
+        if reference is None:
+            continue
+        fit = linear_fit(setting, types=tuple(types), min_clean_acc=min_clean_acc)
+        correct, seeds = [], []
+        for name in (reference, d["name"]):
+            source = result.source_of(name)
+            correct.append(topk_correct(result.predictions[name], source.labels, 1, source.label_space))
+            key = next(x["source"] for x in result.domains if x["name"] == name)
+            seeds.append(seed if key == result.baseline_source else source_seed(seed, key))
+        paired = result.source_of(reference) is result.source_of(d["name"])
+        out = effective_robustness_interval(fit, correct[0], correct[1], paired=paired, n_boot=n_boot, seed=seed,
+                                            image_seeds=(seeds[0], seeds[1]), level=level)
+        reason = comparability(result, d["name"]) or ("" if 0 < out["clean_acc"] < 100 else
+                                                       f"clean accuracy {out['clean_acc']:g} %: no logit")
+        points.append(FieldPoint(
+            model=result.model, domain=d["name"], label=d["label"], setting=setting, clean_domain=reference,
+            clean_acc=out["clean_acc"], shifted_acc=out["shifted_acc"], expected_acc=out["expected_acc"],
+            effective=out["effective"], relative=out["relative"], effective_ci=tuple(out["effective_ci"]),
+            expected_acc_ci=tuple(out["expected_acc_ci"]), relative_ci=tuple(out["relative_ci"]), fit=fit,
+            comparable=not reason, reason=reason, n_boot=n_boot, seed=seed, level=level))
+    return points

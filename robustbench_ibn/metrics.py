@@ -40,6 +40,7 @@ __all__ = [
     "mcnemar",
     "percentile_interval",
     "prediction_uncertainty",
+    "source_seed",
     "topk_correct",
     "topk_counts",
     "wilson_interval",
@@ -174,8 +175,13 @@ def _normal_quantile(q: float) -> float:
     return (lo + hi) / 2
 
 
-def _source_seed(seed: int, source: str) -> int:
-    """The bootstrap seed of a non-baseline source: fixed by (seed, source key), independent of the baseline's."""
+def source_seed(seed: int, source: str) -> int:
+    """The bootstrap seed of a non-baseline source: fixed by (seed, source key), independent of the baseline's.
+
+    Example:
+        >>> source_seed(0, "imagenet-r") == source_seed(0, "imagenet-r") != source_seed(0, "imagenet-a")
+        True
+    """
     return int(np.random.SeedSequence([seed, zlib.crc32(source.encode())]).generate_state(1)[0])
 
 
@@ -240,7 +246,7 @@ def prediction_uncertainty(
                 columns.append(preds[:, 0] != base[:, 0])
         width = 3 if paired else 2
         values = np.stack(columns, axis=1).astype(np.float64)  # [N, width * domains]: top-1/top-5 wrong (flipped)
-        draws = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed if paired else _source_seed(seed, source))
+        draws = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed if paired else source_seed(seed, source))
         draws = draws.reshape(n_boot, len(members), width)
         means = 100.0 * values.mean(axis=0).reshape(len(members), width)
         for i, name in enumerate(members):
