@@ -534,15 +534,17 @@ class FieldPoint:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else float(v)
 
+
         return {"domain": self.domain, "label": self.label, "setting": self.setting,
                 "clean_domain": self.clean_domain, "clean_acc": self.clean_acc, "shifted_acc": self.shifted_acc,
                 "expected_acc": num(self.expected_acc), "effective": num(self.effective), "relative": self.relative,
                 "effective_ci": [num(v) for v in self.effective_ci],
-                "expected_acc_ci": [num(v) for v in self.expected_acc_ci], "relative_ci": list(self.relative_ci), "comparable": self.comparable, "mark": self.mark,
+                "expected_acc_ci": [num(v) for v in self.expected_acc_ci],
+                "relative_ci": [num(v) for v in self.relative_ci], "comparable": self.comparable, "mark": self.mark,
                 "fit": self.fit.to_dict(), "n_boot": self.n_boot, "seed": self.seed, "level": self.level}
 
 
-def field_points(result: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+def field_points(result: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ci: bool = True,
                  types: tuple[str, ...] = DEFAULT_TYPES, min_clean_acc: float | None = None) -> list[FieldPoint]:
     """Every domain of ``result`` that is a testbed setting, placed among the field (default fit unless ``types`` or
     ``min_clean_acc`` say otherwise), in evaluation order; each marked when not comparable (:func:`comparability`).
@@ -550,7 +552,7 @@ def field_points(result: Any, *, n_boot: int = 1000, seed: int = 0, level: float
     Images are resampled as :meth:`EvalResult.uncertainty` resamples them (``seed`` for the val images, a seed per
     other source), so a shift of val is paired with its clean accuracy. A domain whose clean column the record
     lacks (``val-on-imagenet-r-classes`` in a record made before protocol 4) is left out; a clean accuracy of 0 or
-    100 % (no logit) gives NaN, marked.
+    100 % (no logit) gives NaN, marked. Without ``ci`` the intervals are NaN (no resampling: quick).
     """
     from .metrics import source_seed, topk_correct
 
@@ -568,8 +570,15 @@ def field_points(result: Any, *, n_boot: int = 1000, seed: int = 0, level: float
             key = next(x["source"] for x in result.domains if x["name"] == name)
             seeds.append(seed if key == result.baseline_source else source_seed(seed, key))
         paired = result.source_of(reference) is result.source_of(d["name"])
-        out = effective_robustness_interval(fit, correct[0], correct[1], paired=paired, n_boot=n_boot, seed=seed,
-                                            image_seeds=(seeds[0], seeds[1]), level=level)
+        if ci:
+            out = effective_robustness_interval(fit, correct[0], correct[1], paired=paired, n_boot=n_boot, seed=seed,
+                                                image_seeds=(seeds[0], seeds[1]), level=level)
+        else:
+            x, y = 100.0 * float(correct[0].mean()), 100.0 * float(correct[1].mean())
+            expected = float(fit.expected(x)) if 0 < x < 100 else math.nan
+            out = {"clean_acc": x, "shifted_acc": y, "expected_acc": expected, "effective": y - expected,
+                   "relative": y - x, **{k: [math.nan, math.nan] for k in ("effective_ci", "expected_acc_ci",
+                                                                          "relative_ci")}}
         reason = comparability(result, d["name"]) or ("" if 0 < out["clean_acc"] < 100 else
                                                        f"clean accuracy {out['clean_acc']:g} %: no logit")
         points.append(FieldPoint(

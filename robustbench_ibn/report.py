@@ -38,6 +38,7 @@ __all__ = [
     "FORMATS",
     "column_names",
     "corruption_frames",
+    "effective_frame",
     "format_report",
     "header_lines",
     "latex_tabular",
@@ -196,6 +197,52 @@ def corruption_frames(results: Sequence[EvalResult]) -> list[tuple[str, pd.DataF
                  f"set); extra corruptions apart (no AlexNet normaliser, no CE)")
         frames.append((title, frame))
     return frames
+
+
+EFFECTIVE_TITLE = ("effective robustness: top-1 accuracy % under the shift minus what a standard model of the same clean "
+                   "accuracy reaches (logit-linear fit over imagenet-testbed's STANDARD models, Taori et al. 2020; "
+                   "docs/effective-robustness.md); relative: shifted minus clean accuracy; points")
+
+
+def effective_frame(results: Sequence[EvalResult], points: Sequence[Sequence[Any]], *,
+                    ci: bool) -> pd.DataFrame | None:
+    """The effective-robustness table: one row per (model, domain that is a testbed setting), ``None`` if none.
+
+    ``points``: one :func:`~robustbench_ibn.effective.field_points` list per result. The sets of an ImageNet-C tree
+    are one row (their mean; every set is in the CSV and JSON). A run that does not cover the full official sets
+    has every number marked ``not comparable: ...`` in the last column.
+    """
+    import math
+
+    names = column_names(results)
+    body, index = [], []
+    for name, result, model_points in zip(names, results, points):
+        member = {d: run for run in imagenet_c_runs(result) for d in run.domains.values()}
+        rows: list[tuple[str, list[Any]]] = []
+        trees: dict[str, list[Any]] = {}
+        for p in model_points:
+            if p.domain in member:
+                trees.setdefault(member[p.domain].label, []).append(p)
+            else:
+                rows.append((p.label, [p]))
+        rows += [(f"{label} (mean of {len(group)} sets)", group) for label, group in trees.items()]
+        for label, group in rows:
+            first = group[0]
+            mean = (lambda key: sum(getattr(p, key) for p in group) / len(group))  # noqa: E731
+            effective = mean("effective")
+            cell = "undefined" if math.isnan(effective) else f"{effective:+.2f}"
+            interval = _interval(first.effective_ci) if ci and len(group) == 1 and not math.isnan(effective) else ""
+            marks = list(dict.fromkeys(p.mark for p in group if p.mark))
+            index.append(label)
+            body.append([name, first.setting if len(group) == 1 else f"{len(group)} imagenet-c sets",
+                         f"{mean('clean_acc'):.2f} ({first.clean_domain})", f"{mean('shifted_acc'):.2f}",
+                         "-" if math.isnan(mean("expected_acc")) else f"{mean('expected_acc'):.2f}",
+                         cell + (f" {interval}" if interval else ""), f"{mean('relative'):+.2f}", "; ".join(marks)])
+    if not body:
+        return None
+    columns = ["model", "testbed setting", "clean acc", "top-1 acc", "expected",
+               f"effective{' [95% CI]' if ci else ''}", "relative", "note"]
+    return pd.DataFrame(body, index=pd.Index(index, name="shift"), columns=columns)
 
 
 def _corruption_lines(results: Sequence[EvalResult]) -> list[str]:
@@ -505,6 +552,11 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         curves = severity_curves(result, summary["uncertainty"])
         if curves:
             summary["curves"] = curves
+        from .effective import field_points
+
+        points = field_points(result, n_boot=n_boot, seed=seed)
+        if points:
+            summary["effective_robustness"] = [p.to_dict() for p in points]
         runs = imagenet_c_runs(result)
         if runs:
             summary["imagenet_c"] = [{"name": run.name, "label": run.label,
@@ -521,6 +573,27 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         "paired_test_method": "McNemar on top-1 correctness: exact two-sided binomial below 25 discordant "
                               "images, chi-square with continuity correction otherwise",
     }
+
+
+def _with_effective(frame: pd.DataFrame, result: EvalResult, ci: bool, n_boot: int, seed: int) -> pd.DataFrame:
+    """The long CSV frame plus, when a domain is a testbed setting, its effective robustness columns (empty
+    elsewhere): setting, expected accuracy, effective and relative robustness (points), the interval with ``ci``,
+    and ``effective_note`` (``not comparable: ...`` for a sample)."""
+    from .effective import field_points
+
+    points = {p.domain: p for p in field_points(result, n_boot=n_boot, seed=seed, ci=ci)}
+    if not points:
+        return frame
+    column = {key: [getattr(points[t], key) if t in points else None for t in frame["transform"]]
+              for key in ("setting", "expected_acc", "effective", "relative", "mark")}
+    frame = frame.assign(testbed_setting=column["setting"], expected_acc=column["expected_acc"],
+                         effective_robustness=column["effective"], relative_robustness=column["relative"])
+    if ci:
+        frame["effective_robustness_lo"] = [points[t].effective_ci[0] if t in points else None
+                                            for t in frame["transform"]]
+        frame["effective_robustness_hi"] = [points[t].effective_ci[1] if t in points else None
+                                            for t in frame["transform"]]
+    return frame.assign(effective_note=column["mark"])
 
 
 def _with_corruption_rows(frame: pd.DataFrame, result: EvalResult, model: str) -> pd.DataFrame:
@@ -581,7 +654,7 @@ def format_report(
                     if key == "flip_rate":  # none for a domain of another source
                         frame[key] = [ci_rows[t]["flip_rate"] for t in frame["transform"]]
                     frame[f"{key}_lo"], frame[f"{key}_hi"] = bounds[:, 0], bounds[:, 1]
-            frames.append(_with_corruption_rows(frame, result, name))
+            frames.append(_with_corruption_rows(_with_effective(frame, result, ci, n_boot, seed), result, name))
         buffer = io.StringIO()
         pd.concat(frames).to_csv(buffer, index=False, float_format="%.4f")
         return buffer.getvalue().rstrip("\n")
@@ -601,6 +674,11 @@ def format_report(
                                "gets right; exact binomial below 25 discordant images, else chi-square with "
                                "continuity correction)", mc, "transform"))
     extras += [(title, corruption, "corruption") for title, corruption in corruption_frames(results)]
+    from .effective import field_points
+
+    effective = effective_frame(results, [field_points(r, n_boot=n_boot, seed=seed, ci=ci) for r in results], ci=ci)
+    if effective is not None:
+        extras.append((EFFECTIVE_TITLE, effective, "shift"))
     curves = [severity_curves(r, u) for r, u in zip(results, uncertainty or [None] * len(results))]
     curve_frame = _curve_frame(results, curves)
     if curve_frame is not None:
