@@ -35,7 +35,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
                         "(--transforms rgb+10:100:10), else the drops per shift and model as bars (default: no plot)")
     parser.add_argument("--plot-kind", default="auto", choices=PLOT_KINDS,
-                        help="auto (curves when there is a sweep, else bars), curves or bars")
+                        help="auto (curves when there is a sweep, else bars), curves, bars, or field: each "
+                        "natural shift's clean vs shifted accuracy among imagenet-testbed's 338 models, with the "
+                        "effective-robustness fit (docs/effective-robustness.md)")
     parser.add_argument("--save-entry", nargs="?", const="leaderboards", default=None, metavar="DIR",
                         help="add each model's leaderboard entry under DIR/measured (default DIR: leaderboards); "
                         "trained weights only; regenerate the page with robust-leaderboard")
