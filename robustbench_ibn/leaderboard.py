@@ -96,8 +96,14 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
     ci_rows = {row["transform"]: row for row in uncertainty["rows"]}
     runs = imagenet_c_runs(result)
     tree_of = {d: run.name for run in runs for d in run.domains.values()}
+    from .effective import field_points
+
+    # Effective robustness only where the run covers the full official sets: a sample's never reaches a page.
+    effective = {p.domain: _effective_cell(p.setting, p.effective, list(p.effective_ci))
+                 for p in field_points(result, n_boot=n_boot, seed=seed) if p.comparable}
     rows = [{**r.to_dict(), **{k: v for k, v in ci_rows[r.transform].items() if k != "transform"},
-             **({"tree": tree_of[r.transform]} if r.transform in tree_of else {})}
+             **({"tree": tree_of[r.transform]} if r.transform in tree_of else {}),
+             **({"effective_robustness": effective[r.transform]} if r.transform in effective else {})}
             for r in result.results]
     keys = ("n", "sha256", "labels_sha256", "layout", "limit", "kind")
     dataset = {k: result.dataset.get(k) for k in keys}
@@ -135,6 +141,12 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
                                                          run.scores.mean_benchmark_error, run.scores.complete)
                            for run in runs}} if runs else {}),
     }
+
+
+def _effective_cell(setting: str, value: float, ci: list[float] | None) -> dict[str, Any]:
+    """A row's effective robustness in an entry: the testbed setting, the value (points) and its interval."""
+    return {"setting": setting, "value": round(float(value), 4), "ci": None if ci is None else [round(float(v), 4)
+                                                                                               for v in ci]}
 
 
 def _corruption_summary(label: str, mce: float | None, relative: float | None, mean_err: float | None,
@@ -274,6 +286,14 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
               and number(row.get("top1_err")) and (row.get("top5_err") is None or number(row.get("top5_err")))
               and (row.get("transform") == "clean" or (number(row.get("top1_drop")) and top5_drop))
               and isinstance(row.get("tree", ""), str))
+        effective = row.get("effective_robustness") if isinstance(row, dict) else None
+        if effective is not None and not (isinstance(effective, dict) and isinstance(effective.get("setting"), str)
+                                          and number(effective.get("value"))
+                                          and (effective.get("ci") is None or (isinstance(effective["ci"], list)
+                                               and len(effective["ci"]) == 2 and all(map(number, effective["ci"]))))):
+            raise LeaderboardError(f"Expected results[{i}].effective_robustness of leaderboard entry {path} to be an "
+                                   f"object with a string setting, a numeric value and a ci of 2 numbers or null, "
+                                   f"but got {effective!r:.120}.")
         if not ok:
             raise LeaderboardError(
                 f"Expected results[{i}] of leaderboard entry {path} to have a string transform and label and numeric "
@@ -305,6 +325,10 @@ def _read_entry(path: Path, kind: str) -> dict[str, Any]:
 PACKAGED = "robustbench_ibn/reported"
 
 
+# The reported file names a V2 setting as the testbed's later commits spell it.
+_V2_ALIASES = {"imagenetv2-threshold0.7-format-val": "imagenetv2-threshold-0.7-format-val"}
+
+
 def natural_shift_entry() -> dict[str, Any]:
     """The reported entry of torchvision ResNet-50 (original weights) on ImageNet val and the natural-shift sets.
 
@@ -321,6 +345,7 @@ def natural_shift_entry() -> dict[str, Any]:
     """
     from .datasets import dataset_kind
     from .datasets.facts import DOMAINS, reported_results, reported_sources
+    from .effective import clean_setting, effective_robustness, settings
 
     sources = reported_sources()
     preferred = [r for r in reported_results() if r.preferred]
@@ -351,6 +376,10 @@ def natural_shift_entry() -> dict[str, Any]:
         else:
             row.update(top1_drop=round(top1 - clean["top1"], 4),
                        top5_drop=None if top5 is None else round(top5 - clean["top5"], 4))
+        setting = _V2_ALIASES.get(values["top1_acc"].setting, values["top1_acc"].setting)
+        if transform != "clean" and setting in settings() and clean_setting(setting) == "val":
+            row["effective_robustness"] = _effective_cell(setting, effective_robustness(
+                setting, 100 - clean["top1"], values["top1_acc"].value), None)
         rows.append(row)
         cited.append(f"{label}: top-1 {values['top1_acc'].source}"
                      + (f", top-5 {values['top5_acc'].source}" if "top5_acc" in values else "")
@@ -557,9 +586,13 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         for name, tree in (e.get("corruption") or {}).items():
             if (name, tree["label"]) not in trees:
                 trees.append((name, tree["label"]))
+    # One effective-robustness column per natural shift that some entry of the group has it for (comparable runs).
+    effective = [(t, label) for t, label in shifts
+                 if any("effective_robustness" in r for e in entries for r in e["results"] if r["transform"] == t)]
     reported = entries[0]["kind"] == "reported"
     header = ["rank", "model", "weights", *([] if reported else ["geometry"]), "origin",
-              *(_md(label) for _, label in shifts), *(f"{_md(label)} mCE" for _, label in trees)]
+              *(_md(label) for _, label in shifts), *(f"{_md(label)} mCE" for _, label in trees),
+              *(f"{_md(label)} eff. rob." for _, label in effective)]
     if shifts or trees:
         header.append("mean top-1 drop" + ("" if reported else " [95% CI]"))
     header += ["n", "date"]
@@ -572,6 +605,7 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         cells = [str(rank), name, _weights_cell(e), *([] if reported else [_geometry_cell(e)]), _cell(rows["clean"])]
         cells += [_cell(rows[t]) if t in rows else "" for t, _ in shifts]
         cells += [_mce_cell(e["corruption"][t]) if t in (e.get("corruption") or {}) else "" for t, _ in trees]
+        cells += [_effective_text(rows[t].get("effective_robustness")) if t in rows else "" for t, _ in effective]
         if shifts or trees:
             mean = _mean_drop(e)
             ci = (e.get("mean_drop") or {}).get("top1_ci")
@@ -579,6 +613,13 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         cells += [str(e["n"]), _md(str(e["date"])[:10])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _effective_text(cell: dict[str, Any] | None) -> str:
+    if not cell:
+        return ""
+    ci = cell.get("ci")
+    return f"{cell['value']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
 
 
 def _groups(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -608,7 +649,9 @@ def leaderboard_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "images, the shift definitions and versions, the precision and the protocol version: entries of different protocols are never ranked together, "
         "and models with different preprocessing are (each row shows its model's resize / crop). Measured entries "
         "come from `robust-eval --save-entry` with trained weights, with 95% paired-bootstrap intervals over images. "
-        "Reported entries are published numbers, kept apart.",
+        "Reported entries are published numbers, kept apart. eff. rob.: effective robustness in points, the shifted "
+        "top-1 accuracy minus what a standard model of the same clean accuracy reaches (imagenet-testbed's default "
+        "fit, docs/effective-robustness.md), shown only for runs on the full official sets.",
         "",
         "## Measured",
         "",
