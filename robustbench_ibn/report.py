@@ -57,7 +57,7 @@ _MEMBER = re.compile(r"(?P<family>.*?)(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<suffix>\
 def table1_cell(row: DomainResult) -> str:
     """``24.27/7.08`` for the clean row, ``28.22/9.64 (3.94/2.56)`` for a shifted one."""
     cell = f"{row.top1_err:.2f}/{row.top5_err:.2f}"
-    if row.transform != "clean":
+    if not row.is_reference:  # clean, or a label space's reference row: the baseline of other rows' drops
         cell += f" ({row.top1_drop:.2f}/{row.top5_drop:.2f})"
     return cell
 
@@ -69,7 +69,7 @@ def _interval(ci: Sequence[float]) -> str:
 def _ci_cell(ci_row: dict[str, Any]) -> str:
     """``[23.1, 25.4]/[6.5, 7.7]``, plus the drops' intervals in brackets for a shifted row."""
     cell = f"{_interval(ci_row['top1_err_ci'])}/{_interval(ci_row['top5_err_ci'])}"
-    if ci_row["transform"] != "clean":
+    if ci_row.get("reference", "clean") != ci_row["transform"]:
         cell += f" ({_interval(ci_row['top1_drop_ci'])}/{_interval(ci_row['top5_drop_ci'])})"
     return cell
 

@@ -150,10 +150,11 @@ def test_every_image_is_labelled_by_its_folder_through_a_run(all_kinds_record, t
 def test_dataset_domains_come_after_the_shifts_with_their_titles(all_kinds_record):
     labels = [d["label"] for d in all_kinds_record["domains"]]
     assert labels[:3] == ["origin", "RGB+50", "folder folder"]
-    assert labels[3:8] == ["ImageNet-Sketch", "Stylized-ImageNet", "ImageNet-R", "ImageNet-A",
-                           "ImageNet-V2 matched-frequency"]
-    assert labels[8:] == ["ObjectNet", "ImageNet-C gaussian_noise 1", "ImageNet-C gaussian_noise 2", "ImageNet-C fog 1",
-                          "ImageNet-C fog 2"]
+    # each label space's reference row (the val images of its classes) stands before its first domain
+    assert labels[3:10] == ["ImageNet-Sketch", "Stylized-ImageNet", "val on ImageNet-R classes", "ImageNet-R",
+                            "val on ImageNet-A classes", "ImageNet-A", "ImageNet-V2 matched-frequency"]
+    assert labels[10:] == ["val on ObjectNet classes", "ObjectNet", "ImageNet-C gaussian_noise 1",
+                           "ImageNet-C gaussian_noise 2", "ImageNet-C fog 1", "ImageNet-C fog 2"]
 
 
 def test_the_api_takes_domain_objects_with_options_as_the_strings(trees):
@@ -162,8 +163,9 @@ def test_the_api_takes_domain_objects_with_options_as_the_strings(trees):
     by_object = evaluate(Fixed(crafted({})), trees["val"], "none", data_config=PIXELS,
                          domains=[DatasetDomain("imagenet-r", str(trees["imagenet-r"]), "renditions",
                                                 {"subset_policy": "subset"})], **RUN)
-    assert [d["name"] for d in by_text.domains] == ["clean", "renditions"] == [d["name"] for d in by_object.domains]
-    assert by_text.domains[1]["label"] == "renditions"
+    names = ["clean", "val-on-imagenet-r-classes", "renditions"]
+    assert [d["name"] for d in by_text.domains] == names == [d["name"] for d in by_object.domains]
+    assert by_text.domains[2]["label"] == "renditions" and by_text.reference_of("renditions") == names[1]
     assert np.array_equal(by_text.predictions["renditions"], by_object.predictions["renditions"])
 
 
