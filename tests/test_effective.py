@@ -138,11 +138,15 @@ class Fixed(nn.Module):
 
 @pytest.fixture(scope="module")
 def sample_run(sample_val, tmp_path_factory) -> EvalResult:
-    """A real run on the shared images (6 val images, greyscale, an ImageNet-V2 tree): a sample, never comparable."""
+    """A real run on the shared images (8 val images, greyscale, ImageNet-V2 and -R trees): a sample, never comparable."""
     trees = builder.build(tmp_path_factory.mktemp("er"), sample_val)
-    top = rb.ImageNetVal(trees["val"]).samples[0][1]  # one of the 6 images is right, on val and on greyscale
+    from robustbench_ibn.datasets.facts import imagenet_r_classes
+
+    r_classes = {index for _, index in imagenet_r_classes()}
+    # One val image is right (on val, on greyscale, and among ImageNet-R's classes): every accuracy has a logit.
+    top = next(label for _, label in rb.ImageNetVal(trees["val"]).samples if label in r_classes)
     return evaluate(Fixed(top), trees["val"], "grey1", data_config=PIXELS,
-                    domains=[f"imagenet-v2={trees['imagenet-v2']}"], **RUN)
+                    domains=[f"imagenet-v2={trees['imagenet-v2']}", f"imagenet-r={trees['imagenet-r']}"], **RUN)
 
 
 def full_size(result: EvalResult, *, limit: int | None = None) -> EvalResult:
@@ -150,7 +154,7 @@ def full_size(result: EvalResult, *, limit: int | None = None) -> EvalResult:
     10,000, each the run's predictions repeated (the guard reads the records, as it must for any run)."""
     sources, predictions = {}, {}
     for key, source in result.sources.items():
-        n = 50_000 if key == result.baseline_source else 10_000
+        n = er.FULL_SIZES.get(source.record["kind"], (10_000,))[0]  # val's 50,000, R's 30,000, ...
         reps = -(-n // len(source.labels))
         names = [f"n0/ILSVRC2012_val_{i + 1:08d}.JPEG" for i in range(n)] if key == result.baseline_source else []
         record = {**source.record, "n": n, "limit": limit if key == result.baseline_source else None}
@@ -164,16 +168,22 @@ def full_size(result: EvalResult, *, limit: int | None = None) -> EvalResult:
 
 def test_a_sample_run_is_marked_not_comparable_everywhere_and_stays_off_the_leaderboard(sample_run):
     points = er.field_points(sample_run, n_boot=50)
-    assert [(p.domain, p.setting) for p in points] == [("grey1", "greyscale"),
-                                                       ("imagenet-v2", "imagenetv2-matched-frequency-format-val")]
+    assert [(p.domain, p.setting, p.clean_domain) for p in points] == [
+        ("grey1", "greyscale", "clean"), ("imagenet-v2", "imagenetv2-matched-frequency-format-val", "clean"),
+        ("imagenet-r", "imagenet-r", "val-on-imagenet-r-classes")]
     for p in points:
-        assert not p.comparable and p.mark == "not comparable: sample: 6 of the 50,000 ImageNet val images"
-    grey = points[0]
-    assert grey.clean_acc == pytest.approx(100 / 6) and grey.shifted_acc == pytest.approx(100 / 6)
-    assert grey.effective == pytest.approx(100 / 6 - er.linear_fit("greyscale").expected(100 / 6))
+        assert not p.comparable and p.mark == "not comparable: sample: 8 of the 50,000 ImageNet val images"
+    grey, _, r = points
+    assert grey.clean_acc == pytest.approx(100 / 8) and grey.shifted_acc == pytest.approx(100 / 8)
+    assert grey.effective == pytest.approx(100 / 8 - er.linear_fit("greyscale").expected(100 / 8))
+    # ImageNet-R against val on its classes, predicted among them (the reference domain), as the testbed pairs them.
+    rows = {row.transform: row for row in sample_run.results}
+    assert r.clean_acc == pytest.approx(100 - rows["val-on-imagenet-r-classes"].top1_err) and 0 < r.clean_acc < 100
+    assert r.shifted_acc == pytest.approx(100 - rows["imagenet-r"].top1_err)
+    assert r.effective == pytest.approx(r.shifted_acc - er.linear_fit("imagenet-r").expected(r.clean_acc))
     text = format_report([sample_run], "markdown", ci=True, n_boot=50)
     table = text.split("effective robustness:")[1]
-    assert table.count("not comparable: sample: 6 of the 50,000 ImageNet val images") == 2
+    assert table.count("not comparable: sample: 8 of the 50,000 ImageNet val images") == 3
     record = json.loads(format_report([sample_run], "json", n_boot=50))
     assert [p["mark"] for p in record["effective_robustness"]] == [p.mark for p in points]
     trained = dataclasses.replace(sample_run, weights={**sample_run.weights, "kind": "official"})  # not random-init
@@ -221,10 +231,10 @@ def test_the_field_plot_of_a_sample_run_shows_the_field_the_fit_and_the_marked_m
     assert plots.plot_field([sample_run], tmp_path / "field.png", n_boot=50).stat().st_size > 0
     figure = captured["figure"]
     axes = [ax for ax in figure.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == ["greyscale", "imagenetv2-matched-frequency-format-val"]
+    assert [ax.get_title() for ax in axes] == ["greyscale", "imagenetv2-matched-frequency-format-val", "imagenet-r"]
     assert "NOT COMPARABLE" in figure._suptitle.get_text()
     table = er.testbed()
-    for ax, setting in zip(axes, ["greyscale", "imagenetv2-matched-frequency-format-val"]):
+    for ax, setting in zip(axes, ["greyscale", "imagenetv2-matched-frequency-format-val", "imagenet-r"]):
         fit = er.linear_fit(setting)
         x, y = table.columns[fit.clean], table.columns[setting]
         standard = [i for i, t in enumerate(table.types) if t == "STANDARD" and 0 < x[i] < 100 and 0 < y[i] < 100]
