@@ -121,8 +121,9 @@ def plot_drop_bars(
 ) -> Path:
     """Table 1 as grouped bars: per shift and model, the top-1 drop (left) and the flip rate (right).
 
-    The drop is the shifted minus the origin top-1 error; the flip rate the share of images whose top-1
-    prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
+    The drop is the shifted minus the reference's top-1 error (origin; for a dataset scored among its own classes,
+    the val images of those classes, :meth:`~robustbench_ibn.results.EvalResult.reference_of`); the flip rate the
+    share of images whose top-1 prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
     The sets of an ImageNet-C tree get no bars (75 of them would bury the other shifts; their summary is the mCE of
     the report's per-corruption table); the title says when some were left out.
     """
@@ -136,7 +137,8 @@ def plot_drop_bars(
         sets = {d for tree in found.values() for d in tree.values()}
         trees |= set(found)
         for row in result.results:
-            if row.transform != "clean" and row.transform not in labels and row.transform not in sets:
+            # clean and a label space's reference row are baselines (their drop is 0 by definition): no bar
+            if not row.is_reference and row.transform not in labels and row.transform not in sets:
                 order.append(row.transform)
                 labels[row.transform] = row.label
     if not order:
@@ -161,7 +163,9 @@ def plot_drop_bars(
                 yerr = [[max(0.0, h - uncertainty[t][key][0]) for t, h in zip(present, heights)],
                         [max(0.0, uncertainty[t][key][1] - h) for t, h in zip(present, heights)]]
             ax.bar(xs, heights, width=width * 0.95, yerr=yerr, capsize=2, label=name, color=f"C{i % 10}")
-    for ax, ylabel in ((drop_ax, "top-1 drop vs origin (pp)"), (flip_ax, "flip rate: top-1 changed (%)")):
+    others = any(row.reference != "clean" for r in results for row in r.results if row.transform in order)
+    against = "reference (origin, or val on its classes)" if others else "origin"
+    for ax, ylabel in ((drop_ax, f"top-1 drop vs {against} (pp)"), (flip_ax, "flip rate: top-1 changed (%)")):
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(order)), [labels[t] for t in order])
         ax.set_ylabel(ylabel)
