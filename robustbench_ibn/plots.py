@@ -121,8 +121,9 @@ def plot_drop_bars(
 ) -> Path:
     """Table 1 as grouped bars: per shift and model, the top-1 drop (left) and the flip rate (right).
 
-    The drop is the shifted minus the origin top-1 error; the flip rate the share of images whose top-1
-    prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
+    The drop is the shifted minus the reference's top-1 error (origin; for a dataset scored among its own classes,
+    the val images of those classes, :meth:`~robustbench_ibn.results.EvalResult.reference_of`); the flip rate the
+    share of images whose top-1 prediction changes under the shift. With ``ci`` the error bars are their 95% paired-bootstrap intervals.
     The sets of an ImageNet-C tree get no bars (75 of them would bury the other shifts; their summary is the mCE of
     the report's per-corruption table); the title says when some were left out.
     """
@@ -136,7 +137,8 @@ def plot_drop_bars(
         sets = {d for tree in found.values() for d in tree.values()}
         trees |= set(found)
         for row in result.results:
-            if row.transform != "clean" and row.transform not in labels and row.transform not in sets:
+            # clean and a label space's reference row are baselines (their drop is 0 by definition): no bar
+            if not row.is_reference and row.transform not in labels and row.transform not in sets:
                 order.append(row.transform)
                 labels[row.transform] = row.label
     if not order:
@@ -161,7 +163,9 @@ def plot_drop_bars(
                 yerr = [[max(0.0, h - uncertainty[t][key][0]) for t, h in zip(present, heights)],
                         [max(0.0, uncertainty[t][key][1] - h) for t, h in zip(present, heights)]]
             ax.bar(xs, heights, width=width * 0.95, yerr=yerr, capsize=2, label=name, color=f"C{i % 10}")
-    for ax, ylabel in ((drop_ax, "top-1 drop vs origin (pp)"), (flip_ax, "flip rate: top-1 changed (%)")):
+    others = any(row.reference != "clean" for r in results for row in r.results if row.transform in order)
+    against = "reference (origin, or val on its classes)" if others else "origin"
+    for ax, ylabel in ((drop_ax, f"top-1 drop vs {against} (pp)"), (flip_ax, "flip rate: top-1 changed (%)")):
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(order)), [labels[t] for t in order])
         ax.set_ylabel(ylabel)
@@ -181,26 +185,24 @@ _MAX_FIELD_PANELS = 12  # more (a whole ImageNet-C tree: 95 sets) would be unrea
 
 def reported_field_points() -> list[dict[str, Any]]:
     """The published numbers that can be placed among the field: ``{"name", "setting", "clean_acc", "shifted_acc",
-    "source"}`` per (reported model, testbed setting) whose clean accuracy on the setting's clean column is
-    published too (so ImageNet-R, -A and ObjectNet, whose clean column is val on their classes, get none).
+    "source"}`` per (reported model, testbed setting) whose clean accuracy on the setting's clean column (val, or
+    val on the set's classes for ImageNet-R, -A and ObjectNet) is published too.
 
     The IBN-Net paper publishes no number on these sets; torchvision ResNet-50's published results
-    (:func:`~robustbench_ibn.datasets.facts.reported_results`) place it on ImageNet-V2, -Sketch and Stylized-ImageNet.
+    (:func:`~robustbench_ibn.datasets.facts.reported_results`) place it on every natural shift.
 
     Example:
-        >>> [(p["setting"], p["shifted_acc"]) for p in reported_field_points()][:1]
-        [('imagenetv2-matched-frequency-format-val', 63.21)]
+        >>> [(p["setting"], p["clean_acc"], p["shifted_acc"]) for p in reported_field_points()][:1]
+        [('imagenetv2-matched-frequency-format-val', 76.13, 63.21)]
     """
     from .datasets.facts import reported_results
-    from .effective import clean_setting, settings
+    from .effective import SETTING_ALIASES, clean_setting, settings
 
-    # The reported file names two V2 settings as the testbed's later commits spell them.
-    aliases = {"imagenetv2-threshold0.7-format-val": "imagenetv2-threshold-0.7-format-val"}
-    preferred = [r for r in reported_results() if r.preferred and r.metric == "top1_acc"]
-    clean = {r.setting: r.value for r in preferred if r.domain == "imagenet-val"}
+    preferred = [r for r in reported_results() if r.preferred and r.metric in ("top1_acc", "reference_top1_acc")]
+    clean = {r.setting: r.value for r in preferred if r.domain == "imagenet-val" or r.metric == "reference_top1_acc"}
     points = []
-    for r in preferred:
-        setting = aliases.get(r.setting, r.setting)
+    for r in (r for r in preferred if r.metric == "top1_acc"):
+        setting = SETTING_ALIASES.get(r.setting, r.setting)
         if setting in settings() and clean_setting(setting) in clean:
             points.append({"name": "ResNet-50 (reported)", "setting": setting,
                            "clean_acc": clean[clean_setting(setting)], "shifted_acc": r.value, "source": r.source})
@@ -276,7 +278,7 @@ def plot_field(
                 ax.scatter([x], [y], s=140, marker="*", zorder=5, edgecolors="black", linewidths=1.0,
                            facecolors=colour if p.comparable else "none", label=label, gid=f"model:{name}")
                 ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8, zorder=6)
-        for e in (e for e in extra if e["setting"] == setting):
+        for e in (e for e in extra if e["setting"] == setting and 0 < e["shifted_acc"] < 100):
             x, y = logit(e["clean_acc"]), logit(e["shifted_acc"])
             ax.scatter([x], [y], s=60, marker="D", zorder=5, color="tab:red", edgecolors="black", linewidths=0.6,
                        label=f"{e['name']}: {e['shifted_acc'] - fit.expected(e['clean_acc']):+.2f}",

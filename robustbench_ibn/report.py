@@ -454,14 +454,33 @@ def _protocol_text(result: EvalResult) -> str:
             f"v{result.protocol.get('version')}, fingerprint {result.protocol.get('fingerprint', '?')}")
 
 
+def _cells_line(results: Sequence[EvalResult]) -> str:
+    """What a cell holds, and what its drop is against (origin, or a label space's reference row)."""
+    references = [labels for labels in ({d["label"] for d in r.domains if r.reference_of(d["name"]) == d["name"]
+                                         and d["name"] != "clean"} for r in results) if labels]
+    if not references:
+        return "cells: top-1/top-5 error % (drop vs origin)"
+    shown = sorted(set().union(*references))
+    return (f"cells: top-1/top-5 error % (drop vs origin; a dataset scored among its own classes: vs its reference "
+            f"row, the val images of those classes predicted among them: {', '.join(shown)})")
+
+
+def _drops_notes(results: Sequence[EvalResult]) -> list[str]:
+    """A record made before protocol 4: its label-space rows' drops are against 1000-way clean, as computed."""
+    names = column_names(results)
+    return [f"note{f' ({name})' if len(results) > 1 else ''}: {note}"
+            for name, note in zip(names, (r.drops_note() for r in results)) if note]
+
+
 def header_lines(result: EvalResult) -> list[str]:
-    """What the numbers are: model, weights (loudly when random), data, protocol."""
+    """What the numbers are: model, weights (loudly when random), data, protocol, what the drops are against."""
     return [
         f"model: {result.model}",
         f"weights: {_weights_text(result)}",
         *_data_lines(result),
         f"protocol: {_protocol_text(result)}",
-        "cells: top-1/top-5 error % (drop vs origin)",
+        _cells_line([result]),
+        *_drops_notes([result]),
     ]
 
 
@@ -494,10 +513,12 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
             lines += [f"protocol {n}: {p}" for n, p in zip(names, protocols)]
             lines.append("note: the columns differ in protocol (data, geometry, shift set or precision); "
                          "compare them with care")
-        lines.append("cells: top-1/top-5 error % (drop vs origin)")
+        lines += [_cells_line(results), *_drops_notes(results)]
     if any(not d["paired"] for r in results for d in r.domains):
-        lines.append("other sources: their rows' drops are against clean ImageNet val, intervals from resampling "
-                     "each source on its own; no flip rate (other images)")
+        against = ("clean ImageNet val (1000-way) or their reference row"
+                   if any(d.get("restricts") for r in results for d in r.domains) else "clean ImageNet val")
+        lines.append(f"other sources: their rows' drops are against {against}, intervals from resampling each source "
+                     "on its own; no flip rate (other images)")
     lines += _corruption_lines(results)
     if ci:
         lines.append(f"intervals: 95% {BOOTSTRAP_METHOD}, {n_boot} resamples, seed {seed}")

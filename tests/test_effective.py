@@ -261,7 +261,8 @@ def test_the_field_plot_from_reported_entries_alone(tmp_path):
     assert {(p["setting"], p["clean_acc"], p["shifted_acc"]) for p in shown} == {
         ("imagenetv2-matched-frequency-format-val", 76.13, 63.21),
         ("imagenetv2-threshold-0.7-format-val", 76.13, 72.29), ("imagenetv2-top-images-format-val", 76.13, 77.73),
-        ("imagenet-sketch", 76.13, 24.09), ("stylized_imagenet", 76.13, 20.48)}
+        ("imagenet-sketch", 76.13, 24.09), ("stylized_imagenet", 76.13, 20.48),
+        ("imagenet-r", 92.12, 36.17), ("imagenet-a", 91.86, 0.0), ("objectnet-1.0-beta", 78.86, 35.75)}
     assert plot_field([], tmp_path / "reported.svg").read_text().count("<svg") == 1
 
 
