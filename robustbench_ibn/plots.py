@@ -258,7 +258,10 @@ def plot_field(
             if sel.any():
                 ax.scatter(logit(x_all[sel]), logit(y_all[sel]), s=9, color=colour, alpha=0.55, linewidths=0,
                            label=kind.lower().replace("_", " ") if kind else "no type", gid=f"testbed:{kind}")
-        lo, hi = float(np.min(logit(x_all[ok]))), float(np.max(logit(x_all[ok])))
+        # The axis spans the reference models and every point drawn on this panel.
+        shown_x = [*x_all[ok], *(p.clean_acc for ps in points.values() for p in ps if p.setting == setting
+                                 and 0 < p.clean_acc < 100), *(e["clean_acc"] for e in extra if e["setting"] == setting)]
+        lo, hi = float(np.min(logit(np.array(shown_x)))), float(np.max(logit(np.array(shown_x))))
         grid = np.linspace(lo - 0.3, hi + 0.3, 60)
         ax.plot(grid, fit.slope * grid + fit.intercept, color="tab:blue", linewidth=1.4,
                 label=f"fit: {len(fit.models)} standard models", gid="fit")
