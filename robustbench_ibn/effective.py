@@ -61,6 +61,7 @@ __all__ = [
     "effective_robustness",
     "effective_robustness_interval",
     "field_points",
+    "has_setting",
     "linear_fit",
     "logit",
     "reference_domain",
@@ -396,11 +397,12 @@ def effective_robustness_interval(
 
 # -- a run's domains among the field -------------------------------------------------------------------------------
 # Sizes of the full official sets (the testbed's numbers are on them): ImageNet-R, -A (hendrycks' releases), V2
-# (10 per class), ObjectNet 1.0's 113 overlapping classes, ImageNet-C (val's 50,000 per set). ImageNet-Sketch's
-# release holds 50,889 files for a nominal 50,000 (both accepted: shared/reference/domains/imagenet_sketch.md).
+# (10 per class), ObjectNet's 113 overlapping classes, ImageNet-C (val's 50,000 per set). ImageNet-Sketch's
+# release holds 50,889 files for a nominal 50,000; ObjectNet 1.0 holds 18,574 images there, the testbed's
+# 1.0-beta copy 18,514 (both accepted: shared/reference/domains/imagenet_sketch.md, objectnet.md).
 FULL_SIZES: dict[str, tuple[int, ...]] = {
     "imagenet-val": (50_000,), "imagenet-r": (30_000,), "imagenet-a": (7_500,), "imagenet-v2": (10_000,),
-    "objectnet": (18_574,), "imagenet-sketch": (50_000, 50_889), "stylized-imagenet": (50_000,),
+    "objectnet": (18_574, 18_514), "imagenet-sketch": (50_000, 50_889), "stylized-imagenet": (50_000,),
     "imagenet-c": (50_000,),
 }
 _KIND_SETTING = {"imagenet-r": "imagenet-r", "imagenet-a": "imagenet-a", "imagenet-sketch": "imagenet-sketch",
@@ -444,6 +446,18 @@ def domain_setting(result: Any, domain: str) -> str | None:
         setting = f"imagenet-c.{options.get('corruption')}.{options.get('severity')}_on-disk"
         return setting if setting in settings() else None
     return _KIND_SETTING.get(kind)
+
+
+def has_setting(transforms: Sequence[str], kinds: Sequence[str]) -> bool:
+    """Whether a run of these shift names and dataset kinds will have a domain that is a testbed setting (what
+    ``--plot-kind field`` checks before any work).
+
+    Example:
+        >>> has_setting(["clean", "rgb+50"], []), has_setting(["clean", "grey1"], []), has_setting([], ["imagenet-r"])
+        (False, True, True)
+    """
+    shifts = any(t in SHIFT_SETTINGS or any(p.fullmatch(t) for p, _ in _SHIFT_PATTERNS) for t in transforms)
+    return shifts or any(k in _KIND_SETTING or k in ("imagenet-v2", "imagenet-c") for k in kinds)
 
 
 def _source_problem(record: dict[str, Any], what: str) -> str:

@@ -254,16 +254,29 @@ def test_the_field_plot_of_a_sample_run_shows_the_field_the_fit_and_the_marked_m
     np.testing.assert_allclose(reported[0].get_offsets(), [[er.logit(76.13), er.logit(63.21)]])
 
 
-def test_the_field_plot_from_reported_entries_alone(tmp_path):
-    from robustbench_ibn.plots import plot_field, reported_field_points
+def test_the_field_plot_from_reported_entries_alone(tmp_path, monkeypatch):
+    from robustbench_ibn import plots
 
-    shown = reported_field_points()
+    shown = plots.reported_field_points()
     assert {(p["setting"], p["clean_acc"], p["shifted_acc"]) for p in shown} == {
         ("imagenetv2-matched-frequency-format-val", 76.13, 63.21),
         ("imagenetv2-threshold-0.7-format-val", 76.13, 72.29), ("imagenetv2-top-images-format-val", 76.13, 77.73),
         ("imagenet-sketch", 76.13, 24.09), ("stylized_imagenet", 76.13, 20.48),
         ("imagenet-r", 92.12, 36.17), ("imagenet-a", 91.86, 0.0), ("objectnet-1.0-beta", 78.86, 35.75)}
-    assert plot_field([], tmp_path / "reported.svg").read_text().count("<svg") == 1
+    captured = {}
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: captured.setdefault("figure", figure) and path)
+    plots.plot_field([], tmp_path / "reported.png")  # the sample-run test above writes a file; this one inspects
+    axes = [ax for ax in captured["figure"].axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in axes) == sorted({p["setting"] for p in shown})
+    for ax in axes:
+        assert _by_gid(ax, "fit") and _by_gid(ax, "testbed:STANDARD") and not _by_gid(ax, "model:")
+        point = next(p for p in shown if p["setting"] == ax.get_title())
+        diamonds = _by_gid(ax, "reported:")
+        if point["shifted_acc"] == 0:  # ResNet-50 on ImageNet-A (the set was filtered against it): no logit
+            assert not diamonds
+        else:
+            np.testing.assert_allclose(diamonds[0].get_offsets(),
+                                       [[er.logit(point["clean_acc"]), er.logit(point["shifted_acc"])]])
 
 
 def test_robust_report_prints_the_columns_and_draws_the_field(sample_run, tmp_path, capsys):
@@ -279,3 +292,23 @@ def test_robust_report_prints_the_columns_and_draws_the_field(sample_run, tmp_pa
     assert float(grey["effective_robustness"]) == pytest.approx(er.field_points(sample_run, ci=False)[0].effective,
                                                                 abs=1e-4)
     assert (tmp_path / "f.png").stat().st_size > 0 and "plot written to" in out.err
+
+
+def test_shifts_of_val_map_by_name_the_in_memory_imagenet_c_sets_included(sample_run):
+    def renamed(shift):
+        domains = [{**d, "shift": {**d["shift"], "name": shift}} if d["name"] == "grey1" else d
+                   for d in sample_run.domains]
+        return dataclasses.replace(sample_run, domains=domains)
+
+    assert er.domain_setting(renamed("imagenet-c.fog.3.memory"), "grey1") == "imagenet-c.fog.3_in-memory"
+    assert er.domain_setting(renamed("imagenet-c.fog.3"), "grey1") is None  # a JPEG emulation, not the released files
+    assert er.domain_setting(renamed("grey0.5"), "grey1") is None
+    assert er.domain_setting(sample_run, "clean") is None
+
+
+def test_plot_kind_field_without_a_testbed_setting_is_refused_before_any_work(capsys):
+    from robustbench_ibn.cli.eval import main
+
+    assert main(["--model", "resnet18", "--weights", "random", "--transforms", "rgb+50", "--data", str(SHARED),
+                 "--plot", "x.png", "--plot-kind", "field"]) == 2
+    assert "error: Expected a domain that is an imagenet-testbed setting for --plot-kind field" in capsys.readouterr().err

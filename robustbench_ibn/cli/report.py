@@ -60,6 +60,15 @@ def check_outputs(args: argparse.Namespace, transforms: Sequence[str] | None, re
             raise ValueError(f"Expected a severity sweep (two or more members of one family, e.g. --transforms "
                              f"rgb+10:100:10) to plot curves, but the shifts {', '.join(transforms[1:])} hold none. "
                              f"Use the bar chart (--plot-kind bars) instead.")
+        if transforms is not None and args.plot_kind == "field":
+            from ..datasets.domains import DatasetDomain
+            from ..effective import has_setting
+
+            kinds = [DatasetDomain.parse(d).kind for d in getattr(args, "domain", [])]
+            if not has_setting(transforms, kinds):
+                raise ValueError("Expected a domain that is an imagenet-testbed setting for --plot-kind field (a "
+                                 "--domain of ImageNet-R, -A, -Sketch, -V2, ObjectNet, Stylized-ImageNet or ImageNet-C, "
+                                 "or --transforms grey1), but the run has none. Add one, or use --plot-kind bars.")
     if args.save_entry:
         check_writable(Path(args.save_entry) / "measured", "--save-entry", folder=True, shown=args.save_entry)
 
