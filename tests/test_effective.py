@@ -300,7 +300,9 @@ def test_shifts_of_val_map_by_name_the_in_memory_imagenet_c_sets_included(sample
                    for d in sample_run.domains]
         return dataclasses.replace(sample_run, domains=domains)
 
-    assert er.domain_setting(renamed("imagenet-c.fog.3.memory"), "grey1") == "imagenet-c.fog.3_in-memory"
+    memory = renamed("imagenet-c.fog.3.memory")
+    assert er.domain_setting(memory, "grey1") == "imagenet-c.fog.3_in-memory"
+    assert "ImageNet-C in memory (mean of 1 sets)" in format_report([memory], "markdown")
     assert er.domain_setting(renamed("imagenet-c.fog.3"), "grey1") is None  # a JPEG emulation, not the released files
     assert er.domain_setting(renamed("grey0.5"), "grey1") is None
     assert er.domain_setting(sample_run, "clean") is None
