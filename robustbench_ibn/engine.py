@@ -325,8 +325,8 @@ def _with_references(sources: Mapping[str, ImageSource], domains: Sequence[Domai
         if name not in sources:
             sources[name] = ReferenceSource(sources[baseline], space, parent_key=baseline, parent_domain=clean.name)
         elif not isinstance(sources[name], ReferenceSource) or sources[name].label_space != space:
-            raise ValueError(f"Expected source {name!r} to be the reference of label space {space!r} (the val images of "
-                             f"its classes), but got {sources[name].label_space!r}; give the source another name.")
+            raise ValueError(f"Expected source {name!r} to be the reference of label space {space!r} (the val images "
+                             f"of its classes), but got {sources[name].label_space!r}; give the source another name.")
         if name not in {o.name for o in out}:
             out.append(have.get(name) or Domain(name, reference_label(space), name, None, name, clean.name))
         out.append(replace(d, reference=name))
@@ -680,12 +680,14 @@ def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.n
         # A reference domain: the same logits, for the images of its classes, in its label space. Its rows here are
         # the pass's (the parent's images); gather() keeps those of its own images.
         for ref in (r for r in pass_.derived if r.restricts == domain.name):
-            member = run.plan.sources[ref.source].member[[unit.batch.start + j for j in ok]]  # type: ignore[attr-defined]
+            reference = run.plan.sources[ref.source]
+            assert isinstance(reference, ReferenceSource)
+            member = reference.member[[unit.batch.start + j for j in ok]]
             if member.any():
                 rows = np.asarray(ok)[member]
                 predictions[ref.name][rows], tied[ref.name][rows] = top5(
                     logits[torch.as_tensor(np.flatnonzero(member), device=logits.device)],
-                    f"{where} (reference {ref.name!r})", run.plan.sources[ref.source].label_space)
+                    f"{where} (reference {ref.name!r})", reference.label_space)
     return predictions, tied
 
 
@@ -906,7 +908,9 @@ def settle_bad_images(run: Run, outcome: Outcome) -> Outcome:
 def _source_record(source: ImageSource) -> dict[str, Any]:
     """What a result records of an image source: its fingerprint, label space, where it is, a description."""
     record = {**source.fingerprint(), "label_space": source.label_space.to_dict(), "root": str(Path(source.root)),
-              "description": source.describe(), **(source.record_extra() if isinstance(source, ReferenceSource) else {})}
+              "description": source.describe()}
+    if isinstance(source, ReferenceSource):
+        record.update(source.record_extra())
     if source.skipped:
         record["skipped"] = [{"image": rel, "error": reason} for rel, reason in sorted(source.skipped.items())]
     return record
