@@ -252,3 +252,24 @@ def test_a_val_without_the_datasets_classes_is_refused(trees, tmp_path):
     (val / "n01440764" / first.name).symlink_to(first.resolve())
     with pytest.raises(DataError, match="val-on-imagenet-r-classes"):
         evaluate(_net(), val, "none", domains=[f"imagenet-r={trees['imagenet-r']}"], **RUN)
+
+
+def test_a_reported_row_without_a_published_reference_has_no_drop(monkeypatch):
+    """The packaged ResNet-50 entry takes its R/A/ObjectNet references from the testbed; without one a row says its
+    drop is not in the same label space rather than measuring it against 1000-way val."""
+    from robustbench_ibn.datasets import facts
+    from robustbench_ibn.leaderboard import _check_entry, natural_shift_entry
+
+    rows = {r["transform"]: r for r in natural_shift_entry()["results"]}
+    assert rows["imagenet-a"]["top1_drop"] == pytest.approx(100.0 - (100 - 91.86))  # testbed: 0.0 % and 91.86 %
+    published = facts.reported_results()
+    monkeypatch.setattr(facts, "reported_results", lambda domain=None: [
+        r for r in published if not (r.domain == "imagenet-a" and r.metric == "reference_top1_acc")])
+    entry = natural_shift_entry()
+    rows = {r["transform"]: r for r in entry["results"]}
+    assert "val-on-imagenet-a-classes" not in rows and "val-on-imagenet-r-classes" in rows
+    assert (rows["imagenet-a"]["reference"], rows["imagenet-a"]["top1_drop"], rows["imagenet-a"]["top5_drop"]) == (
+        None, None, None)
+    assert "ImageNet-A: no published top-1 on the val images of its classes" in entry["source"]["notes"]
+    _check_entry(json.loads(json.dumps(entry)), Path("reported.json"), "reported")
+    assert "| 100.00/85.56 (-/-) |" in leaderboard_markdown([entry])
