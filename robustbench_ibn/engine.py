@@ -310,20 +310,23 @@ def _with_references(sources: Mapping[str, ImageSource], domains: Sequence[Domai
     out: list[Domain] = []
     for d in domains:
         if d.restricts is not None:
+            if clean is None or d.restricts != clean.name or not isinstance(sources[d.source], ReferenceSource):
+                raise ValueError(f"Expected reference domain {d.name!r} to restrict the clean domain's logits on a "
+                                 f"reference source, but it restricts {d.restricts!r}.")
             continue  # placed again below, before the first domain it is the reference of
         space = sources[d.source].label_space
         name = reference_name(space) if d.source != baseline else None
         if name is None or clean is None:  # no clean pass to restrict: nothing to measure a drop against but clean
             out.append(replace(d, reference=BASELINE_DOMAIN))
             continue
+        if name in {o.name for o in domains if o.restricts is None}:
+            raise ValueError(f"Expected domain names other than {name!r}, the reference domain of label space "
+                             f"{space.name!r}; give domain {name!r} another name.")
         if name not in sources:
-            if name in {o.name for o in domains if o.restricts is None}:
-                raise ValueError(f"Expected domain names other than {name!r}, the reference domain of label space "
-                                 f"{space.name!r}; give domain {name!r} another name.")
             sources[name] = ReferenceSource(sources[baseline], space, parent_key=baseline, parent_domain=clean.name)
-        elif sources[name].label_space != space:
-            raise ValueError(f"Expected one label space per reference {name!r}, but got {space!r} and "
-                             f"{sources[name].label_space!r}.")
+        elif not isinstance(sources[name], ReferenceSource) or sources[name].label_space != space:
+            raise ValueError(f"Expected source {name!r} to be the reference of label space {space!r} (the val images "
+                             f"of its classes), but got {sources[name].label_space!r}; give the source another name.")
         if name not in {o.name for o in out}:
             out.append(have.get(name) or Domain(name, reference_label(space), name, None, name, clean.name))
         out.append(replace(d, reference=name))
@@ -677,12 +680,14 @@ def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.n
         # A reference domain: the same logits, for the images of its classes, in its label space. Its rows here are
         # the pass's (the parent's images); gather() keeps those of its own images.
         for ref in (r for r in pass_.derived if r.restricts == domain.name):
-            member = run.plan.sources[ref.source].member_mask()[[unit.batch.start + j for j in ok]]  # type: ignore[attr-defined]
+            reference = run.plan.sources[ref.source]
+            assert isinstance(reference, ReferenceSource)
+            member = reference.member[[unit.batch.start + j for j in ok]]
             if member.any():
                 rows = np.asarray(ok)[member]
                 predictions[ref.name][rows], tied[ref.name][rows] = top5(
                     logits[torch.as_tensor(np.flatnonzero(member), device=logits.device)],
-                    f"{where} (reference {ref.name!r})", run.plan.sources[ref.source].label_space)
+                    f"{where} (reference {ref.name!r})", reference.label_space)
     return predictions, tied
 
 
@@ -903,7 +908,9 @@ def settle_bad_images(run: Run, outcome: Outcome) -> Outcome:
 def _source_record(source: ImageSource) -> dict[str, Any]:
     """What a result records of an image source: its fingerprint, label space, where it is, a description."""
     record = {**source.fingerprint(), "label_space": source.label_space.to_dict(), "root": str(Path(source.root)),
-              "description": source.describe(), **(source.record_extra() if isinstance(source, ReferenceSource) else {})}
+              "description": source.describe()}
+    if isinstance(source, ReferenceSource):
+        record.update(source.record_extra())
     if source.skipped:
         record["skipped"] = [{"image": rel, "error": reason} for rel, reason in sorted(source.skipped.items())]
     return record

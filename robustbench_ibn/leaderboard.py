@@ -696,7 +696,9 @@ def leaderboard_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "entries of the package. "
         "Do not edit by hand: change an entry and regenerate. -->",
         "",
-        "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin). Within a protocol, entries are ranked by the "
+        "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin; from protocol v4, a dataset scored among its own "
+        "classes, ImageNet-R, -A or ObjectNet, against its 'val on ... classes' column, the val images of those "
+        "classes predicted among them). Within a protocol, entries are ranked by the "
         "mean top-1 drop over its shifts (an ImageNet-C tree counts as one shift; lower is more robust; ties by clean "
         "top-1 error); a protocol without shifts is ranked by clean top-1 error. A protocol is the fingerprint of the "
         "images, the shift definitions and versions, the precision and the protocol version: entries of different protocols are never ranked together, "

@@ -172,6 +172,8 @@ def plot_drop_bars(
         ax.grid(axis="y", alpha=0.3)
     drop_ax.legend(fontsize=7)
     left_out = f" (not shown: {', '.join(sorted(trees))}, see its mCE table)" if trees else ""
+    if any(r.drops_note() for r in results):  # a protocol 3 record: its drops as they were computed, said so
+        left_out += "; protocol 3: ImageNet-R/-A/ObjectNet drops vs 1000-way origin"
     figure.suptitle("Per shift and model" + (", 95% CI" if ci else "") + left_out + _is_random(results), fontsize=10)
     return save_figure(figure, path)
 

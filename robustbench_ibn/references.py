@@ -73,7 +73,8 @@ class ReferenceSource(ImageSource):
     """The images of ``parent`` (the run's ImageNet val, after its ``limit``) whose class is in ``space``, labelled
     in ``space``: a view, never decoded on its own (the engine restricts the clean pass's logits for them).
 
-    ``indices`` are their positions in ``parent``; a ``--limit`` or a val of some classes restricts the reference
+    ``indices`` are their positions in ``parent`` (``member`` the same as a mask over it), as the run's passes see
+    it (an image skipped later leaves both); a ``--limit`` or a val of some classes restricts the reference
     the same way, since only the parent's images are in it.
 
     Raises:
@@ -111,18 +112,16 @@ class ReferenceSource(ImageSource):
         self.limit, self.n_available, self.label_space = parent.limit, len(parent), space
         self.samples = [(parent.samples[i][0], int(mapped[i])) for i in self.indices.tolist()]
         self.skipped: dict[str, str] = {}
-
-    def member_mask(self) -> np.ndarray:
-        """Boolean ``[len(parent)]``: which of the parent's images are in this reference."""
-        mask = np.zeros(self.n_parent, dtype=bool)
-        mask[self.indices] = True
-        return mask
+        self.member = np.zeros(self.n_parent, dtype=bool)  # which of the parent's images are in it
+        self.member[self.indices] = True
 
     def without(self, skipped: dict[str, str]) -> ReferenceSource:
         subset = super().without(skipped)
         assert isinstance(subset, ReferenceSource)
         keep = np.array([rel not in skipped for rel, _ in self.samples], dtype=bool)
         subset.indices = self.indices[keep]
+        subset.member = np.zeros(self.n_parent, dtype=bool)
+        subset.member[subset.indices] = True
         return subset
 
     def record_extra(self) -> dict[str, Any]:

@@ -571,12 +571,21 @@ def test_the_reported_resnet50_entry_is_the_preferred_published_numbers():
     assert rows["clean"]["top5_err"] == pytest.approx(100 - preferred["imagenet-val", None, "top5_acc"])
     r = rows["imagenet-r"]
     assert (r["top1_err"], r["top5_err"]) == (pytest.approx(63.83), pytest.approx(47.13))
-    assert r["top1_drop"] == pytest.approx(63.83 - 23.87)
+    # drops in the same label space: against the published top-1 on the val images of the set's classes; no top-5
+    # is published for those, so no top-5 drop
+    for kind, name in (("imagenet-r", "val-on-imagenet-r-classes"), ("imagenet-a", "val-on-imagenet-a-classes"),
+                       ("objectnet", "val-on-objectnet-classes")):
+        reference = rows[name]
+        assert reference["top1_err"] == pytest.approx(100 - preferred[kind, None, "reference_top1_acc"])
+        assert (reference["reference"], rows[kind]["reference"], rows[kind]["top5_drop"]) == (name, name, None)
+        assert rows[kind]["top1_drop"] == pytest.approx(rows[kind]["top1_err"] - reference["top1_err"])
+    assert r["top1_drop"] == pytest.approx(63.83 - 7.88)
+    assert rows["imagenet-sketch"]["top1_drop"] == pytest.approx(75.91 - 23.87)  # 1000 classes: against clean
     assert rows["imagenet-v2/threshold0.7"]["top5_err"] is None and rows["objectnet"]["top1_err"] == pytest.approx(
         64.25)
     assert entry["corruption"]["imagenet-c"]["mce"] == 76.7
     expected_sets = {(d, v) for d, v, _ in preferred} - {("imagenet-c", None)}
-    assert len(rows) == len(expected_sets)
+    assert len(rows) == len(expected_sets) + 3  # and the three reference rows
     for key in {r.source for r in facts.reported_results() if r.preferred}:
         assert facts.reported_sources()[key]["citation"] in entry["source"]["citation"]
 

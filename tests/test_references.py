@@ -1,6 +1,6 @@
 """Drops in the same label space (protocol 4): the reference domain of ImageNet-R, -A and ObjectNet.
 
-The 500 shared ImageNet images are the run's val; ImageNet-R/-A/ObjectNet/V2/Sketch trees are the synthetic ones
+The shared ImageNet images of the classes of ImageNet-R, -A and ObjectNet (and 13 others) are the run's val; ImageNet-R/-A/ObjectNet/V2/Sketch trees are the synthetic ones
 (examples/synthetic_domains.py). Which val images enter each reference, their labels and every one's restricted
 top-5 are checked image by image against a computation here, from the full logits of the same random-init network
 on the same crops, with the classes read from ../shared/reference/domains (independently of the package).
@@ -76,18 +76,35 @@ def spaces() -> dict[str, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def run(sample_val, trees) -> tuple[EvalResult, Counting]:
-    """The 500 shared images as val, RGB+50, and a domain of each kind that matters here, in one run."""
+def val(sample_val, spaces, wnid_index, tmp_path_factory) -> Path:
+    """The shared images of every class of ImageNet-R, -A or ObjectNet (187) and the first 13 others, as val."""
+    root = tmp_path_factory.mktemp("val")
+    wanted = set().union(*spaces.values())
+    folders = sorted(p for p in sample_val.iterdir() if p.is_dir())
+    others = [p for p in folders if wnid_index[p.name] not in wanted][:13]
+    for folder in [p for p in folders if wnid_index[p.name] in wanted] + others:
+        (root / folder.name).mkdir()
+        for image in folder.iterdir():
+            (root / folder.name / image.name).symlink_to(image)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(val, trees) -> tuple[EvalResult, Counting]:
+    """Val, RGB+50, and a domain of each kind that matters here, in one run."""
     net = _net()
-    result = evaluate(net, sample_val, "rgb+50", domains=[f"{k}={trees[k]}" for k in KINDS], **RUN)
+    result = evaluate(net, val, "rgb+50", domains=[f"{k}={trees[k]}" for k in KINDS], **RUN)
     return result, net
 
 
-def _logits(net: nn.Module, root: Path, images: list[str]) -> np.ndarray:
-    """Full 1000-way logits of ``images`` computed here: PIL decode, torchvision geometry, the network."""
-    crops = torch.stack([GEOMETRY(Image.open(root / rel).convert("RGB")) for rel in images]).float() / 255
+@pytest.fixture(scope="module")
+def logits(run, val) -> dict[str, np.ndarray]:
+    """Every val image's full 1000-way logits, computed here: PIL decode, torchvision geometry, the network."""
+    result, net = run
+    images = result.sources["val"].images
+    crops = torch.stack([GEOMETRY(Image.open(val / rel).convert("RGB")) for rel in images]).float() / 255
     with torch.inference_mode():
-        return net.linear(crops.flatten(1)).double().numpy()
+        return dict(zip(images, net.linear(crops.flatten(1)).double().numpy()))
 
 
 def _is_top5(prediction: np.ndarray, logits: np.ndarray, allowed: list[int]) -> bool:
@@ -100,21 +117,21 @@ def _is_top5(prediction: np.ndarray, logits: np.ndarray, allowed: list[int]) -> 
 
 @pytest.mark.parametrize("name", ["val-on-imagenet-r-classes", "val-on-imagenet-a-classes",
                                   "val-on-objectnet-classes"])
-def test_the_reference_is_val_of_the_classes_predicted_among_them_image_by_image(run, sample_val, wnid_index, spaces,
+def test_the_reference_is_val_of_the_classes_predicted_among_them_image_by_image(run, logits, wnid_index, spaces,
                                                                                   name):
-    result, net = run
+    result, _ = run
     space = spaces[name]
-    val = result.sources["val"]
-    expected_images = [rel for rel in val.images if wnid_index[Path(rel).parts[0]] in space]
+    images = result.sources["val"].images
+    assert len(images) == 200
+    expected_images = [rel for rel in images if wnid_index[Path(rel).parts[0]] in space]
     source = result.sources[name]
-    assert source.images == expected_images and 50 < len(expected_images) < 100  # 79, 96 and 59 of the 500
+    assert source.images == expected_images and 50 < len(expected_images) < 100  # 79, 96 and 59 of the 200
     assert source.labels.tolist() == [space[wnid_index[Path(rel).parts[0]]] for rel in expected_images]
     predictions = result.predictions[name]
     assert predictions.shape == (len(expected_images), 5)
-    logits = _logits(net, sample_val, expected_images)
     allowed = sorted(space)
-    for rel, prediction, row in zip(expected_images, predictions, logits):
-        assert _is_top5(prediction, row, allowed), rel
+    for rel, prediction in zip(expected_images, predictions):
+        assert _is_top5(prediction, logits[rel], allowed), rel
     # its errors: top-1/top-5 right when the predicted ImageNet class is (mapped to) the image's class
     mapped = np.vectorize(lambda i: space.get(int(i), -1))(predictions)
     right = mapped == source.labels[:, None]
@@ -131,7 +148,7 @@ def test_one_forward_pass_serves_clean_and_every_reference(run, trees):
     """The references come from the clean pass's logits: the network sees val twice (clean, RGB+50), each domain
     once, nothing more."""
     result, net = run
-    assert net.seen == 2 * 500 + sum(len(result.sources[k].labels) for k in KINDS)
+    assert net.seen == 2 * 200 + sum(len(result.sources[k].labels) for k in KINDS)
 
 
 def test_each_drop_is_against_its_reference(run):
@@ -165,7 +182,7 @@ def test_the_record_keeps_references_and_a_damaged_one_is_refused(run, tmp_path)
     assert [r.to_dict() for r in loaded.results] == [r.to_dict() for r in result.results]
     record = json.loads((tmp_path / "r.json").read_text())
     assert record["protocol"]["version"] == 4 and record["sources"]["val-on-objectnet-classes"]["derived_from"] == {
-        "source": "val", "domain": "clean", "n": 500}
+        "source": "val", "domain": "clean", "n": 200}
     for d in record["domains"]:
         if d["name"] == "imagenet-r":
             del d["reference"]  # a protocol 4 record must say what every drop is against
@@ -177,7 +194,7 @@ def test_the_record_keeps_references_and_a_damaged_one_is_refused(run, tmp_path)
 def test_a_protocol_3_record_reports_as_before_and_says_so(run, tmp_path):
     """A v3 record (no reference domains, drops against 1000-way clean) keeps its old drops, marked where shown."""
     result, _ = run
-    record = result.to_dict()
+    record = json.loads(json.dumps(result.to_dict()))  # a copy: to_dict shares the result's own dicts
     references = [d["name"] for d in record["domains"] if d.get("restricts")]
     record["domains"] = [{k: v for k, v in d.items() if k not in ("reference", "restricts")}
                          for d in record["domains"] if d["name"] not in references]
@@ -235,3 +252,24 @@ def test_a_val_without_the_datasets_classes_is_refused(trees, tmp_path):
     (val / "n01440764" / first.name).symlink_to(first.resolve())
     with pytest.raises(DataError, match="val-on-imagenet-r-classes"):
         evaluate(_net(), val, "none", domains=[f"imagenet-r={trees['imagenet-r']}"], **RUN)
+
+
+def test_a_reported_row_without_a_published_reference_has_no_drop(monkeypatch):
+    """The packaged ResNet-50 entry takes its R/A/ObjectNet references from the testbed; without one a row says its
+    drop is not in the same label space rather than measuring it against 1000-way val."""
+    from robustbench_ibn.datasets import facts
+    from robustbench_ibn.leaderboard import _check_entry, natural_shift_entry
+
+    rows = {r["transform"]: r for r in natural_shift_entry()["results"]}
+    assert rows["imagenet-a"]["top1_drop"] == pytest.approx(100.0 - (100 - 91.86))  # testbed: 0.0 % and 91.86 %
+    published = facts.reported_results()
+    monkeypatch.setattr(facts, "reported_results", lambda domain=None: [
+        r for r in published if not (r.domain == "imagenet-a" and r.metric == "reference_top1_acc")])
+    entry = natural_shift_entry()
+    rows = {r["transform"]: r for r in entry["results"]}
+    assert "val-on-imagenet-a-classes" not in rows and "val-on-imagenet-r-classes" in rows
+    assert (rows["imagenet-a"]["reference"], rows["imagenet-a"]["top1_drop"], rows["imagenet-a"]["top5_drop"]) == (
+        None, None, None)
+    assert "ImageNet-A: no published top-1 on the val images of its classes" in entry["source"]["notes"]
+    _check_entry(json.loads(json.dumps(entry)), Path("reported.json"), "reported")
+    assert "| 100.00/85.56 (-/-) |" in leaderboard_markdown([entry])
