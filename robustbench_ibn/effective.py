@@ -441,6 +441,8 @@ def domain_setting(result: Any, domain: str) -> str | None:
     """
     d = next(d for d in result.domains if d["name"] == domain)
     if d["shift"] is not None:
+        if d["source"] != result.baseline_source:  # a shift of another set's images is no testbed setting
+            return None
         name = d["shift"].get("name", "")
         if name in SHIFT_SETTINGS:
             return SHIFT_SETTINGS[name]
@@ -501,6 +503,8 @@ def comparability(result: Any, domain: str) -> str:
         f"the clean images are not ImageNet val (kind {val.get('kind')!r})")
     if not problem and val.get("label_space", {}).get("name") != "imagenet-1k":
         problem = "ImageNet val not in the 1000-class label space"
+    if not problem and len(np.unique(result.labels)) != 1000:
+        problem = f"sample: ImageNet val images of {len(np.unique(result.labels))} of the 1000 classes"
     if not problem and result.images and not all(_VAL_NAME.fullmatch(os.path.basename(p)) for p in result.images):
         problem = "sample: ImageNet val images not under their official names (ILSVRC2012_val_XXXXXXXX.JPEG)"
     if not problem and len({os.path.basename(p) for p in result.images}) != len(result.images):

@@ -150,15 +150,17 @@ def sample_run(sample_val, tmp_path_factory) -> EvalResult:
 
 
 def full_size(result: EvalResult, *, limit: int | None = None) -> EvalResult:
-    """``result`` as if over the full official sets: 50,000 val images under their official names, ImageNet-V2's
-    10,000, each the run's predictions repeated (the guard reads the records, as it must for any run)."""
+    """``result`` as if over the full official sets: 50,000 val images of the 1000 classes under their official
+    names, ImageNet-V2's 10,000, -R's 30,000, each the run's predictions repeated (the guard reads the records and
+    labels, as it must for any run)."""
     sources, predictions = {}, {}
     for key, source in result.sources.items():
         n = er.FULL_SIZES.get(source.record["kind"], (10_000,))[0]  # val's 50,000, R's 30,000, ...
         reps = -(-n // len(source.labels))
         names = [f"n0/ILSVRC2012_val_{i + 1:08d}.JPEG" for i in range(n)] if key == result.baseline_source else []
         record = {**source.record, "n": n, "limit": limit if key == result.baseline_source else None}
-        sources[key] = SourceResult(record, np.tile(source.labels, reps)[:n], names)
+        labels = np.arange(n) % 1000 if key == result.baseline_source else np.tile(source.labels, reps)[:n]
+        sources[key] = SourceResult(record, labels, names)
     for d in result.domains:
         n = len(sources[d["source"]].labels)
         predictions[d["name"]] = np.tile(result.predictions[d["name"]], (-(-n // len(result.predictions[d["name"]])),
@@ -207,6 +209,9 @@ def test_full_official_sets_are_comparable_and_a_limit_or_other_names_are_not(sa
     renamed = dataclasses.replace(full, sources={**full.sources, "val": dataclasses.replace(
         full.sources["val"], images=[f"x/{i}.JPEG" for i in range(50_000)])})
     assert er.comparability(renamed, "grey1").startswith("sample: ImageNet val images not under their official names")
+    classes = dataclasses.replace(full, sources={**full.sources, "val": dataclasses.replace(
+        full.sources["val"], labels=np.arange(50_000) % 500)})
+    assert er.comparability(classes, "grey1") == "sample: ImageNet val images of 500 of the 1000 classes"
 
 
 # -- the picture ---------------------------------------------------------------------------------------------------
