@@ -7,7 +7,9 @@ ImageNet photos (symlinks to ../shared/data/imagenet-sample/val, no copies): the
 sketches or corruptions, only the folders are the datasets'. They check the pipeline (layouts, labels, reports),
 never a model's robustness. docs/natural-shifts.md shows a run on them; the tests build them too.
 
-* ``val/``: 6 classes, 1 image each;
+* ``val/``: 8 classes, 1 image each: the sample's first 6 (4 of them ImageNet-R classes, 1 an ImageNet-A class)
+  and its first 2 of ObjectNet's classes, so every reference domain (the val images of a dataset's classes) has
+  images;
 * ``imagenet-r/``, ``imagenet-a/``: 3 of their 200 wnid folders, 2 images each;
 * ``imagenet-sketch/sketch/``, ``stylized-imagenet/val/``, ``folder/``: 3 wnid folders, 1 image each;
 * ``imagenetv2-matched-frequency-format-val/``: index folders 0..11 (``10`` and ``11`` sort before ``2`` as
@@ -42,6 +44,11 @@ def _link(folder: Path, images: list[Path]) -> None:
         (folder / image.name).symlink_to(image)
 
 
+def _objectnet_wnids() -> set[str]:
+    wnids = [wnid for wnid, _ in imagenet_classes()]
+    return {wnids[i] for indices in objectnet_mapping().values() for i in indices}
+
+
 def build(out: str | Path, shared_val: str | Path = SHARED_VAL) -> dict[str, Path]:
     """Build every tree under ``out``; returns kind (``val`` for ImageNet val) -> its folder."""
     out, shared_val = Path(out), Path(shared_val)
@@ -58,7 +65,9 @@ def build(out: str | Path, shared_val: str | Path = SHARED_VAL) -> dict[str, Pat
 
     roots: dict[str, Path] = {}
     roots["val"] = out / "val"
-    for class_dir in sorted(p for p in shared_val.iterdir() if p.is_dir())[:6]:
+    class_dirs = sorted(p for p in shared_val.iterdir() if p.is_dir())
+    mapped = _objectnet_wnids()
+    for class_dir in class_dirs[:6] + [d for d in class_dirs if d.name in mapped][:2]:
         _link(roots["val"] / class_dir.name, sorted(class_dir.glob("*.JPEG"))[:1])
     for kind, classes in (("imagenet-r", imagenet_r_classes()), ("imagenet-a", imagenet_a_classes())):
         roots[kind] = out / kind

@@ -50,6 +50,7 @@ from .fast import FastPath, batch_dependent, fast_path
 from .labels import LabelSpace
 from .models import Normalized, PreparedModel
 from .options import BAD_IMAGE_POLICIES, PRECISIONS, option
+from .references import ReferenceSource, reference_label, reference_name
 from .results import (BASELINE_DOMAIN, BASELINE_SOURCE, PROTOCOL_CHANGES, PROTOCOL_VERSION, STAGES, TOPK, EvalResult,
                       SourceResult, protocol_fingerprint)
 from .state import FileLock, RunState, Unit, default_state_root, file_stamp, run_key, unit_grid
@@ -80,6 +81,7 @@ __all__ = [
     "gather",
     "image_stamp",
     "iterate_batches",
+    "logits_of",
     "note_bad_images",
     "open_sources",
     "output_lock",
@@ -91,6 +93,7 @@ __all__ = [
     "run_plan",
     "settle_bad_images",
     "start_run",
+    "top5",
     "write_result",
 ]
 
@@ -191,12 +194,18 @@ class Domain:
         label: display label (``origin``, ``RGB+50``).
         source: the key of its image source in the :class:`Plan`.
         shift: the shift, or ``None`` for the source's clean images.
+        reference: the domain its drop is measured against (``clean``, or its label space's reference domain,
+            :mod:`robustbench_ibn.references`; a reference domain names itself). :class:`Plan` sets it.
+        restricts: for a reference domain, the domain whose logits it restricts (``clean``): it has no pass of its
+            own, its predictions come from that domain's forward pass.
     """
 
     name: str
     label: str
     source: str
     shift: Shift | None = None
+    reference: str = BASELINE_DOMAIN
+    restricts: str | None = None
 
     @property
     def stage(self) -> str:
@@ -210,8 +219,10 @@ class Domain:
 
     def record(self) -> dict[str, Any]:
         """What a result records of the domain."""
-        return {"name": self.name, "label": self.label, "source": self.source, "stage": self.stage,
-                "shift": self.shift.definition() if self.shift is not None else None, "paired": self.paired}
+        record = {"name": self.name, "label": self.label, "source": self.source, "stage": self.stage,
+                  "shift": self.shift.definition() if self.shift is not None else None, "paired": self.paired,
+                  "reference": self.reference}
+        return record if self.restricts is None else {**record, "restricts": self.restricts}
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,6 +232,12 @@ class Pass:
     index: int
     source: str
     domains: tuple[Domain, ...]
+    derived: tuple[Domain, ...] = ()  # reference domains computed from the logits of one of ``domains``
+
+    @property
+    def names(self) -> list[str]:
+        """The domains whose predictions its units hold: its own, then the derived ones."""
+        return [d.name for d in (*self.domains, *self.derived)]
 
     @property
     def image_shift(self) -> Shift | None:
@@ -234,6 +251,11 @@ class Pass:
 @dataclass(frozen=True, eq=False)
 class Plan:
     """The image sources of a run (by key) and its domains, in evaluation order.
+
+    Every label space of its sources other than the 1000 classes (ImageNet-R's 200, ObjectNet's mapping) gets its
+    reference domain (:mod:`robustbench_ibn.references`), added here: a source of the val images of those classes
+    and a domain computed from the clean pass's logits, placed before the first domain it is the reference of.
+    Each domain's ``reference`` is set accordingly (``clean`` for the rest).
 
     Example:
         >>> Plan({}, (Domain("clean", "origin", "val"),))
@@ -260,15 +282,55 @@ class Plan:
             if d.stage not in STAGES:
                 raise TransformError(f"Expected {shift_context(d.shift)} to declare a stage in {STAGES}, but got "  # type: ignore[arg-type]
                                      f"{d.stage!r}.")
+        sources, domains = _with_references(self.sources, self.domains, self.baseline)
+        object.__setattr__(self, "sources", sources)
+        object.__setattr__(self, "domains", domains)
 
     def passes(self) -> list[Pass]:
-        """Per source (in order): the pass of its crop-stage domains, then one pass per image-stage domain."""
+        """Per source (in order): the pass of its crop-stage domains, then one pass per image-stage domain; the
+        reference domains ride on the pass of the domain they restrict."""
         groups: list[tuple[str, tuple[Domain, ...]]] = []
+        own = [d for d in self.domains if d.restricts is None]
         for key in self.sources:
-            mine = [d for d in self.domains if d.source == key]
+            mine = [d for d in own if d.source == key]
             crops = tuple(d for d in mine if d.stage == "crop")
             groups += ([(key, crops)] if crops else []) + [(key, (d,)) for d in mine if d.stage == "image"]
-        return [Pass(i, key, domains) for i, (key, domains) in enumerate(groups)]
+        derived = [d for d in self.domains if d.restricts is not None]
+        return [Pass(i, key, domains, tuple(r for r in derived if r.restricts in {d.name for d in domains}))
+                for i, (key, domains) in enumerate(groups)]
+
+
+def _with_references(sources: Mapping[str, ImageSource], domains: Sequence[Domain], baseline: str
+                     ) -> tuple[dict[str, ImageSource], tuple[Domain, ...]]:
+    """``sources`` and ``domains`` with the reference source and domain of every label space that needs one, and
+    every domain's ``reference`` set (see :class:`Plan`); a plan that has them already is returned as it is."""
+    sources = dict(sources)
+    clean = next((d for d in domains if d.name == BASELINE_DOMAIN and d.source == baseline and d.shift is None), None)
+    have = {d.name: d for d in domains if d.restricts is not None}
+    out: list[Domain] = []
+    for d in domains:
+        if d.restricts is not None:
+            if clean is None or d.restricts != clean.name or not isinstance(sources[d.source], ReferenceSource):
+                raise ValueError(f"Expected reference domain {d.name!r} to restrict the clean domain's logits on a "
+                                 f"reference source, but it restricts {d.restricts!r}.")
+            continue  # placed again below, before the first domain it is the reference of
+        space = sources[d.source].label_space
+        name = reference_name(space) if d.source != baseline else None
+        if name is None or clean is None:  # no clean pass to restrict: nothing to measure a drop against but clean
+            out.append(replace(d, reference=BASELINE_DOMAIN))
+            continue
+        if name in {o.name for o in domains if o.restricts is None}:
+            raise ValueError(f"Expected domain names other than {name!r}, the reference domain of label space "
+                             f"{space.name!r}; give domain {name!r} another name.")
+        if name not in sources:
+            sources[name] = ReferenceSource(sources[baseline], space, parent_key=baseline, parent_domain=clean.name)
+        elif not isinstance(sources[name], ReferenceSource) or sources[name].label_space != space:
+            raise ValueError(f"Expected source {name!r} to be the reference of label space {space!r} (the val images "
+                             f"of its classes), but got {sources[name].label_space!r}; give the source another name.")
+        if name not in {o.name for o in out}:
+            out.append(have.get(name) or Domain(name, reference_label(space), name, None, name, clean.name))
+        out.append(replace(d, reference=name))
+    return sources, tuple(out)
 
 
 def open_sources(
@@ -393,7 +455,7 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
                        "precision": config.precision, "protocol_version": PROTOCOL_VERSION,
                        "batch_size": config.batch_size, **_fast_key(run)})
         root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
-        run.state = RunState(root / key, [[d.name for d in p.domains] for p in passes], rank=rank)
+        run.state = RunState(root / key, [p.names for p in passes], rank=rank)
     return run
 
 
@@ -557,6 +619,12 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
     image's prediction does not depend on its batch-mates, unless :func:`~robustbench_ibn.fast.batch_dependent` finds
     modules that make it so (then the error is raised).
     """
+    return top5(logits_of(net, images, where), where, space)
+
+
+def logits_of(net: nn.Module, images: torch.Tensor, where: str) -> torch.Tensor:
+    """The checked float logits ``[B, 1000]`` of :func:`classify` (its forward pass, out-of-memory retry and checks
+    of the raw logits), so one forward pass can serve several label spaces (a reference domain, see :func:`top5`)."""
     try:
         logits = net(images.contiguous(memory_format=torch.channels_last))
     except torch.cuda.OutOfMemoryError:
@@ -572,8 +640,7 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
         print(f"CUDA out of memory with {images.shape[0]} images ({where}); retrying in batches of {half}. "
               f"Pass a smaller {option('batch_size')} to avoid this.", file=sys.stderr)
         torch.cuda.empty_cache()
-        parts = [classify(net, images[:half], where, space), classify(net, images[half:], where, space)]
-        return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
+        return torch.cat([logits_of(net, images[:half], where), logits_of(net, images[half:], where)])
     if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
         raise ValueError(
             f"Expected {where} to output [B, {NUM_CLASSES}] ImageNet-1k logits, but got {tuple(logits.shape)}. "
@@ -586,6 +653,11 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
             f"{option('precision', 'fp32')} if a reduced precision overflowed (-Inf alone is allowed: a class the model "
             f"never predicts)."
         )
+    return logits
+
+
+def top5(logits: torch.Tensor, where: str, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`classify`'s top-5 (int16) and tied flags from checked logits (:func:`logits_of`), in ``space``."""
     allowed = space.restrict(logits)
     for values, what in ((logits, "logit"), (allowed, f"logit among the classes of label space {space.name!r}")):
         empty = int((~torch.isfinite(values).any(dim=1)).sum())
@@ -604,13 +676,25 @@ def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.n
     """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction)."""
     pass_ = run.passes[unit.pass_index]
     n, ok = unit.size, loaded.ok
-    predictions = {d.name: np.full((n, TOPK), -1, dtype=np.int16) for d in pass_.domains}
-    tied = {d.name: np.zeros(n, dtype=bool) for d in pass_.domains}
+    predictions = {name: np.full((n, TOPK), -1, dtype=np.int16) for name in pass_.names}
+    tied = {name: np.zeros(n, dtype=bool) for name in pass_.names}
     space = run.source(pass_).label_space
     for domain, x in domain_inputs(run, unit, loaded):
         how = f"under shift {domain.name!r}" if domain.paired else f"on domain {domain.name!r}"
         where = f"model {run.model.name!r} {how} on the batch starting with {loaded.keys[ok[0]]!r}"
-        predictions[domain.name][ok], tied[domain.name][ok] = classify(run.net, x, where, space)
+        logits = logits_of(run.net, x, where)
+        predictions[domain.name][ok], tied[domain.name][ok] = top5(logits, where, space)
+        # A reference domain: the same logits, for the images of its classes, in its label space. Its rows here are
+        # the pass's (the parent's images); gather() keeps those of its own images.
+        for ref in (r for r in pass_.derived if r.restricts == domain.name):
+            reference = run.plan.sources[ref.source]
+            assert isinstance(reference, ReferenceSource)
+            member = reference.member[[unit.batch.start + j for j in ok]]
+            if member.any():
+                rows = np.asarray(ok)[member]
+                predictions[ref.name][rows], tied[ref.name][rows] = top5(
+                    logits[torch.as_tensor(np.flatnonzero(member), device=logits.device)],
+                    f"{where} (reference {ref.name!r})", reference.label_space)
     return predictions, tied
 
 
@@ -758,8 +842,10 @@ def gather(run: Run, bad: Mapping[str, Mapping[str, str]]) -> Outcome:
     assert run.state is not None
     mine = [(u.pass_index, u.batch.start, chunk.predictions, chunk.tied) for u, chunk in run.state.iter_done(run.units)]
     sizes = {key: len(source) for key, source in run.plan.sources.items()}
-    predictions = {d.name: np.full((sizes[d.source], TOPK), -1, dtype=np.int64) for d in run.plan.domains}
-    tied = {d.name: np.zeros(sizes[d.source], dtype=bool) for d in run.plan.domains}
+    rows_of = {d.name: sizes[d.source] for d in run.plan.domains}
+    rows_of.update({d.name: sizes[p.source] for p in run.passes for d in p.derived})  # the pass's rows, at first
+    predictions = {d.name: np.full((rows_of[d.name], TOPK), -1, dtype=np.int64) for d in run.plan.domains}
+    tied = {d.name: np.zeros(rows_of[d.name], dtype=bool) for d in run.plan.domains}
     covered = [np.zeros(sizes[p.source], dtype=bool) for p in run.passes]
     merged: dict[str, dict[str, str]] = {}
     for part, part_bad in all_gather((mine, {k: dict(v) for k, v in bad.items()})):
@@ -770,6 +856,9 @@ def gather(run: Run, bad: Mapping[str, Mapping[str, str]]) -> Outcome:
                 stop = start + len(preds[name])
                 predictions[name][start:stop], tied[name][start:stop] = preds[name], ties[name]
                 covered[p][start:stop] = True
+    for d in (d for p in run.passes for d in p.derived):  # a reference domain keeps the rows of its own images
+        indices = run.plan.sources[d.source].indices  # type: ignore[attr-defined]
+        predictions[d.name], tied[d.name] = predictions[d.name][indices], tied[d.name][indices]
     return Outcome(predictions, tied, merged, dict(run.plan.sources), covered)
 
 
@@ -810,7 +899,7 @@ def settle_bad_images(run: Run, outcome: Outcome) -> Outcome:
         missing = np.any([outcome.predictions[m][:, 0] < 0 for m in members], axis=0)
         if not missing.any():
             continue
-        bad = outcome.bad.get(key, {})
+        bad = outcome.bad.get(getattr(source, "parent_key", key), {})  # a reference's images are its parent's
         first = source.samples[0][0]
         if missing.all():
             raise DataError(f"none of the {len(source)} images in {source.root} can be decoded, e.g. "
@@ -827,6 +916,8 @@ def _source_record(source: ImageSource) -> dict[str, Any]:
     """What a result records of an image source: its fingerprint, label space, where it is, a description."""
     record = {**source.fingerprint(), "label_space": source.label_space.to_dict(), "root": str(Path(source.root)),
               "description": source.describe()}
+    if isinstance(source, ReferenceSource):
+        record.update(source.record_extra())
     if source.skipped:
         record["skipped"] = [{"image": rel, "error": reason} for rel, reason in sorted(source.skipped.items())]
     return record

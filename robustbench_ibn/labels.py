@@ -63,6 +63,18 @@ class LabelSpace:
         keep[torch.as_tensor(columns, device=logits.device)] = True
         return logits.masked_fill(~keep, float("-inf"))
 
+    def from_imagenet(self, labels: np.ndarray) -> np.ndarray:
+        """The labels in this space of images whose ImageNet-1k labels are ``labels``; ``-1`` where the class is
+        outside the space. What picks, and labels, the ImageNet val images of a dataset's classes (its reference
+        domain, :mod:`robustbench_ibn.references`).
+
+        Example:
+            >>> ClassSubset("two", [1, 3]).from_imagenet(np.array([3, 2, 1])).tolist()
+            [3, -1, 1]
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        return np.where((labels >= 0) & (labels < NUM_CLASSES), labels, -1)
+
     def correct(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Boolean ``[N, k]``: is the prediction at rank ``j`` right for image ``i`` (``predictions`` in ImageNet
         indices, ``labels`` in this space; a ``-1`` prediction, an image never classified, is never right)."""
@@ -134,6 +146,9 @@ class Unlabelled(LabelSpace):
         self.name = "unlabelled"
         self.policy = "full"
 
+    def from_imagenet(self, labels: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(labels), -1, dtype=np.int64)
+
     def correct(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.zeros(np.shape(super().correct(predictions, labels)), dtype=bool)
 
@@ -163,6 +178,10 @@ class ClassSubset(LabelSpace):
 
     def columns(self) -> np.ndarray:
         return self.indices
+
+    def from_imagenet(self, labels: np.ndarray) -> np.ndarray:
+        labels = super().from_imagenet(labels)
+        return np.where(np.isin(labels, self.indices), labels, -1)
 
     def describe(self) -> str:
         rule = (f"prediction over its {len(self.indices)} classes' logits" if self.policy == "subset"
@@ -208,6 +227,17 @@ class ClassMapping(LabelSpace):
 
     def columns(self) -> np.ndarray:
         return self._columns
+
+    def from_imagenet(self, labels: np.ndarray) -> np.ndarray:
+        """ImageNet-1k labels to this space's: the dataset class an ImageNet class is mapped to (``-1``: none).
+
+        Example:
+            >>> ClassMapping("toy", ["cup", "dog"], {"cup": [968], "dog": [207, 208]}).from_imagenet(
+            ...     np.array([208, 968, 5])).tolist()
+            [1, 0, -1]
+        """
+        labels = super().from_imagenet(labels)
+        return self.table[np.where(labels >= 0, labels, NUM_CLASSES)]
 
     def correct(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         predictions, labels = np.asarray(predictions), np.asarray(labels)

@@ -74,6 +74,11 @@ class LeaderboardError(ValueError):
     """An entry that cannot be read or ranked as asked."""
 
 
+def _is_baseline(row: dict[str, Any]) -> bool:
+    """Clean, or a label space's reference row (protocol 4): the rows other rows' drops are against."""
+    return row["transform"] == "clean" or row.get("reference") == row["transform"]
+
+
 def _weights_id(weights: dict[str, Any]) -> str:
     if weights.get("sha256"):
         return str(weights["sha256"])[:12]
@@ -96,8 +101,14 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
     ci_rows = {row["transform"]: row for row in uncertainty["rows"]}
     runs = imagenet_c_runs(result)
     tree_of = {d: run.name for run in runs for d in run.domains.values()}
+    from .effective import field_points
+
+    # Effective robustness only where the run covers the full official sets: a sample's never reaches a page.
+    effective = {p.domain: _effective_cell(p.setting, p.effective, list(p.effective_ci))
+                 for p in field_points(result, n_boot=n_boot, seed=seed) if p.comparable}
     rows = [{**r.to_dict(), **{k: v for k, v in ci_rows[r.transform].items() if k != "transform"},
-             **({"tree": tree_of[r.transform]} if r.transform in tree_of else {})}
+             **({"tree": tree_of[r.transform]} if r.transform in tree_of else {}),
+             **({"effective_robustness": effective[r.transform]} if r.transform in effective else {})}
             for r in result.results]
     keys = ("n", "sha256", "labels_sha256", "layout", "limit", "kind")
     dataset = {k: result.dataset.get(k) for k in keys}
@@ -135,6 +146,12 @@ def entry_from_result(result: EvalResult, *, n_boot: int = 1000, seed: int = 0) 
                                                          run.scores.mean_benchmark_error, run.scores.complete)
                            for run in runs}} if runs else {}),
     }
+
+
+def _effective_cell(setting: str, value: float, ci: list[float] | None) -> dict[str, Any]:
+    """A row's effective robustness in an entry: the testbed setting, the value (points) and its interval."""
+    return {"setting": setting, "value": round(float(value), 4), "ci": None if ci is None else [round(float(v), 4)
+                                                                                               for v in ci]}
 
 
 def _corruption_summary(label: str, mce: float | None, relative: float | None, mean_err: float | None,
@@ -266,14 +283,28 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
     if not isinstance(protocol.get("dataset") or {}, dict) or not isinstance(entry.get("geometry") or {}, dict):
         raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
     transforms = []
+    kind_reported = entry["kind"] == "reported"
     for i, row in enumerate(entry["results"]):
         # A published top-5 may be missing: then its drop is null too (reported entries).
-        top5_drop = isinstance(row, dict) and (number(row.get("top5_drop")) or (row.get("top5_err") is None
-                                                                                and row.get("top5_drop") is None))
+        # A published top-5 may be missing, its reference's too: then the top-5 drop is null (reported entries). A
+        # reported row without a published reference in its label space has no drop at all (reference null).
+        top5_drop = isinstance(row, dict) and (number(row.get("top5_drop")) or row.get("top5_drop") is None and (
+            row.get("top5_err") is None or kind_reported))
+        no_reference = isinstance(row, dict) and kind_reported and "reference" in row and row["reference"] is None \
+            and row.get("top1_drop") is None and row.get("top5_drop") is None
         ok = (isinstance(row, dict) and isinstance(row.get("transform"), str) and isinstance(row.get("label"), str)
               and number(row.get("top1_err")) and (row.get("top5_err") is None or number(row.get("top5_err")))
-              and (row.get("transform") == "clean" or (number(row.get("top1_drop")) and top5_drop))
+              and isinstance(row.get("reference", ""), (str, type(None)))
+              and (row.get("transform") == "clean" or no_reference or (number(row.get("top1_drop")) and top5_drop))
               and isinstance(row.get("tree", ""), str))
+        effective = row.get("effective_robustness") if isinstance(row, dict) else None
+        if effective is not None and not (isinstance(effective, dict) and isinstance(effective.get("setting"), str)
+                                          and number(effective.get("value"))
+                                          and (effective.get("ci") is None or (isinstance(effective["ci"], list)
+                                               and len(effective["ci"]) == 2 and all(map(number, effective["ci"]))))):
+            raise LeaderboardError(f"Expected results[{i}].effective_robustness of leaderboard entry {path} to be an "
+                                   f"object with a string setting, a numeric value and a ci of 2 numbers or null, "
+                                   f"but got {effective!r:.120}.")
         if not ok:
             raise LeaderboardError(
                 f"Expected results[{i}] of leaderboard entry {path} to have a string transform and label and numeric "
@@ -309,8 +340,9 @@ def natural_shift_entry() -> dict[str, Any]:
     """The reported entry of torchvision ResNet-50 (original weights) on ImageNet val and the natural-shift sets.
 
     Built from :func:`~robustbench_ibn.datasets.facts.reported_results`: the ``preferred`` value of each (set,
-    variant, metric), errors as ``100 - accuracy``, drops against the reported val errors, ImageNet-C as its
-    published mCE; the source of every cell is named in the entry's notes.
+    variant, metric), errors as ``100 - accuracy``, drops against the reported val errors (for a set scored among
+    its own classes, against its published reference row, the val images of those classes; with none published,
+    no drop), ImageNet-C as its published mCE; the source of every cell is named in the entry's notes.
 
     Example:
         >>> entry = natural_shift_entry()
@@ -320,8 +352,12 @@ def natural_shift_entry() -> dict[str, Any]:
         76.7
     """
     from .datasets import dataset_kind
+    from .datasets.domains import kinds_taking
     from .datasets.facts import DOMAINS, reported_results, reported_sources
+    from .effective import SETTING_ALIASES, clean_setting, effective_robustness, settings
+    from .references import REFERENCE_SETTINGS
 
+    own_space = set(kinds_taking("subset_policy"))  # ImageNet-R, -A, ObjectNet: scored among their own classes
     sources = reported_sources()
     preferred = [r for r in reported_results() if r.preferred]
     sets = sorted({(r.domain, r.variant) for r in preferred}, key=lambda k: (DOMAINS.index(k[0]), k[1] or ""))
@@ -347,17 +383,43 @@ def natural_shift_entry() -> dict[str, Any]:
         row = {"transform": transform, "label": label, "top1_err": top1, "top5_err": top5}
         if transform == "clean":
             clean = {"top1": top1, "top5": top5}
-            row.update(top1_drop=0.0, top5_drop=0.0)
+            row.update(top1_drop=0.0, top5_drop=0.0, reference="clean")
+        elif domain in own_space:  # scored among its own classes: its drop against val on those classes (protocol 4)
+            ref = values.get("reference_top1_acc")
+            if ref is None:
+                row.update(top1_drop=None, top5_drop=None, reference=None)
+                cited.append(f"{label}: no published top-1 on the val images of its classes, so no drop in its own "
+                             f"label space")
+            else:
+                name = ref.setting  # the testbed's setting name, the one the reference domain of a run has
+                ref_label = dict(REFERENCE_SETTINGS.values())[name]
+                ref_top1 = round(100 - ref.value, 4)
+                rows.append({"transform": name, "label": ref_label, "top1_err": ref_top1, "top5_err": None,
+                             "top1_drop": 0.0, "top5_drop": None, "reference": name})
+                row.update(top1_drop=round(top1 - ref_top1, 4), top5_drop=None, reference=name)
+                cited.append(f"{ref_label}: top-1 {ref.source} ({ref.setting}; no published top-5, so no top-5 drop "
+                             f"for {label})")
         else:
             row.update(top1_drop=round(top1 - clean["top1"], 4),
-                       top5_drop=None if top5 is None else round(top5 - clean["top5"], 4))
+                       top5_drop=None if top5 is None else round(top5 - clean["top5"], 4), reference="clean")
+        # Effective robustness where the published numbers give both axes: val, or val on the set's classes.
+        setting = SETTING_ALIASES.get(values["top1_acc"].setting, values["top1_acc"].setting)
+        if transform != "clean" and setting in settings():
+            ref = values.get("reference_top1_acc")
+            x = 100 - clean["top1"] if clean_setting(setting) == "val" else (
+                ref.value if ref is not None and ref.setting == clean_setting(setting) else None)
+            if x is not None:
+                row["effective_robustness"] = _effective_cell(setting, effective_robustness(
+                    setting, x, values["top1_acc"].value), None)
         rows.append(row)
         cited.append(f"{label}: top-1 {values['top1_acc'].source}"
                      + (f", top-5 {values['top5_acc'].source}" if "top5_acc" in values else "")
                      + (f" ({values['top1_acc'].notes})" if values["top1_acc"].notes else ""))
     citations = "; ".join(f"{key}: {sources[key]['citation']}" for key in used)
     notes = ("torchvision ResNet-50, original weights (ResNet50_Weights.IMAGENET1K_V1), resize 256 / centre crop 224; "
-             "errors = 100 - published top-1/top-5 accuracy; drops vs its reported val errors; each cell's source: "
+             "errors = 100 - published top-1/top-5 accuracy; drops vs its reported val errors, those of ImageNet-R, "
+             "-A and ObjectNet vs its published top-1 on the val images of their classes, predicted among them (the "
+             "same label space, protocol 4); each cell's source: "
              + "; ".join(cited) + f". Sources: {citations}. IBN-Net has no published results on these sets.")
     return {
         "schema_version": ENTRY_SCHEMA_VERSION,
@@ -449,7 +511,7 @@ def _mean_drop(entry: dict[str, Any]) -> float | None:
         return float(mean["top1"])
     units: dict[str, list[float]] = {}  # an ImageNet-C tree is one row, as in the record's mean drop
     for r in entry["results"]:
-        if r["transform"] != "clean":
+        if not _is_baseline(r) and r["top1_drop"] is not None:
             units.setdefault(r.get("tree") or r["transform"], []).append(r["top1_drop"])
     return sum(sum(d) / len(d) for d in units.values()) / len(units) if units else None
 
@@ -493,7 +555,7 @@ def _cell(row: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     cell = f"{two(row['top1_err'])}/{two(row.get('top5_err'))}"
-    if row["transform"] != "clean":
+    if not _is_baseline(row):
         cell += f" ({two(row['top1_drop'])}/{two(row.get('top5_drop'))})"
     return cell
 
@@ -528,8 +590,27 @@ def _protocol_heading(entry: dict[str, Any]) -> str:
     return (
         f"Protocol `{protocol['fingerprint']}`: {_md(dataset.get('n'))} images (dataset sha256 "
         f"{_md(str(dataset.get('sha256'))[:12])}{limit}), {version}{_md(protocol.get('precision'))}{fast}; "
-        f"shifts: {', '.join(shifts) or 'none'}"
+        f"shifts: {', '.join(shifts) or 'none'}{_old_drops(entry)}"
     )
+
+
+def _old_drops(entry: dict[str, Any]) -> str:
+    """A measured entry made before protocol 4 with rows of a dataset scored among its own classes: say that their
+    drops are against 1000-way origin, as they were computed (never re-interpreted)."""
+    from .datasets.domains import kinds_taking
+    from .results import REFERENCES_SINCE
+
+    protocol = entry["protocol"]
+    if not isinstance(protocol.get("version"), int) or protocol["version"] >= REFERENCES_SINCE:
+        return ""
+    kinds = set(kinds_taking("subset_policy"))
+    sources = protocol.get("sources") or {}
+    labels = [t["label"] for t in protocol.get("transforms", [])
+              if isinstance(sources.get(t.get("source")), dict) and sources[t["source"]].get("kind") in kinds]
+    if not labels:
+        return ""
+    return (f" (protocol v{protocol['version']}: the drops of {', '.join(_md(x) for x in labels)} are against origin "
+            f"scored 1000-way, not in their own label space as from protocol v{REFERENCES_SINCE})")
 
 
 def _geometry_cell(entry: dict[str, Any]) -> str:
@@ -553,13 +634,18 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
     for e in entries:
         for r in e["results"]:
             if r["transform"] != "clean" and "tree" not in r and (r["transform"], r["label"]) not in shifts:
+                # a reference row (val on a dataset's classes) is a column of its own, its cell without a drop
                 shifts.append((r["transform"], r["label"]))
         for name, tree in (e.get("corruption") or {}).items():
             if (name, tree["label"]) not in trees:
                 trees.append((name, tree["label"]))
+    # One effective-robustness column per natural shift that some entry of the group has it for (comparable runs).
+    effective = [(t, label) for t, label in shifts
+                 if any("effective_robustness" in r for e in entries for r in e["results"] if r["transform"] == t)]
     reported = entries[0]["kind"] == "reported"
     header = ["rank", "model", "weights", *([] if reported else ["geometry"]), "origin",
-              *(_md(label) for _, label in shifts), *(f"{_md(label)} mCE" for _, label in trees)]
+              *(_md(label) for _, label in shifts), *(f"{_md(label)} mCE" for _, label in trees),
+              *(f"{_md(label)} eff. rob." for _, label in effective)]
     if shifts or trees:
         header.append("mean top-1 drop" + ("" if reported else " [95% CI]"))
     header += ["n", "date"]
@@ -572,6 +658,7 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         cells = [str(rank), name, _weights_cell(e), *([] if reported else [_geometry_cell(e)]), _cell(rows["clean"])]
         cells += [_cell(rows[t]) if t in rows else "" for t, _ in shifts]
         cells += [_mce_cell(e["corruption"][t]) if t in (e.get("corruption") or {}) else "" for t, _ in trees]
+        cells += [_effective_text(rows[t].get("effective_robustness")) if t in rows else "" for t, _ in effective]
         if shifts or trees:
             mean = _mean_drop(e)
             ci = (e.get("mean_drop") or {}).get("top1_ci")
@@ -579,6 +666,13 @@ def _group_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         cells += [str(e["n"]), _md(str(e["date"])[:10])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _effective_text(cell: dict[str, Any] | None) -> str:
+    if not cell:
+        return ""
+    ci = cell.get("ci")
+    return f"{cell['value']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
 
 
 def _groups(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -602,13 +696,17 @@ def leaderboard_markdown(entries: Sequence[dict[str, Any]]) -> str:
         "entries of the package. "
         "Do not edit by hand: change an entry and regenerate. -->",
         "",
-        "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin). Within a protocol, entries are ranked by the "
+        "Cells: top-1/top-5 error % (top-1/top-5 drop vs origin; from protocol v4, a dataset scored among its own "
+        "classes, ImageNet-R, -A or ObjectNet, against its 'val on ... classes' column, the val images of those "
+        "classes predicted among them). Within a protocol, entries are ranked by the "
         "mean top-1 drop over its shifts (an ImageNet-C tree counts as one shift; lower is more robust; ties by clean "
         "top-1 error); a protocol without shifts is ranked by clean top-1 error. A protocol is the fingerprint of the "
         "images, the shift definitions and versions, the precision and the protocol version: entries of different protocols are never ranked together, "
         "and models with different preprocessing are (each row shows its model's resize / crop). Measured entries "
         "come from `robust-eval --save-entry` with trained weights, with 95% paired-bootstrap intervals over images. "
-        "Reported entries are published numbers, kept apart.",
+        "Reported entries are published numbers, kept apart. eff. rob.: effective robustness in points, the shifted "
+        "top-1 accuracy minus what a standard model of the same clean accuracy reaches (imagenet-testbed's default "
+        "fit, docs/effective-robustness.md), shown only for runs on the full official sets.",
         "",
         "## Measured",
         "",

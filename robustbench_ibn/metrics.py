@@ -40,6 +40,7 @@ __all__ = [
     "mcnemar",
     "percentile_interval",
     "prediction_uncertainty",
+    "source_seed",
     "topk_correct",
     "topk_counts",
     "wilson_interval",
@@ -174,8 +175,13 @@ def _normal_quantile(q: float) -> float:
     return (lo + hi) / 2
 
 
-def _source_seed(seed: int, source: str) -> int:
-    """The bootstrap seed of a non-baseline source: fixed by (seed, source key), independent of the baseline's."""
+def source_seed(seed: int, source: str) -> int:
+    """The bootstrap seed of a non-baseline source: fixed by (seed, source key), independent of the baseline's.
+
+    Example:
+        >>> source_seed(0, "imagenet-r") == source_seed(0, "imagenet-r") != source_seed(0, "imagenet-a")
+        True
+    """
     return int(np.random.SeedSequence([seed, zlib.crc32(source.encode())]).generate_state(1)[0])
 
 
@@ -187,6 +193,7 @@ def prediction_uncertainty(
     sources: Mapping[str, str] | None = None,
     spaces: Mapping[str, LabelSpace] | None = None,
     groups: Mapping[str, str] | None = None,
+    references: Mapping[str, str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -202,16 +209,20 @@ def prediction_uncertainty(
     Args:
         labels: the baseline source's labels ``[N]``, or ``{source key: labels}`` for several sources.
         predictions: domain name -> top-k predictions ``[N_source, k]`` (ImageNet indices).
-        baseline: the domain every drop is measured against (its source is the baseline source).
+        baseline: the clean domain (its source is the baseline source): the reference of the flip rates, and of
+            every drop not given another in ``references``.
         sources: domain name -> source key (default: every domain on the baseline source).
         spaces: source key -> its :class:`~robustbench_ibn.labels.LabelSpace` (default ImageNet-1k).
         groups: domain name -> the row it counts as in the mean drop (default: its own). The sets of an ImageNet-C
             tree are one row of the report (its mCE), so they count once, with their mean drop: 75 sets must not
             outweigh Table 1's four shifts.
+        references: domain name -> the domain its drop is against (default: ``baseline``). A domain that is its
+            own reference (the val images of ImageNet-R's classes, predicted among them) is a baseline, as
+            ``baseline`` is: drop 0, not in the mean drop.
 
     Returns:
         ``{"method", "n_boot", "seed", "level", "rows": [...], "mean_drop": {...}}``: one row per domain
-        with ``top1_err_ci``, ``top5_err_ci``, ``top1_drop_ci``, ``top5_drop_ci`` (``[low, high]``),
+        with its ``reference``, ``top1_err_ci``, ``top5_err_ci``, ``top1_drop_ci``, ``top5_drop_ci`` (``[low, high]``),
         ``paired``, ``flip_rate`` and ``flip_rate_ci`` (share of images whose top-1 prediction differs from the
         baseline's); ``mean_drop`` holds the mean top-1/top-5 drop over the non-baseline rows (``groups``) and
         their intervals (``None`` when there is no shift), ``n_shifts`` the number of those rows.
@@ -240,14 +251,18 @@ def prediction_uncertainty(
                 columns.append(preds[:, 0] != base[:, 0])
         width = 3 if paired else 2
         values = np.stack(columns, axis=1).astype(np.float64)  # [N, width * domains]: top-1/top-5 wrong (flipped)
-        draws = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed if paired else _source_seed(seed, source))
+        draws = 100.0 * bootstrap_means(values, n_boot=n_boot, seed=seed if paired else source_seed(seed, source))
         draws = draws.reshape(n_boot, len(members), width)
         means = 100.0 * values.mean(axis=0).reshape(len(members), width)
         for i, name in enumerate(members):
             errors[name], point[name] = draws[:, i, :2], means[i]
             if paired:
                 flips[name] = draws[:, i, 2]
-    drops = {name: errors[name] - errors[baseline] for name in names}
+    reference = {name: dict(references or {}).get(name, baseline) for name in names}
+    unknown = sorted({r for r in reference.values() if r not in predictions})
+    if unknown:
+        raise ValueError(f"Expected every reference among the predictions ({names}), but got {unknown}.")
+    drops = {name: errors[name] - errors[reference[name]] for name in names}
 
     def pair(samples: np.ndarray) -> list[Any]:
         ci = percentile_interval(samples, level)
@@ -256,18 +271,18 @@ def prediction_uncertainty(
     rows = []
     for name in names:
         (err1, err5), (drop1, drop5) = pair(errors[name]), pair(drops[name])
-        rows.append({"transform": name, "top1_err_ci": err1, "top5_err_ci": err5, "top1_drop_ci": drop1,
-                     "top5_drop_ci": drop5, "paired": name in flips,
+        rows.append({"transform": name, "reference": reference[name], "top1_err_ci": err1, "top5_err_ci": err5,
+                     "top1_drop_ci": drop1, "top5_drop_ci": drop5, "paired": name in flips,
                      "flip_rate": float(point[name][2]) if name in flips else None,
                      "flip_rate_ci": pair(flips[name]) if name in flips else None})
     units: dict[str, list[str]] = {}  # a row of the mean drop -> its domains
     for name in names:
-        if name != baseline:
+        if name != baseline and reference[name] != name:
             units.setdefault(dict(groups or {}).get(name, name), []).append(name)
     mean_drop: dict[str, Any] = {"top1": None, "top1_ci": None, "top5": None, "top5_ci": None, "n_shifts": len(units)}
     if units:
-        point_drop = np.mean([np.mean([point[n][:2] for n in u], axis=0) for u in units.values()], axis=0) \
-            - point[baseline][:2]
+        point_drop = np.mean([np.mean([point[n][:2] - point[reference[n]][:2] for n in u], axis=0)
+                              for u in units.values()], axis=0)
         top1_ci, top5_ci = pair(np.mean([np.mean([drops[n] for n in u], axis=0) for u in units.values()], axis=0))
         mean_drop.update(top1=float(point_drop[0]), top1_ci=top1_ci, top5=float(point_drop[1]), top5_ci=top5_ci)
     return {"method": BOOTSTRAP_METHOD, "n_boot": n_boot, "seed": seed, "level": level, "rows": rows,

@@ -26,7 +26,7 @@ __all__ = ["BAD_IMAGE_POLICIES", "DIVERGENCE_EPS", "FLAGS", "MAX_N_BOOT", "PLOT_
 PRECISIONS = ("fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("error", "skip")
 REPORT_FORMATS = ("markdown", "latex", "csv", "json")
-PLOT_KINDS = ("auto", "curves", "bars")
+PLOT_KINDS = ("auto", "curves", "bars", "field")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 # At most this many resamples: 100,000 give percentile intervals stable to about 0.01 points, and already draw
 # 5e9 indices for 50,000 images (minutes per domain); more only waits (100,000,000 would run for days).

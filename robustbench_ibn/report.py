@@ -38,6 +38,7 @@ __all__ = [
     "FORMATS",
     "column_names",
     "corruption_frames",
+    "effective_frame",
     "format_report",
     "header_lines",
     "latex_tabular",
@@ -56,7 +57,7 @@ _MEMBER = re.compile(r"(?P<family>.*?)(?P<value>\d+(?:\.\d*)?|\.\d+)(?P<suffix>\
 def table1_cell(row: DomainResult) -> str:
     """``24.27/7.08`` for the clean row, ``28.22/9.64 (3.94/2.56)`` for a shifted one."""
     cell = f"{row.top1_err:.2f}/{row.top5_err:.2f}"
-    if row.transform != "clean":
+    if not row.is_reference:  # clean, or a label space's reference row: the baseline of other rows' drops
         cell += f" ({row.top1_drop:.2f}/{row.top5_drop:.2f})"
     return cell
 
@@ -68,7 +69,7 @@ def _interval(ci: Sequence[float]) -> str:
 def _ci_cell(ci_row: dict[str, Any]) -> str:
     """``[23.1, 25.4]/[6.5, 7.7]``, plus the drops' intervals in brackets for a shifted row."""
     cell = f"{_interval(ci_row['top1_err_ci'])}/{_interval(ci_row['top5_err_ci'])}"
-    if ci_row["transform"] != "clean":
+    if ci_row.get("reference", "clean") != ci_row["transform"]:
         cell += f" ({_interval(ci_row['top1_drop_ci'])}/{_interval(ci_row['top5_drop_ci'])})"
     return cell
 
@@ -196,6 +197,54 @@ def corruption_frames(results: Sequence[EvalResult]) -> list[tuple[str, pd.DataF
                  f"set); extra corruptions apart (no AlexNet normaliser, no CE)")
         frames.append((title, frame))
     return frames
+
+
+EFFECTIVE_TITLE = ("effective robustness: top-1 accuracy % under the shift minus what a standard model of the same clean "
+                   "accuracy reaches (logit-linear fit over imagenet-testbed's STANDARD models, Taori et al. 2020; "
+                   "docs/effective-robustness.md); relative: shifted minus clean accuracy; points")
+
+
+def effective_frame(results: Sequence[EvalResult], points: Sequence[Sequence[Any]], *,
+                    ci: bool) -> pd.DataFrame | None:
+    """The effective-robustness table: one row per (model, domain that is a testbed setting), ``None`` if none.
+
+    ``points``: one :func:`~robustbench_ibn.effective.field_points` list per result. The sets of an ImageNet-C tree
+    are one row (their mean; every set is in the CSV and JSON), and so are the in-memory ImageNet-C sets of a run. A run that does not cover the full official sets
+    has every number marked ``not comparable: ...`` in the last column.
+    """
+    import math
+
+    names = column_names(results)
+    body, index = [], []
+    for name, result, model_points in zip(names, results, points):
+        member = {d: run for run in imagenet_c_runs(result) for d in run.domains.values()}
+        rows: list[tuple[str, list[Any]]] = []
+        trees: dict[str, list[Any]] = {}
+        for p in model_points:
+            if p.domain in member:
+                trees.setdefault(member[p.domain].label, []).append(p)
+            elif p.setting.endswith("_in-memory"):  # the on-the-fly sets of a run: one row too
+                trees.setdefault("ImageNet-C in memory", []).append(p)
+            else:
+                rows.append((p.label, [p]))
+        rows += [(f"{label} (mean of {len(group)} sets)", group) for label, group in trees.items()]
+        for label, group in rows:
+            first = group[0]
+            mean = (lambda key: sum(getattr(p, key) for p in group) / len(group))  # noqa: E731
+            effective = mean("effective")
+            cell = "undefined" if math.isnan(effective) else f"{effective:+.2f}"
+            interval = _interval(first.effective_ci) if ci and len(group) == 1 and not math.isnan(effective) else ""
+            marks = list(dict.fromkeys(p.mark for p in group if p.mark))
+            index.append(label)
+            body.append([name, first.setting if len(group) == 1 else f"{len(group)} imagenet-c sets",
+                         f"{mean('clean_acc'):.2f} ({first.clean_domain})", f"{mean('shifted_acc'):.2f}",
+                         "-" if math.isnan(mean("expected_acc")) else f"{mean('expected_acc'):.2f}",
+                         cell + (f" {interval}" if interval else ""), f"{mean('relative'):+.2f}", "; ".join(marks)])
+    if not body:
+        return None
+    columns = ["model", "testbed setting", "clean acc", "top-1 acc", "expected",
+               f"effective{' [95% CI]' if ci else ''}", "relative", "note"]
+    return pd.DataFrame(body, index=pd.Index(index, name="shift"), columns=columns)
 
 
 def _corruption_lines(results: Sequence[EvalResult]) -> list[str]:
@@ -407,14 +456,33 @@ def _protocol_text(result: EvalResult) -> str:
             f"v{result.protocol.get('version')}, fingerprint {result.protocol.get('fingerprint', '?')}")
 
 
+def _cells_line(results: Sequence[EvalResult]) -> str:
+    """What a cell holds, and what its drop is against (origin, or a label space's reference row)."""
+    references = [labels for labels in ({d["label"] for d in r.domains if r.reference_of(d["name"]) == d["name"]
+                                         and d["name"] != "clean"} for r in results) if labels]
+    if not references:
+        return "cells: top-1/top-5 error % (drop vs origin)"
+    shown = sorted(set().union(*references))
+    return (f"cells: top-1/top-5 error % (drop vs origin; a dataset scored among its own classes: vs its reference "
+            f"row, the val images of those classes predicted among them: {', '.join(shown)})")
+
+
+def _drops_notes(results: Sequence[EvalResult]) -> list[str]:
+    """A record made before protocol 4: its label-space rows' drops are against 1000-way clean, as computed."""
+    names = column_names(results)
+    return [f"note{f' ({name})' if len(results) > 1 else ''}: {note}"
+            for name, note in zip(names, (r.drops_note() for r in results)) if note]
+
+
 def header_lines(result: EvalResult) -> list[str]:
-    """What the numbers are: model, weights (loudly when random), data, protocol."""
+    """What the numbers are: model, weights (loudly when random), data, protocol, what the drops are against."""
     return [
         f"model: {result.model}",
         f"weights: {_weights_text(result)}",
         *_data_lines(result),
         f"protocol: {_protocol_text(result)}",
-        "cells: top-1/top-5 error % (drop vs origin)",
+        _cells_line([result]),
+        *_drops_notes([result]),
     ]
 
 
@@ -447,10 +515,12 @@ def _headers(results: Sequence[EvalResult], ci: bool, n_boot: int, seed: int) ->
             lines += [f"protocol {n}: {p}" for n, p in zip(names, protocols)]
             lines.append("note: the columns differ in protocol (data, geometry, shift set or precision); "
                          "compare them with care")
-        lines.append("cells: top-1/top-5 error % (drop vs origin)")
+        lines += [_cells_line(results), *_drops_notes(results)]
     if any(not d["paired"] for r in results for d in r.domains):
-        lines.append("other sources: their rows' drops are against clean ImageNet val, intervals from resampling "
-                     "each source on its own; no flip rate (other images)")
+        against = ("clean ImageNet val (1000-way) or their reference row"
+                   if any(d.get("restricts") for r in results for d in r.domains) else "clean ImageNet val")
+        lines.append(f"other sources: their rows' drops are against {against}, intervals from resampling each source "
+                     "on its own; no flip rate (other images)")
     lines += _corruption_lines(results)
     if ci:
         lines.append(f"intervals: 95% {BOOTSTRAP_METHOD}, {n_boot} resamples, seed {seed}")
@@ -505,6 +575,11 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         curves = severity_curves(result, summary["uncertainty"])
         if curves:
             summary["curves"] = curves
+        from .effective import field_points
+
+        points = field_points(result, n_boot=n_boot, seed=seed)
+        if points:
+            summary["effective_robustness"] = [p.to_dict() for p in points]
         runs = imagenet_c_runs(result)
         if runs:
             summary["imagenet_c"] = [{"name": run.name, "label": run.label,
@@ -521,6 +596,27 @@ def report_json(results: Sequence[EvalResult], *, n_boot: int = 1000, seed: int 
         "paired_test_method": "McNemar on top-1 correctness: exact two-sided binomial below 25 discordant "
                               "images, chi-square with continuity correction otherwise",
     }
+
+
+def _with_effective(frame: pd.DataFrame, result: EvalResult, ci: bool, n_boot: int, seed: int) -> pd.DataFrame:
+    """The long CSV frame plus, when a domain is a testbed setting, its effective robustness columns (empty
+    elsewhere): setting, expected accuracy, effective and relative robustness (points), the interval with ``ci``,
+    and ``effective_note`` (``not comparable: ...`` for a sample)."""
+    from .effective import field_points
+
+    points = {p.domain: p for p in field_points(result, n_boot=n_boot, seed=seed, ci=ci)}
+    if not points:
+        return frame
+    column = {key: [getattr(points[t], key) if t in points else None for t in frame["transform"]]
+              for key in ("setting", "expected_acc", "effective", "relative", "mark")}
+    frame = frame.assign(testbed_setting=column["setting"], expected_acc=column["expected_acc"],
+                         effective_robustness=column["effective"], relative_robustness=column["relative"])
+    if ci:
+        frame["effective_robustness_lo"] = [points[t].effective_ci[0] if t in points else None
+                                            for t in frame["transform"]]
+        frame["effective_robustness_hi"] = [points[t].effective_ci[1] if t in points else None
+                                            for t in frame["transform"]]
+    return frame.assign(effective_note=column["mark"])
 
 
 def _with_corruption_rows(frame: pd.DataFrame, result: EvalResult, model: str) -> pd.DataFrame:
@@ -581,7 +677,7 @@ def format_report(
                     if key == "flip_rate":  # none for a domain of another source
                         frame[key] = [ci_rows[t]["flip_rate"] for t in frame["transform"]]
                     frame[f"{key}_lo"], frame[f"{key}_hi"] = bounds[:, 0], bounds[:, 1]
-            frames.append(_with_corruption_rows(frame, result, name))
+            frames.append(_with_corruption_rows(_with_effective(frame, result, ci, n_boot, seed), result, name))
         buffer = io.StringIO()
         pd.concat(frames).to_csv(buffer, index=False, float_format="%.4f")
         return buffer.getvalue().rstrip("\n")
@@ -601,6 +697,11 @@ def format_report(
                                "gets right; exact binomial below 25 discordant images, else chi-square with "
                                "continuity correction)", mc, "transform"))
     extras += [(title, corruption, "corruption") for title, corruption in corruption_frames(results)]
+    from .effective import field_points
+
+    effective = effective_frame(results, [field_points(r, n_boot=n_boot, seed=seed, ci=ci) for r in results], ci=ci)
+    if effective is not None:
+        extras.append((EFFECTIVE_TITLE, effective, "shift"))
     curves = [severity_curves(r, u) for r, u in zip(results, uncertainty or [None] * len(results))]
     curve_frame = _curve_frame(results, curves)
     if curve_frame is not None:

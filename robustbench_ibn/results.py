@@ -29,6 +29,7 @@ __all__ = [
     "BASELINE_SOURCE",
     "PROTOCOL_CHANGES",
     "PROTOCOL_VERSION",
+    "REFERENCES_SINCE",
     "SCHEMA_VERSION",
     "STAGES",
     "DomainResult",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 PROTOCOL_CHANGES = {
     1: "the first protocol: std{F} scaled the deviation from each model's own normalization mean; the fingerprint "
        "included the model's geometry",
@@ -52,19 +53,29 @@ PROTOCOL_CHANGES = {
        "model's resize and crop), as the paper's authors most likely did; under protocol 2 'all' ran monet, the "
        "generator on the model's 224 crop rounded to 8 bits (still available as monet). Everything else as in "
        "protocol 2: std{F} about the fixed ImageNet mean, the fingerprint without the model's geometry",
+    4: "drops in the same label space: a domain scored in a label space other than the 1000 classes (ImageNet-R and "
+       "-A among their 200 classes, ObjectNet among its 113) measures its drop against its reference domain, the "
+       "clean val images of those classes predicted in that space (imagenet-testbed's val-on-imagenet-r-classes, "
+       "val-on-imagenet-a-classes, val-on-objectnet-classes), computed from the clean pass's logits and recorded as "
+       "a domain of its own; under protocol 3 those drops were against clean val scored 1000-way, two different "
+       "questions subtracted. Every other row (the shifts, V2, Sketch, Stylized, ImageNet-C) is still against clean; "
+       "each domain records its reference. Everything else as in protocol 3",
 }
 """What each protocol version changed, and why (recorded numbers are comparable only within one version)."""
 BASELINE_SOURCE = "val"
 BASELINE_DOMAIN = "clean"
 STAGES = ("crop", "image")
 TOPK = 5
+REFERENCES_SINCE = 4  # the first protocol whose domains record the reference of their drop
 
 
 @dataclass(frozen=True)
 class DomainResult:
-    """One row of Table 1: errors on a domain and their drops against the clean baseline images (percent).
+    """One row of Table 1: errors on a domain and their drops against its reference (percent).
 
-    ``transform`` is the domain's name (a shift of the baseline images, or a domain of another source).
+    ``transform`` is the domain's name (a shift of the baseline images, or a domain of another source);
+    ``reference`` the domain its drops are against (``clean``, or its label space's reference domain, which is its
+    own reference: drop 0, as clean).
     """
 
     transform: str
@@ -75,6 +86,12 @@ class DomainResult:
     top5_err: float
     top1_drop: float
     top5_drop: float
+    reference: str = BASELINE_DOMAIN
+
+    @property
+    def is_reference(self) -> bool:
+        """A baseline row (clean, or a label space's reference): its drops are 0 by definition, not shown."""
+        return self.reference == self.transform
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,17 +199,57 @@ class EvalResult:
         """The source a domain's images come from."""
         return self.sources[next(d["source"] for d in self.domains if d["name"] == domain)]
 
+    def reference_of(self, domain: str) -> str:
+        """The name of the domain ``domain``'s drop is measured against: ``"clean"``, or (protocol 4) its label
+        space's reference domain (``val-on-imagenet-r-classes``, ...), which is its own reference. A protocol 3
+        record has none recorded: every drop there was against clean (:meth:`drops_note` says so).
+
+        Example:
+            >>> r = EvalResult("m", {}, {}, {}, [{"name": "clean"}, {"name": "imagenet-r",
+            ...                "reference": "val-on-imagenet-r-classes"}], {"version": 4}, {}, {})
+            >>> r.reference_of("imagenet-r"), r.reference_of("clean")
+            ('val-on-imagenet-r-classes', 'clean')
+        """
+        d = next((d for d in self.domains if d["name"] == domain), None)
+        if d is None:
+            raise KeyError(f"Expected a domain of the result ({', '.join(x['name'] for x in self.domains)}), but got "
+                           f"{domain!r}.")
+        return str(d.get("reference", BASELINE_DOMAIN))
+
+    def drops_note(self) -> str | None:
+        """For a record made before protocol 4 with domains scored in another label space than the 1000 classes:
+        the sentence that says their drops are against clean val scored 1000-way (as they were computed; they are
+        never re-interpreted). ``None`` otherwise.
+
+        Example:
+            >>> EvalResult("m", {}, {}, {}, [{"name": "clean"}], {"version": 4}, {}, {}).drops_note() is None
+            True
+        """
+        if int(self.protocol.get("version", 0)) >= REFERENCES_SINCE:
+            return None
+        other = [d["label"] for d in self.domains
+                 if self.sources[d["source"]].label_space.kind not in ("imagenet-1k", "none")]
+        if not other:
+            return None
+        return (f"protocol {self.protocol.get('version')} record: the drops of {', '.join(other)} are against clean val "
+                f"scored 1000-way, not in their own label space (protocol {REFERENCES_SINCE} measures them against "
+                f"the val images of their classes, predicted among those classes); re-run for those")
+
     @property
     def results(self) -> list[DomainResult]:
-        """Table 1's rows in evaluation order, drops relative to clean (0 for clean itself)."""
-        rows = []
+        """Table 1's rows in evaluation order, drops relative to each row's reference (:meth:`reference_of`; 0 for
+        a reference itself)."""
+        counts = {}
         for d in self.domains:
             source = self.sources[d["source"]]
-            rows.append((d, topk_counts(self.predictions[d["name"]], source.labels, source.label_space)))
-        base = next(c for d, c in rows if d["name"] == BASELINE_DOMAIN)
-        return [DomainResult(transform=d["name"], label=d["label"], source=d["source"], n=c.n, top1_err=c.top1_err,
-                             top5_err=c.top5_err, top1_drop=c.top1_err - base.top1_err,
-                             top5_drop=c.top5_err - base.top5_err) for d, c in rows]
+            counts[d["name"]] = topk_counts(self.predictions[d["name"]], source.labels, source.label_space)
+        rows = []
+        for d in self.domains:
+            c, base, reference = counts[d["name"]], counts[self.reference_of(d["name"])], self.reference_of(d["name"])
+            rows.append(DomainResult(transform=d["name"], label=d["label"], source=d["source"], n=c.n,
+                                     top1_err=c.top1_err, top5_err=c.top5_err, top1_drop=c.top1_err - base.top1_err,
+                                     top5_drop=c.top5_err - base.top5_err, reference=reference))
+        return rows
 
     def to_frame(self) -> pd.DataFrame:
         """One row per domain: model, transform (the domain), label, source, n, errors and drops (percent)."""
@@ -214,7 +271,8 @@ class EvalResult:
             self._uncertainty[key] = prediction_uncertainty(
                 {k: s.labels for k, s in self.sources.items()}, self.predictions, baseline=BASELINE_DOMAIN,
                 sources={d["name"]: d["source"] for d in self.domains},
-                spaces={k: s.label_space for k, s in self.sources.items()}, groups=trees, n_boot=n_boot, seed=seed,
+                spaces={k: s.label_space for k, s in self.sources.items()}, groups=trees,
+                references={d["name"]: self.reference_of(d["name"]) for d in self.domains}, n_boot=n_boot, seed=seed,
                 level=level)
         return self._uncertainty[key]
 
@@ -362,6 +420,13 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
     names = [d["name"] for d in domains]
     if BASELINE_DOMAIN not in names or len(set(names)) != len(names):
         raise bad("'domains'", f"unique names including {BASELINE_DOMAIN!r}", ", ".join(names))
+    # Protocol 4 records name each drop's reference: a baseline (clean, or a domain that is its own reference).
+    own = {d["name"] for d in domains if d.get("reference") == d["name"]} | {BASELINE_DOMAIN}
+    for i, d in enumerate(domains):
+        if "reference" in d or protocol["version"] >= REFERENCES_SINCE:
+            if d.get("reference") not in own:
+                raise bad(f"domains[{i}].reference", f"the name of a reference domain ({', '.join(sorted(own))})",
+                          d.get("reference"))
     raw = record.get("predictions")
     if not isinstance(raw, dict) or sorted(raw) != sorted(names):
         got = ", ".join(map(str, raw)) if isinstance(raw, dict) else raw

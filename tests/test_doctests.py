@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.cli._common", "robustbench_ibn.cli.eval",
            "robustbench_ibn.cli._domains", "robustbench_ibn.corruption", "robustbench_ibn.data",
-           "robustbench_ibn.datasets.domains", "robustbench_ibn.engine", "robustbench_ibn.env",
+           "robustbench_ibn.datasets.domains", "robustbench_ibn.effective", "robustbench_ibn.engine", "robustbench_ibn.env",
            "robustbench_ibn.leaderboard",
            "robustbench_ibn.files", "robustbench_ibn.hub", "robustbench_ibn.labels", "robustbench_ibn.metrics",
            "robustbench_ibn.models._api", "robustbench_ibn.models._weights", "robustbench_ibn.options",

@@ -271,7 +271,7 @@ def test_the_fingerprint_ignores_the_model_geometry(data):
     assert (small.data_config["crop"], large.data_config["crop"]) == (32, 40)
     other_shift = evaluate(Spy(), data, "r+50", data_config=DataConfig(resize=40, crop=32), **RUN)
     assert other_shift.protocol["fingerprint"] != small.protocol["fingerprint"]
-    assert small.protocol["version"] == 3 and "fixed ImageNet mean" in small.protocol["changes"]
+    assert small.protocol["version"] == 4 and "drops in the same label space" in small.protocol["changes"]
 
 
 def test_the_bootstrap_runs_once_per_seed(data, tmp_path, monkeypatch):

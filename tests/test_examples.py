@@ -59,6 +59,11 @@ NOT_RUN = {
         "ImageNet val, the natural-shift datasets, official weights",
     ("docs/natural-shifts.md", "from robustbench_ibn import evaluate"):
         "ImageNet val, the natural-shift datasets, official weights",
+    ("docs/effective-robustness.md", "robust-eval --model resnet50_ibn_b --transforms grey1 --data /data/imagenet/val "
+                                     "--domain imagenet-r=/data/imagenet-r --ci --output runs/ibn_b.json --plot "
+                                     "runs/field.png --plot-kind field"): "ImageNet val and ImageNet-R, official weights",
+    ("docs/effective-robustness.md", "from robustbench_ibn import EvalResult"):
+        "a minute of CPU; it rewrites the figure in docs/",
     ("docs/performance.md", ".venv/bin/python bench/bench_eval.py"): "minutes per bench",
     ("docs/performance.md", ".venv/bin/python bench/bench_fast.py --repeats 2 --rounds 4"): "minutes per bench",
 }

@@ -388,19 +388,19 @@ def test_an_interrupted_fast_run_of_the_trained_network_resumes_to_the_same_pred
     """The clean images only (resume across shifts is tested on the exact path): killed in batch 4, resumed, the
     same compiled kernels give every prediction of the uninterrupted fast run."""
     calls = {"n": 0}
-    classify = engine.classify
+    logits_of = engine.logits_of
 
     def stop_in_batch_4(*args: object, **kwargs: object):
         calls["n"] += 1
-        if calls["n"] == 3 + 1:  # one domain per batch: batches 0-2 are saved
+        if calls["n"] == 3 + 1:  # one forward pass per batch: batches 0-2 are saved
             raise KeyboardInterrupt
-        return classify(*args, **kwargs)
+        return logits_of(*args, **kwargs)
 
     run = dict(batch_size=50, progress=False, fast=True, state_dir=tmp_path)
-    monkeypatch.setattr(engine, "classify", stop_in_batch_4)
+    monkeypatch.setattr(engine, "logits_of", stop_in_batch_4)
     with pytest.raises(Interrupted, match="interrupted: 150 of 500 images saved"):
         evaluate("efficientnet_lite0", sample_val, "none", **run)
-    monkeypatch.setattr(engine, "classify", classify)
+    monkeypatch.setattr(engine, "logits_of", logits_of)
     capsys.readouterr()
     resumed = evaluate("efficientnet_lite0", sample_val, "none", **run)
     assert "resuming, 150 of 500 images already done" in capsys.readouterr().err

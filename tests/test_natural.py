@@ -150,10 +150,11 @@ def test_every_image_is_labelled_by_its_folder_through_a_run(all_kinds_record, t
 def test_dataset_domains_come_after_the_shifts_with_their_titles(all_kinds_record):
     labels = [d["label"] for d in all_kinds_record["domains"]]
     assert labels[:3] == ["origin", "RGB+50", "folder folder"]
-    assert labels[3:8] == ["ImageNet-Sketch", "Stylized-ImageNet", "ImageNet-R", "ImageNet-A",
-                           "ImageNet-V2 matched-frequency"]
-    assert labels[8:] == ["ObjectNet", "ImageNet-C gaussian_noise 1", "ImageNet-C gaussian_noise 2", "ImageNet-C fog 1",
-                          "ImageNet-C fog 2"]
+    # each label space's reference row (the val images of its classes) stands before its first domain
+    assert labels[3:10] == ["ImageNet-Sketch", "Stylized-ImageNet", "val on ImageNet-R classes", "ImageNet-R",
+                            "val on ImageNet-A classes", "ImageNet-A", "ImageNet-V2 matched-frequency"]
+    assert labels[10:] == ["val on ObjectNet classes", "ObjectNet", "ImageNet-C gaussian_noise 1",
+                           "ImageNet-C gaussian_noise 2", "ImageNet-C fog 1", "ImageNet-C fog 2"]
 
 
 def test_the_api_takes_domain_objects_with_options_as_the_strings(trees):
@@ -162,8 +163,9 @@ def test_the_api_takes_domain_objects_with_options_as_the_strings(trees):
     by_object = evaluate(Fixed(crafted({})), trees["val"], "none", data_config=PIXELS,
                          domains=[DatasetDomain("imagenet-r", str(trees["imagenet-r"]), "renditions",
                                                 {"subset_policy": "subset"})], **RUN)
-    assert [d["name"] for d in by_text.domains] == ["clean", "renditions"] == [d["name"] for d in by_object.domains]
-    assert by_text.domains[1]["label"] == "renditions"
+    names = ["clean", "val-on-imagenet-r-classes", "renditions"]
+    assert [d["name"] for d in by_text.domains] == names == [d["name"] for d in by_object.domains]
+    assert by_text.domains[2]["label"] == "renditions" and by_text.reference_of("renditions") == names[1]
     assert np.array_equal(by_text.predictions["renditions"], by_object.predictions["renditions"])
 
 
@@ -569,12 +571,21 @@ def test_the_reported_resnet50_entry_is_the_preferred_published_numbers():
     assert rows["clean"]["top5_err"] == pytest.approx(100 - preferred["imagenet-val", None, "top5_acc"])
     r = rows["imagenet-r"]
     assert (r["top1_err"], r["top5_err"]) == (pytest.approx(63.83), pytest.approx(47.13))
-    assert r["top1_drop"] == pytest.approx(63.83 - 23.87)
+    # drops in the same label space: against the published top-1 on the val images of the set's classes; no top-5
+    # is published for those, so no top-5 drop
+    for kind, name in (("imagenet-r", "val-on-imagenet-r-classes"), ("imagenet-a", "val-on-imagenet-a-classes"),
+                       ("objectnet", "val-on-objectnet-classes")):
+        reference = rows[name]
+        assert reference["top1_err"] == pytest.approx(100 - preferred[kind, None, "reference_top1_acc"])
+        assert (reference["reference"], rows[kind]["reference"], rows[kind]["top5_drop"]) == (name, name, None)
+        assert rows[kind]["top1_drop"] == pytest.approx(rows[kind]["top1_err"] - reference["top1_err"])
+    assert r["top1_drop"] == pytest.approx(63.83 - 7.88)
+    assert rows["imagenet-sketch"]["top1_drop"] == pytest.approx(75.91 - 23.87)  # 1000 classes: against clean
     assert rows["imagenet-v2/threshold0.7"]["top5_err"] is None and rows["objectnet"]["top1_err"] == pytest.approx(
         64.25)
     assert entry["corruption"]["imagenet-c"]["mce"] == 76.7
     expected_sets = {(d, v) for d, v, _ in preferred} - {("imagenet-c", None)}
-    assert len(rows) == len(expected_sets)
+    assert len(rows) == len(expected_sets) + 3  # and the three reference rows
     for key in {r.source for r in facts.reported_results() if r.preferred}:
         assert facts.reported_sources()[key]["citation"] in entry["source"]["citation"]
 

@@ -141,8 +141,9 @@ def test_latex_is_booktabs_and_escaped(two):
 def test_csv_long_format_with_intervals(two):
     frame = pd.read_csv(io.StringIO(format_report(two, "csv")))
     assert list(frame.columns) == ["model", "transform", "label", "source", "n", "top1_err", "top5_err", "top1_drop",
-                                   "top5_drop"]
+                                   "top5_drop", "reference"]
     assert frame["top1_err"].tolist() == [20.0, 30.0, 50.0, 15.0, 16.0, 15.0]
+    assert frame["reference"].tolist() == ["clean"] * 6  # shifts of val: every drop against clean
     frame = pd.read_csv(io.StringIO(format_report(two, "csv", ci=True, n_boot=200)))
     assert {"top1_err_lo", "top1_err_hi", "top1_drop_lo", "top5_drop_hi", "flip_rate", "flip_rate_lo"} <= set(frame)
     assert (frame["top1_err_lo"] <= frame["top1_err"]).all() and (frame["top1_err"] <= frame["top1_err_hi"]).all()
@@ -153,7 +154,7 @@ def test_json_always_carries_intervals_and_keeps_result_fields(two):
     single = json.loads(format_report(two[:1], "json"))
     assert [r["transform"] for r in single["results"]] == ["clean", "rgb+50", "std1.5"]
     assert set(single["results"][0]) == {"transform", "label", "source", "n", "top1_err", "top5_err", "top1_drop",
-                                         "top5_drop"}
+                                         "top5_drop", "reference"}
     u = single["uncertainty"]
     assert u["n_boot"] == 1000 and u["seed"] == 0 and u["level"] == 0.95 and "paired" in u["method"]
     assert [r["flip_rate"] for r in u["rows"]] == [0.0, 10.0, 30.0]

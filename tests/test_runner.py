@@ -75,8 +75,9 @@ def test_to_frame_and_round_trip(model, data, tmp_path):
     result = evaluate(model, data, ["std1.5"], workers=0, progress=False)
     frame = result.to_frame()
     assert list(frame.columns) == ["model", "transform", "label", "source", "n", "top1_err", "top5_err", "top1_drop",
-                                   "top5_drop"]
+                                   "top5_drop", "reference"]
     assert list(frame["label"]) == ["origin", "std×1.5"] and (frame["n"] == 6).all()
+    assert list(frame["reference"]) == ["clean", "clean"]
     result.save(tmp_path / "r.json")
     umask = os.umask(0)
     os.umask(umask)

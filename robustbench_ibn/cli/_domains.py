@@ -30,7 +30,8 @@ def add_domain_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a natural-shift dataset as a domain (repeatable), e.g. imagenet-r=/data/imagenet-r or "
                         "imagenet-v2:v2-top=/data/imagenetv2-top-images (a LABEL names the domain; needed for two of "
                         "one kind); the folder is checked against the kind; an imagenet-c tree gives one domain per "
-                        "corruption and severity and an mCE row. Its drop is against clean val (--data). Kinds: "
+                        "corruption and severity and an mCE row. Its drop is against clean val (--data), in its label "
+                        "space: ImageNet-R, -A and ObjectNet against the val images of their classes. Kinds: "
                         "--list-datasets; see docs/natural-shifts.md (default: none)")
     parser.add_argument("--domain-option", type=domain_option, action="append", default=[],
                         metavar="NAME:K=V[,K=V]", help="options of one domain (repeatable), e.g. "

@@ -35,7 +35,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw a figure (.png, .svg or .pdf): error vs severity for sweeps "
                         "(--transforms rgb+10:100:10), else the drops per shift and model as bars (default: no plot)")
     parser.add_argument("--plot-kind", default="auto", choices=PLOT_KINDS,
-                        help="auto (curves when there is a sweep, else bars), curves or bars")
+                        help="auto (curves when there is a sweep, else bars), curves, bars, or field: each "
+                        "natural shift's clean vs shifted accuracy among imagenet-testbed's 338 models, with the "
+                        "effective-robustness fit (docs/effective-robustness.md)")
     parser.add_argument("--save-entry", nargs="?", const="leaderboards", default=None, metavar="DIR",
                         help="add each model's leaderboard entry under DIR/measured (default DIR: leaderboards); "
                         "trained weights only; regenerate the page with robust-leaderboard")
@@ -58,6 +60,15 @@ def check_outputs(args: argparse.Namespace, transforms: Sequence[str] | None, re
             raise ValueError(f"Expected a severity sweep (two or more members of one family, e.g. --transforms "
                              f"rgb+10:100:10) to plot curves, but the shifts {', '.join(transforms[1:])} hold none. "
                              f"Use the bar chart (--plot-kind bars) instead.")
+        if transforms is not None and args.plot_kind == "field":
+            from ..datasets.domains import DatasetDomain
+            from ..effective import has_setting
+
+            kinds = [DatasetDomain.parse(d).kind for d in getattr(args, "domain", [])]
+            if not has_setting(transforms, kinds):
+                raise ValueError("Expected a domain that is an imagenet-testbed setting for --plot-kind field (a "
+                                 "--domain of ImageNet-R, -A, -Sketch, -V2, ObjectNet, Stylized-ImageNet or ImageNet-C, "
+                                 "or --transforms grey1), but the run has none. Add one, or use --plot-kind bars.")
     if args.save_entry:
         check_writable(Path(args.save_entry) / "measured", "--save-entry", folder=True, shown=args.save_entry)
 
