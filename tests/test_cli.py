@@ -12,6 +12,7 @@ import torch
 
 from conftest import few_images
 from robustbench_ibn.cli._common import parse_kwargs
+from robustbench_ibn.results import PROTOCOL_VERSION
 from robustbench_ibn.cli.eval import main
 from robustbench_ibn.results import EvalResult
 
@@ -64,7 +65,7 @@ def test_json_fields_drops_and_record(capsys, data, tmp_path):
     for key in ("schema_version", "model", "weights", "data_config", "sources", "domains", "protocol", "environment",
                 "results", "predictions"):
         assert key in record
-    assert record["schema_version"] == 2 and record["protocol"]["version"] == 3
+    assert record["schema_version"] == 2 and record["protocol"]["version"] == PROTOCOL_VERSION == 4
     val = record["sources"]["val"]
     assert val["n"] == 4 and len(val["sha256"]) == 64 and len(val["labels"]) == 4 and len(val["images"]) == 4
     assert val["kind"] == "imagenet-val" and val["label_space"] == {"kind": "imagenet-1k", "name": "imagenet-1k",
