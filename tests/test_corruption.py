@@ -94,7 +94,7 @@ def test_coverage_of_uneven_severities():
     ({("fog", 1): 120.0}, None, "in percent \\(0..100\\), but got 120"),
     ({("fog", 1): float("nan")}, None, "but got nan"),
     ({("fog", 1): 50.0}, -1.0, "clean ImageNet val in percent"),
-    ({("fog", 1): 0.5, ("fog", 2): 0.6}, 0.2, "look like fractions; multiply them by 100"),
+    ({("fog", 1): 0.5, ("fog", 2): 0.6}, 0.2, "small percentages\\? Say which: unit='fraction'"),
 ])
 def test_bad_arguments(errors, clean, match):
     with pytest.raises(ValueError, match=match):

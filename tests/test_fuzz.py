@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robustbench_ibn.cli._common import parse_kwargs
-from robustbench_ibn.data import DataError, ImageNetVal, _read_labels, imagenet_classes
+from robustbench_ibn.data import DataError, ImageNetVal, _read_labels, imagenet_classes, images_sha256, labels_sha256
 from robustbench_ibn.leaderboard import LeaderboardError, entry_from_result, leaderboard_markdown, load_entries
 from robustbench_ibn.report import format_report
 from robustbench_ibn.labels import ImageNet1k
-from robustbench_ibn.results import EvalResult, SourceResult
+from robustbench_ibn.results import EvalResult, SourceResult, protocol_fingerprint
 from robustbench_ibn.transforms import TRANSFORMS, TransformError, resolve_transform_names
 from robustbench_ibn.transforms._base import expand_transform_range
 
@@ -151,18 +151,23 @@ JSON = st.recursive(
 
 
 def _result() -> EvalResult:
+    """A record consistent with itself (digests and fingerprint recomputed from its images, labels and domains), so
+    each damage below is the only thing wrong with it."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, 6)
-    dataset = {"n": 6, "sha256": "0" * 64, "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(),
-               "description": "six images"}
+    images = [f"n0/{i}.JPEG" for i in range(6)]
+    dataset = {"n": 6, "sha256": images_sha256(images), "labels_sha256": labels_sha256(labels), "kind": "imagenet-val",
+               "label_space": ImageNet1k().to_dict(), "description": "six images"}
+    domains = [{"name": "clean", "label": "origin", "source": "val", "stage": "crop", "shift": None, "paired": True},
+               {"name": "std2", "label": "std×2", "source": "val", "stage": "crop", "paired": True,
+                "shift": {"name": "std2", "label": "std×2", "version": 2, "params": {"factor": 2.0}}}]
     result = EvalResult(
         model="m", weights={"kind": "official", "sha256": "a" * 64, "description": "official m.pth"},
         data_config={"resize": 256, "crop": 224, "interpolation": "bilinear"},
-        sources={"val": SourceResult(dataset, labels, [f"n0/{i}.JPEG" for i in range(6)])},
-        domains=[{"name": "clean", "label": "origin", "source": "val", "stage": "crop", "shift": None, "paired": True},
-                 {"name": "std2", "label": "std×2", "source": "val", "stage": "crop", "paired": True,
-                  "shift": {"name": "std2", "label": "std×2", "version": 2, "params": {"factor": 2.0}}}],
-        protocol={"version": 2, "precision": "fp32", "fingerprint": "f" * 16},
+        sources={"val": SourceResult(dataset, labels, images)},
+        domains=domains,
+        protocol={"version": 2, "precision": "fp32",
+                  "fingerprint": protocol_fingerprint({"val": dataset}, domains, "fp32", 2)},
         environment={"date": "2024-01-01"},
         predictions={s: rng.integers(0, 1000, (6, 5)) for s in ("clean", "std2")},
     )
@@ -194,6 +199,15 @@ def _replace(value: Any, path: tuple, new: Any) -> Any:
         holder = holder[key]
     holder[path[-1]] = new
     return value
+
+
+def test_the_undamaged_record_and_entry_load(tmp_path) -> None:
+    # Else every damage below would be refused for what the fixture itself got wrong, and the fuzzing test nothing.
+    (tmp_path / "r.json").write_text(json.dumps(RECORD))
+    assert EvalResult.load(tmp_path / "r.json").results[1].transform == "std2"
+    (tmp_path / "measured").mkdir()
+    (tmp_path / "measured" / "e.json").write_text(json.dumps(ENTRY))
+    assert load_entries(tmp_path, packaged=False)[0]["model"] == "m"
 
 
 @FUZZ
