@@ -248,8 +248,8 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
     would put a wrong number on the page or rank the entry where it does not belong."""
 
     def bad(field: str, expected: str, got: Any) -> LeaderboardError:
-        return LeaderboardError(f"Expected {field} to be {expected} in leaderboard entry {path}, but it is {got!r:.80}. "
-                                f"The file was edited or damaged: re-create it (robust-report RECORD --save-entry) "
+        return LeaderboardError(f"Expected {field} to be {expected} in leaderboard entry {path}, but it is "
+                                f"{got!r:.80}. The file was edited or damaged: re-create it (robust-report RECORD --save-entry) "
                                 f"or delete it.")
 
     tolerance = _TOLERANCE[entry["kind"]]

@@ -143,7 +143,8 @@ def is_fast_record(fast: Any) -> bool:
         >>> is_fast_record(None), is_fast_record({"fold_batchnorm": True, "compiled": False}), is_fast_record("yes")
         (True, True, False)
     """
-    return fast is None or (isinstance(fast, dict) and all(isinstance(fast.get(k), bool) for k in FAST_FINGERPRINT_KEYS))
+    return fast is None or (isinstance(fast, dict)
+                            and all(isinstance(fast.get(k), bool) for k in FAST_FINGERPRINT_KEYS))
 
 
 def fast_label(protocol: Mapping[str, Any]) -> str:
@@ -343,8 +344,8 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
     if not is_integer(protocol.get("version")):
         raise bad("protocol.version", "an integer", protocol.get("version"))
     if not is_fast_record(protocol.get("fast")):
-        raise bad("protocol.fast", f"null (the exact path) or an object with true/false {' and '.join(FAST_FINGERPRINT_KEYS)}",
-                  protocol.get("fast"))
+        raise bad("protocol.fast", "null (the exact path) or an object with true/false "
+                  + " and ".join(FAST_FINGERPRINT_KEYS), protocol.get("fast"))
 
     sources: dict[str, SourceResult] = {}
     for key, source in record["sources"].items():

@@ -143,8 +143,12 @@ def test_labels_files_only_raise_data_error(content: bytes, name: str, kaggle_he
 
 
 # -- result records and leaderboard entries -----------------------------------------------------------------
+# Integers of any size too: JSON has no limit, and float() of one beyond 1.8e308 raises (a drop of 10**400).
+HUGE = st.one_of(st.integers(), st.integers(308, 4000).map(lambda k: 10**k),
+                 st.integers(308, 4000).map(lambda k: -10**k))
 JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2000, 2000), st.floats(allow_nan=False), st.text(max_size=8)),
+    st.one_of(st.none(), st.booleans(), st.integers(-2000, 2000), HUGE, st.floats(allow_nan=False),
+              st.text(max_size=8)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=8,
 )
@@ -214,6 +218,8 @@ def test_the_undamaged_record_and_entry_load(tmp_path) -> None:
 @given(st.sampled_from(_paths(RECORD)), JSON)
 @example(("sources", "val", "n"), ":")  # once a ValueError from int() in the leaderboard entry
 @example(("domains", 1), {})
+@example(("domains", 1, "shift", "severity"), {"family": "std{factor}", "param": "factor", "value": 10**400})
+@example(("protocol", "fast"), "yes")  # once an AttributeError in the report's header
 def test_a_damaged_result_record_is_refused_or_still_reports(path: tuple, new: Any) -> None:
     damaged = _replace(RECORD, path, new)
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,6 +253,9 @@ PLACES = [(kind, place) for kind, entry in ENTRIES.items() for place in _paths(e
 @example(("measured", ("results", 1, "top5_drop")), None)
 @example(("reported", ("source", "notes")), True)
 @example(("reported", ("protocol", "transforms", 0)), "clean")  # bare names are what reported entries hold
+@example(("measured", ("results", 1, "top1_drop")), 10**400)  # once an OverflowError in the page's cell
+@example(("measured", ("mean_drop", "top1")), -10**400)  # ... and in the ranking
+@example(("measured", ("protocol", "fast")), "yes")
 def test_a_damaged_leaderboard_entry_is_refused_or_still_ranks(where: tuple, new: Any) -> None:
     kind, place = where
     damaged = _replace(ENTRIES[kind], place, new)
