@@ -297,9 +297,16 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
         raise bad("protocol.dataset.n", f"the entry's n, {entry['n']} (the number of the protocol's images)",
                   dataset.get("n"))
     for i, row in enumerate(entry["results"]):
+        # A row counts the images of its source: another source's (protocol.sources), or the protocol's own images
+        # for clean and its shifts (paired); a row of neither kind (a summary row) is not a count of one source.
         source = row.get("source")
         own = sources.get(source) if isinstance(sources, dict) and isinstance(source, str) else None
-        expected = (own if isinstance(own, dict) else dataset).get("n")
+        if isinstance(own, dict):
+            expected = own.get("n")
+        elif row is clean or row.get("paired") is True:
+            expected = dataset["n"]
+        else:
+            continue
         if "n" in row and row["n"] != expected:
             raise bad(f"results[{i}] ({row['transform']}).n", f"the number of images of its source "
                       f"{source or 'the baseline'} in protocol.dataset/sources, {expected}", row["n"])

@@ -408,7 +408,7 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
 
 # -- what a record states that its per-image data give again (hostile or edited records) ---------------------------
 _RANDOM_MARK = "RANDOM INIT"  # how text.random_weights_mark begins
-_DIGEST_SHOWN = re.compile(r"\(sha256 ([0-9a-f]+)\.\.\.\)")  # how WeightsSource.describe shows the digest
+_DIGEST_SHOWN = re.compile(r"\(sha256 ([0-9a-f]+)\.\.\.\)\Z")  # how WeightsSource.describe ends with the digest
 _FILE_KINDS = ("path", "url")  # weights read from a file the suite hashed itself: the digest is always known
 _ROW_FIELDS = ("n", "top1_err", "top5_err", "top1_drop", "top5_drop")
 
