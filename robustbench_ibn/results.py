@@ -424,7 +424,7 @@ def weights_problem(weights: Mapping[str, Any]) -> str | None:
     Example:
         >>> weights_problem({"kind": "path", "sha256": "ab" * 32, "seed": None, "description": "file w.pth"})
         >>> weights_problem({"kind": "official", "sha256": None, "seed": 0, "description": "RANDOM INIT (seed 0)"})
-        "weights.kind is 'official', but weights.seed is 0: only a random init records a seed"
+        "weights.kind is 'official' while weights.seed is 0: only a random init records a seed"
     """
     kind, sha, seed, text = (weights.get(k) for k in ("kind", "sha256", "seed", "description"))
     if not isinstance(kind, str):
@@ -433,19 +433,19 @@ def weights_problem(weights: Mapping[str, Any]) -> str | None:
         return f"weights.sha256 is {sha!r:.80}, not null or 64 hexadecimal digits"
     if kind == "random":
         if sha is not None:
-            return "weights.kind is 'random' (no file), but weights.sha256 is set"
+            return "weights.kind is 'random' (no file) while weights.sha256 is set"
         if not is_integer(seed):
-            return f"weights.kind is 'random', but weights.seed is {seed!r:.40}, not the init seed (an integer)"
+            return f"weights.kind is 'random' while weights.seed is {seed!r:.40}, not the init seed (an integer)"
     elif seed is not None:
-        return f"weights.kind is {kind!r:.40}, but weights.seed is {seed!r:.40}: only a random init records a seed"
+        return f"weights.kind is {kind!r:.40} while weights.seed is {seed!r:.40}: only a random init records a seed"
     elif kind in _FILE_KINDS and sha is None:
-        return f"weights.kind is {kind!r}, but weights.sha256 is null: the digest of a weights file is always recorded"
+        return f"weights.kind is {kind!r} while weights.sha256 is null: the digest of a weights file is always recorded"
     if isinstance(text, str):
         if text.startswith(_RANDOM_MARK) != (kind == "random"):
-            return f"weights.description is {text!r:.60}, but weights.kind is {kind!r:.40}"
+            return f"weights.description is {text!r:.60} while weights.kind is {kind!r:.40}"
         shown = _DIGEST_SHOWN.search(text)
         if shown and not (sha or "").startswith(shown[1]):
-            return f"weights.description shows sha256 {shown[1]}..., but weights.sha256 is {sha!r:.80}"
+            return f"weights.description shows sha256 {shown[1]}... while weights.sha256 is {sha!r:.80}"
     return None
 
 

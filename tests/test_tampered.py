@@ -110,7 +110,7 @@ def _random_as_official(r: dict) -> None:
     (lambda r: r["sources"]["val"].update(labels_sha256="cd" * 32), "sources['val'].labels_sha256"),
     (lambda r: r["results"][1].update(top1_err=r["results"][1]["top1_err"] - 10), "results[1].top1_err (rgb+50)"),
     (lambda r: r["results"][2].update(top1_drop=0.0), "results[2].top1_drop (std1.5)"),
-    (lambda r: r["weights"].update(kind="random", seed=0), "weights.kind is 'random' (no file), but weights.sha256"),
+    (lambda r: r["weights"].update(kind="random", seed=0), "weights.kind is 'random' (no file) while weights.sha256"),
     (_random_as_official, "weights.seed is 0: only a random init records a seed"),
     (lambda r: r["weights"].update(sha256="ef" * 32), "weights.description shows sha256"),
     (lambda r: r["weights"].update(sha256=None, description="file /w.pth"), "weights.sha256 is null"),
