@@ -249,8 +249,8 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
 
     def bad(field: str, expected: str, got: Any) -> LeaderboardError:
         return LeaderboardError(f"Expected {field} to be {expected} in leaderboard entry {path}, but it is "
-                                f"{got!r:.80}. The file was edited or damaged: re-create it (robust-report RECORD --save-entry) "
-                                f"or delete it.")
+                                f"{got!r:.80}. The file was edited or damaged: re-create it (robust-report RECORD "
+                                f"--save-entry) or delete it.")
 
     tolerance = _TOLERANCE[entry["kind"]]
     measured = entry["kind"] == "measured"
@@ -284,8 +284,8 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
                 raise bad(f"{where}.{k}_drop", f"{k}_err - the clean {k}_err = {err - base:.6g}", drop)
     mean, rows_mean = entry.get("mean_drop") or {}, _rows_mean_drop(entry)
     if mean.get("top1") is not None and (rows_mean is None or abs(mean["top1"] - rows_mean) > tolerance):
-        raise bad("mean_drop.top1", "the mean top-1 drop of its rows (an ImageNet-C tree counts once), "
-                  + ("but it has no shift rows" if rows_mean is None else f"{rows_mean:.6g}"), mean["top1"])
+        raise bad("mean_drop.top1", "null (the entry has no shift rows)" if rows_mean is None else
+                  f"the mean top-1 drop of its rows (an ImageNet-C tree counts once), {rows_mean:.6g}", mean["top1"])
     if not measured:
         if clean.get("n") is not None and clean["n"] != entry["n"]:
             raise bad(f"results[{entry['results'].index(clean)}].n (clean)", f"the entry's n, {entry['n']}",
