@@ -296,6 +296,7 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
             raise bad(f"results[{entry['results'].index(clean)}].n (clean)", f"the entry's n, {entry['n']}",
                       clean["n"])
         return
+    _check_trees(entry, clean, bad)
     protocol = entry["protocol"]
     dataset, sources = protocol.get("dataset") or {}, protocol.get("sources") or {}
     if not is_integer(dataset.get("n")) or dataset["n"] != entry["n"]:
@@ -315,6 +316,37 @@ def _check_consistency(entry: dict[str, Any], path: Path) -> None:
         if "n" in row and row["n"] != expected:
             raise bad(f"results[{i}] ({row['transform']}).n", f"the number of images of its source "
                       f"{source or 'the baseline'} in protocol.dataset/sources, {expected}", row["n"])
+
+
+# The set of a tree's row, from its name: ``imagenet-c/fog/3`` (a tree's domain names end in corruption/severity).
+_TREE_SET = re.compile(r"(?:.*/)?(?P<corruption>[a-z_]+)/(?P<severity>[1-5])")
+
+
+def _check_trees(entry: dict[str, Any], clean: dict[str, Any], bad: Any) -> None:
+    """A measured entry's ImageNet-C columns (``corruption``: mCE, relative mCE, mean error) are what its trees' rows
+    give through :func:`~robustbench_ibn.corruption.corruption_scores`; trees whose rows are not named by set are left
+    to their own checks."""
+    from .corruption import corruption_scores
+    from .datasets.facts import imagenet_c_facts
+    from .results import ERROR_UNIT
+
+    for name, tree in (entry.get("corruption") or {}).items():
+        sets = [(_TREE_SET.fullmatch(r["transform"]), r) for r in entry["results"] if r.get("tree") == name]
+        if not sets or not all(m and m["corruption"] in imagenet_c_facts().corruptions for m, _ in sets):
+            continue
+        scores = corruption_scores({(m["corruption"], int(m["severity"])): r["top1_err"] for m, r in sets},
+                                   clean_error=clean["top1_err"], unit=ERROR_UNIT)
+        for key, value in (("mce", scores.mce), ("relative_mce", scores.relative_mce),
+                           ("mean_top1_err", scores.mean_benchmark_error), ("complete", scores.complete)):
+            if key not in tree:
+                continue
+            stated = tree[key]
+            if value is None or stated is None or isinstance(value, bool):
+                agree = stated == value
+            else:
+                agree = abs(stated - value) <= _TOLERANCE["measured"]
+            if not agree:
+                raise bad(f"corruption[{name!r}].{key}", f"{value!r:.10} (from the rows of its sets)", stated)
 
 
 def _check_formats(entry: dict[str, Any], path: Path) -> None:

@@ -282,3 +282,11 @@ def test_imagenet_c_errors_below_one_percent_are_reported_as_percent(capsys, pro
     (tree,) = json.loads(out)["imagenet_c"]
     assert tree["mce"] == 0.0 and tree["mean_error"] == {"gaussian_noise": 0.0, "fog": 0.0}
     assert np.isclose(tree["relative_mce"], 0.0)
+    # Its leaderboard entry's mCE column is what the sets' rows give: an edited one is refused.
+    path = save_entry(EvalResult.load(record), perfect["root"] / "board", n_boot=20)
+    entry = json.loads(path.read_text())
+    assert entry["corruption"]["imagenet-c"]["mce"] == 0.0
+    entry["corruption"]["imagenet-c"]["mce"] = 50.0
+    write(path, entry)
+    code, _, err = run(capsys, leaderboard_main, perfect["root"] / "board")
+    assert code == 2 and "Expected corruption['imagenet-c'].mce to be 0.0 (from the rows of its sets)" in err, err
