@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-__all__ = ["MAX_SEED", "check_finite", "is_hex", "is_iso_date", "nonfinite_fields"]
+__all__ = ["MAX_SEED", "check_finite", "is_hex", "is_integer", "is_iso_date", "is_number", "nonfinite_fields"]
 
 MAX_SEED = 2**63 - 1
 """Seeds (``--seed``, ``--ci-seed``) are integers in ``0..MAX_SEED``: what torch.manual_seed and numpy's generators
@@ -24,24 +24,62 @@ both take (numpy refuses negative seeds, torch those beyond 64 bits)."""
 _ISO_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?")
 
 
-def nonfinite_fields(obj: Any) -> list[str]:
-    """Where ``obj`` (nested dicts and lists, as from JSON) holds NaN or an infinity: ``results[2].top1_drop``.
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer as JSON gives one: an ``int``, never a ``bool`` (``True`` is an ``int`` to
+    Python, not a count or a version to a reader).
 
     Example:
-        >>> nonfinite_fields({"results": [{"top1": 1.0}, {"top1": float("nan")}], "n": float("inf")})
-        ['results[1].top1', 'n']
+        >>> is_integer(3), is_integer(True), is_integer(3.0)
+        (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number that arithmetic on floats can use: an ``int`` or ``float``, not a
+    ``bool``, not NaN or an infinity, and not an integer too large for a float (``float(10**400)`` raises).
+
+    Example:
+        >>> is_number(1.5), is_number(2), is_number(True), is_number(float("nan")), is_number(10**400)
+        (True, True, False, False, False)
+    """
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and _shown_nonfinite(value) is None)
+
+
+def _shown_nonfinite(value: Any) -> str | None:
+    """How a number that no float can hold is shown in a message (None for any other value): NaN and the
+    infinities as ``nan``, ``inf``; an integer beyond the float range by its size (its digits could be thousands)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return f"an integer of {len(str(abs(value)))} digits, beyond the range of a float"
+    return None
+
+
+def nonfinite_fields(obj: Any) -> list[str]:
+    """Where ``obj`` (nested dicts and lists, as from JSON) holds NaN, an infinity or an integer too large for a
+    float (``float()`` of it raises): ``results[2].top1_drop``.
+
+    Example:
+        >>> nonfinite_fields({"results": [{"top1": 1.0}, {"top1": float("nan")}], "n": float("inf"), "k": 10**400})
+        ['results[1].top1', 'n', 'k']
     """
     return [where for where, _ in _nonfinite(obj)]
 
 
-def _nonfinite(obj: Any) -> list[tuple[str, float]]:
+def _nonfinite(obj: Any) -> list[tuple[str, str]]:
     # Iterative, so a deeply nested value cannot exhaust the stack.
     found = []
     stack: list[tuple[str, Any]] = [("", obj)]
     while stack:
         where, value = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            found.append((where or "the value", value))
+        shown = _shown_nonfinite(value)
+        if shown is not None:
+            found.append((where or "the value", shown))
         elif isinstance(value, dict):
             stack += [(f"{where}.{key}" if where else str(key), item) for key, item in reversed(value.items())]
         elif isinstance(value, (list, tuple)):
@@ -50,7 +88,8 @@ def _nonfinite(obj: Any) -> list[tuple[str, float]]:
 
 
 def check_finite(obj: Any, where: str, error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` naming the first NaN/Inf field of ``obj`` (and how many more); ``where`` names the file.
+    """Raise ``error`` naming the first field of ``obj`` that no float can hold (NaN, an infinity, ``10**400``) and
+    how many more; ``where`` names the file.
 
     Example:
         >>> check_finite({"top1_err": 1.5}, "entry.json")
@@ -63,7 +102,7 @@ def check_finite(obj: Any, where: str, error: type[Exception] = ValueError) -> N
     if bad:
         (first, value), rest = bad[0], [w for w, _ in bad[1:]]
         more = f" (and {len(rest)} more: {', '.join(rest[:3])}{', ...' if len(rest) > 3 else ''})" if rest else ""
-        raise error(f"Expected finite numbers in {where}, but {first} is {value!r}{more}. Fix or re-create the file.")
+        raise error(f"Expected finite numbers in {where}, but {first} is {value}{more}. Fix or re-create the file.")
 
 
 def is_iso_date(text: Any) -> bool:

@@ -16,17 +16,17 @@ as :class:`~robustbench_ibn.metrics.TopkCounts` gives them.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import is_number
 from .datasets.facts import imagenet_c_facts
+from .results import ERROR_UNIT
 from .text import listing
 
-__all__ = ["CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage", "imagenet_c_runs",
-           "imagenet_c_trees",
-           "severity_span"]
+__all__ = ["UNITS", "CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage",
+           "imagenet_c_runs", "imagenet_c_trees", "severity_span"]
 
 
 def severity_span(severities: Iterable[int]) -> str:
@@ -167,10 +167,12 @@ class CorruptionScores:
                 "note": self.note()}
 
 
-def _check_error(value: float, what: str) -> float:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and 0 <= value <= 100):
-        raise ValueError(f"Expected the top-1 error of {what} in percent (0..100), but got {value!r}.")
+def _check_error(value: float, what: str, scale: float = 1.0) -> float:
+    """``value`` as a float in 0..100 / ``scale`` (the range of its unit)."""
+    top = 100 / scale
+    if not (is_number(value) and 0 <= value <= top):
+        unit = "percent (0..100)" if scale == 1 else "a fraction (0..1)"
+        raise ValueError(f"Expected the top-1 error of {what} in {unit}, but got {value!r:.80}.")
     return float(value)
 
 
@@ -179,16 +181,24 @@ def _mean(values: Iterable[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: float | None = None) -> CorruptionScores:
-    """CE per corruption, mCE and relative mCE from top-1 errors (percent) per ``(corruption, severity)``.
+UNITS = ("percent", "fraction")
+
+
+def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: float | None = None, *,
+                      unit: str | None = None) -> CorruptionScores:
+    """CE per corruption, mCE and relative mCE from top-1 errors per ``(corruption, severity)``, in percent.
 
     Args:
         errors: ``{("gaussian_noise", 1): 41.2, ...}``; any subset of the 19 corruptions x 5 severities.
-        clean_error: the same model's top-1 error on clean ImageNet val (percent), for the relative CE.
+        clean_error: the same model's top-1 error on clean ImageNet val, for the relative CE.
+        unit: what ``errors`` and ``clean_error`` are in: ``"percent"`` (0..100), ``"fraction"`` (0..1, scaled to
+            percent here), or ``None``: percent, unless every value is below 1, which is refused (it cannot tell 0.5%
+            from a fraction 0.5, and a wrong guess is a mCE 100 times off). A result's errors are percent
+            (:data:`~robustbench_ibn.results.ERROR_UNIT`): :func:`imagenet_c_runs` says so.
 
     Raises:
-        ValueError: unknown corruption or severity, an error outside 0..100, or errors that are all below 1
-            (fractions passed instead of percent: the numbers would be 100 times too small).
+        ValueError: unknown corruption or severity, or unit; an error outside its unit's range; or, without a unit,
+            errors that are all below 1.
 
     Example:
         >>> alexnet = {(c, s): 100 * e for c, e in imagenet_c_facts().alexnet_err.items() for s in range(1, 6)}
@@ -196,14 +206,18 @@ def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: floa
         >>> round(scores.mce, 6), round(scores.relative_mce, 6), scores.complete
         (100.0, 100.0, True)
     """
+    if unit is not None and unit not in UNITS:
+        raise ValueError(f"Expected unit to be one of {UNITS} or None, but got {unit!r}.")
     facts = imagenet_c_facts()
     cover = coverage(errors)
-    checked = {(c, s): _check_error(e, f"{c} severity {s}") for (c, s), e in errors.items()}
-    clean = None if clean_error is None else _check_error(clean_error, "clean ImageNet val")
+    scale = 100.0 if unit == "fraction" else 1.0
+    checked = {(c, s): scale * _check_error(e, f"{c} severity {s}", scale) for (c, s), e in errors.items()}
+    clean = None if clean_error is None else scale * _check_error(clean_error, "clean ImageNet val", scale)
     values = list(checked.values()) + ([clean] if clean is not None else [])
-    if values and max(values) < 1:
+    if unit is None and values and max(values) < 1:
         raise ValueError(f"Expected top-1 errors in percent, but every value is below 1 (largest {max(values)}): "
-                         "these look like fractions; multiply them by 100.")
+                         "fractions, or small percentages? Say which: unit='fraction' (or multiply them by 100), or "
+                         "unit='percent'.")
     mean_error = {c: sum(checked[c, s] for s in sev) / len(sev) for c, sev in cover.severities.items()}
     ce = {c: 100 * mean_error[c] / (100 * facts.alexnet_err[c]) for c in cover.benchmark}
     relative = {} if clean is None else {
@@ -280,5 +294,6 @@ def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
     found = imagenet_c_trees(result)
     clean = rows["clean"].top1_err
     return [CorruptionRun(name, "ImageNet-C" if name == "imagenet-c" else name, sets,
-                          corruption_scores({key: rows[d].top1_err for key, d in sets.items()}, clean_error=clean))
+                          corruption_scores({key: rows[d].top1_err for key, d in sets.items()}, clean_error=clean,
+                                            unit=ERROR_UNIT))
             for name, sets in found.items()]

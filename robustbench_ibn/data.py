@@ -16,6 +16,7 @@ import io
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,8 @@ __all__ = [
     "UnlabelledImages",
     "build_transform",
     "imagenet_classes",
+    "images_sha256",
+    "labels_sha256",
     "load_rgb",
     "to_rgb",
     "val_folder",
@@ -467,6 +470,28 @@ def _balanced_subset(samples: list[tuple[str, int]], limit: int) -> list[tuple[s
     return sorted(chosen)
 
 
+def images_sha256(relative_paths: Iterable[str]) -> str:
+    """The dataset fingerprint's ``sha256``: of the sorted relative image paths, one a line (the order of the
+    images does not change it; a record's stored paths give it again).
+
+    Example:
+        >>> images_sha256(["b/2.JPEG", "a/1.JPEG"]) == images_sha256(["a/1.JPEG", "b/2.JPEG"])
+        True
+    """
+    return hashlib.sha256("\n".join(sorted(relative_paths)).encode("utf-8")).hexdigest()
+
+
+def labels_sha256(labels: Iterable[int]) -> str:
+    """The dataset fingerprint's ``labels_sha256``: of the labels in sample order, comma-separated (so the same files
+    read with another labels file never pass for the same protocol).
+
+    Example:
+        >>> labels_sha256([0, 1]) != labels_sha256([1, 0])
+        True
+    """
+    return hashlib.sha256(",".join(str(int(label)) for label in labels).encode("utf-8")).hexdigest()
+
+
 class ImageSource(Dataset):
     """A labelled set of image files, decoded and preprocessed to a model's eval geometry: what a run reads.
 
@@ -553,8 +578,8 @@ class ImageSource(Dataset):
         ``labels_sha256`` hashes the labels in sample order too, so the same files read with another
         labels file never pass for the same protocol.
         """
-        digest = hashlib.sha256("\n".join(sorted(rel for rel, _ in self.samples)).encode("utf-8")).hexdigest()
-        labels = hashlib.sha256(",".join(str(label) for _, label in self.samples).encode("utf-8")).hexdigest()
+        digest = images_sha256(rel for rel, _ in self.samples)
+        labels = labels_sha256(label for _, label in self.samples)
         return {"n": len(self.samples), "sha256": digest, "labels_sha256": labels, "layout": self.layout,
                 "limit": self.limit, "kind": self.kind, "label_space": self.label_space.name}
 

@@ -40,10 +40,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .checks import check_finite, is_hex, is_iso_date
+from .checks import check_finite, is_hex, is_integer, is_iso_date, is_number
 from .corruption import imagenet_c_runs
 from .files import atomic_write_text, read_json, safe_filename
-from .results import EvalResult, fast_label
+from .results import EvalResult, fast_label, is_fast_record, weights_problem
 from .text import markdown_cell
 
 __all__ = [
@@ -175,18 +175,44 @@ def entry_filename(entry: dict[str, Any]) -> str:
 
 
 def save_entry(result: EvalResult, directory: str | os.PathLike[str] = "leaderboards", **kwargs: Any) -> Path:
-    """Add (or replace: same model, weights and protocol) ``result``'s entry under ``directory/measured``.
+    """Add (or replace: same model, weights file and protocol) ``result``'s entry under ``directory/measured``.
 
-    The entry is checked as :func:`load_entries` checks it before it is written, so a saved entry always loads.
+    The entry is checked as :func:`load_entries` checks it before it is written, so a saved entry always loads. An
+    entry already at its file name is replaced only when it is of the same run (:func:`_check_replaceable`).
 
     Raises:
-        LeaderboardError: a random-init result (a pipeline check, not a model).
+        LeaderboardError: a random-init result (a pipeline check, not a model), or a file of another run where the
+            entry would go.
     """
     entry = entry_from_result(result, **kwargs)
     path = Path(directory) / "measured" / entry_filename(entry)
     _check_entry(json.loads(json.dumps(entry)), path, "measured")
+    _check_replaceable(entry, path)
     atomic_write_text(path, json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def _check_replaceable(entry: dict[str, Any], path: Path) -> None:
+    """An existing file at ``path`` may be replaced by ``entry`` only when it is an entry of the same run: the same
+    model, the same weights file (full sha256; weights without a digest cannot be told apart) and the same protocol
+    fingerprint. The file name holds only 12 digits of the digest, so two files could meet there."""
+    if not path.exists():
+        return
+    try:
+        old = _read_entry(path, "measured")
+    except LeaderboardError as err:
+        raise LeaderboardError(f"Expected {path} to be an entry of the same run to replace, but it cannot be read as "
+                               f"one ({err}). Move or delete it, then save the entry again.") from None
+    same = {"model": (old["model"], entry["model"]),
+            "weights.sha256": (old["weights"].get("sha256"), entry["weights"].get("sha256")),
+            "protocol.fingerprint": (old["protocol"]["fingerprint"], entry["protocol"]["fingerprint"])}
+    differ = [f"{k} {a!r:.80} (new: {b!r:.80})" for k, (a, b) in same.items() if a != b]
+    if same["weights.sha256"][0] is None:
+        differ.append("weights.sha256 null: weights without a digest cannot be told apart")
+    if differ:
+        raise LeaderboardError(f"Expected {path} to hold an entry of the same run (model, weights sha256, protocol) to "
+                               f"replace, but it is another run's: {'; '.join(differ)}. Its numbers are kept: move or "
+                               f"delete the file if it is yours to replace.")
 
 
 def _check_entry(entry: Any, path: Path, kind: str) -> dict[str, Any]:
@@ -205,8 +231,8 @@ def _check_entry(entry: Any, path: Path, kind: str) -> dict[str, Any]:
             f"Expected a {kind!r} entry in {path.parent}, but {path.name} says kind {entry['kind']!r}: measured and "
             f"reported numbers are kept apart (measured/ and reported/)."
         )
+    check_finite(entry, f"leaderboard entry {path}", LeaderboardError)  # first: every check after it does arithmetic
     _check_types(entry, path)
-    check_finite(entry, f"leaderboard entry {path}", LeaderboardError)
     if not entry["protocol"].get("fingerprint") or not isinstance(entry["protocol"]["fingerprint"], str):
         raise LeaderboardError(f"Expected a protocol fingerprint (a string) in leaderboard entry {path}, but it has "
                                f"{entry['protocol'].get('fingerprint')!r:.80}.")
@@ -222,7 +248,122 @@ def _check_entry(entry: Any, path: Path, kind: str) -> dict[str, Any]:
                                    and isinstance(source.get("notes") or "", str)):
         raise LeaderboardError(f"Expected 'source' to be an object with a string key and title (and notes, if any) in "
                                f"leaderboard entry {path}, but got {source!r:.80}.")
+    _check_consistency(entry, path)
     return entry
+
+
+# How far a stated number may be from the one recomputed from the entry's other fields: float rounding for measured
+# entries; for reported ones three numbers each rounded to 2 decimals (the paper's Table 1 has drops 0.01 off).
+_TOLERANCE = {"measured": 1e-6, "reported": 0.015 + 1e-9}
+
+
+def _check_consistency(entry: dict[str, Any], path: Path) -> None:
+    """Numbers of an entry that contradict each other (its types are checked): errors and their intervals outside
+    [0, 100], a top-5 error above the top-1 error, a drop that is not the error minus the clean error, a mean drop
+    that is not the mean of the rows' drops, image counts that are not those of the protocol's images, weights
+    whose fields disagree (:func:`~robustbench_ibn.results.weights_problem`) or whose id is not theirs. Each
+    would put a wrong number on the page or rank the entry where it does not belong."""
+
+    def bad(field: str, expected: str, got: Any) -> LeaderboardError:
+        return LeaderboardError(f"Expected {field} to be {expected} in leaderboard entry {path}, but it is "
+                                f"{got!r:.80}. The file was edited or damaged: re-create it (robust-report RECORD "
+                                f"--save-entry) or delete it.")
+
+    tolerance = _TOLERANCE[entry["kind"]]
+    measured = entry["kind"] == "measured"
+    if measured:
+        problem = weights_problem(entry["weights"])
+        if problem:
+            raise LeaderboardError(f"Expected the weights of leaderboard entry {path} to agree with themselves, but "
+                                   f"{problem}. Re-create the entry (robust-report RECORD --save-entry) or delete it.")
+        if entry["weights_id"] != _weights_id(entry["weights"]):
+            raise bad("weights_id", f"{_weights_id(entry['weights'])!r} (from weights.sha256, else weights.kind)",
+                      entry["weights_id"])
+    clean = _clean(entry)
+    by_name = {row["transform"]: row for row in entry["results"]}
+    for i, row in enumerate(entry["results"]):
+        where = f"results[{i}] ({row['transform']})"
+        for key, low in (("top1_err", 0), ("top5_err", 0), ("top1_drop", -100), ("top5_drop", -100),
+                         ("flip_rate", 0)):
+            value = row.get(key)
+            if value is not None and not (is_number(value) and low <= value <= 100):
+                raise bad(f"{where}.{key}", f"a number in [{low}, 100] (percent)", value)
+            interval = row.get(f"{key}_ci")
+            if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                             and all(is_number(v) and low <= v <= 100 for v in interval)
+                                             and interval[0] <= interval[1]):
+                raise bad(f"{where}.{key}_ci", f"null or [low, high] in [{low}, 100] (percent)", interval)
+        if row.get("top5_err") is not None and row["top5_err"] > row["top1_err"] + tolerance:
+            raise bad(f"{where}.top5_err", f"at most its top1_err {row['top1_err']} (a top-1 hit is a top-5 hit)",
+                      row["top5_err"])
+        # A drop is against the row's reference: clean, unless the row names another (a label space's own baseline).
+        name = row.get("reference", "clean")
+        reference = by_name.get(name) if isinstance(name, str) else None
+        for k in ("top1", "top5"):
+            err, drop = row.get(f"{k}_err"), row.get(f"{k}_drop")
+            base = None if reference is None or reference is row else reference.get(f"{k}_err")
+            if None not in (err, drop, base) and abs(drop - (err - base)) > tolerance:
+                raise bad(f"{where}.{k}_drop", f"{k}_err - the {name} {k}_err = {err - base:.6g}", drop)
+    mean, rows_mean = entry.get("mean_drop") or {}, _rows_mean_drop(entry)
+    if mean.get("top1") is not None and (rows_mean is None or abs(mean["top1"] - rows_mean) > tolerance):
+        raise bad("mean_drop.top1", "null (the entry has no shift rows)" if rows_mean is None else
+                  f"the mean top-1 drop of its rows (an ImageNet-C tree counts once), {rows_mean:.6g}", mean["top1"])
+    if not measured:
+        if clean.get("n") is not None and clean["n"] != entry["n"]:
+            raise bad(f"results[{entry['results'].index(clean)}].n (clean)", f"the entry's n, {entry['n']}",
+                      clean["n"])
+        return
+    _check_trees(entry, clean, bad)
+    protocol = entry["protocol"]
+    dataset, sources = protocol.get("dataset") or {}, protocol.get("sources") or {}
+    if not is_integer(dataset.get("n")) or dataset["n"] != entry["n"]:
+        raise bad("protocol.dataset.n", f"the entry's n, {entry['n']} (the number of the protocol's images)",
+                  dataset.get("n"))
+    for i, row in enumerate(entry["results"]):
+        # A row counts the images of its source: another source's (protocol.sources), or the protocol's own images
+        # for clean and its shifts (paired); a row of neither kind (a summary row) is not a count of one source.
+        source = row.get("source")
+        own = sources.get(source) if isinstance(sources, dict) and isinstance(source, str) else None
+        if isinstance(own, dict):
+            expected = own.get("n")
+        elif row is clean or row.get("paired") is True:
+            expected = dataset["n"]
+        else:
+            continue
+        if "n" in row and row["n"] != expected:
+            raise bad(f"results[{i}] ({row['transform']}).n", f"the number of images of its source "
+                      f"{source or 'the baseline'} in protocol.dataset/sources, {expected}", row["n"])
+
+
+# The set of a tree's row, from its name: ``imagenet-c/fog/3`` (a tree's domain names end in corruption/severity).
+_TREE_SET = re.compile(r"(?:.*/)?(?P<corruption>[a-z_]+)/(?P<severity>[1-5])")
+
+
+def _check_trees(entry: dict[str, Any], clean: dict[str, Any], bad: Any) -> None:
+    """A measured entry's ImageNet-C columns (``corruption``: mCE, relative mCE, mean error) are what its trees' rows
+    give through :func:`~robustbench_ibn.corruption.corruption_scores`; trees whose rows are not named by set are left
+    to their own checks."""
+    from .corruption import corruption_scores
+    from .datasets.facts import imagenet_c_facts
+    from .results import ERROR_UNIT
+
+    for name, tree in (entry.get("corruption") or {}).items():
+        sets = [(_TREE_SET.fullmatch(r["transform"]), r) for r in entry["results"] if r.get("tree") == name]
+        if not sets or not all(m and m["corruption"] in imagenet_c_facts().corruptions for m, _ in sets):
+            continue
+        scores = corruption_scores({(m["corruption"], int(m["severity"])): r["top1_err"] for m, r in sets},
+                                   clean_error=clean["top1_err"], unit=ERROR_UNIT)
+        for key, value in (("mce", scores.mce), ("relative_mce", scores.relative_mce),
+                           ("mean_top1_err", scores.mean_benchmark_error), ("complete", scores.complete)):
+            if key not in tree:
+                continue
+            stated = tree[key]
+            if value is None or stated is None or isinstance(value, bool):
+                agree = stated == value
+            else:
+                agree = abs(stated - value) <= _TOLERANCE["measured"]
+            if not agree:
+                raise bad(f"corruption[{name!r}].{key}", f"{value!r:.10} (from the rows of its sets)", stated)
 
 
 def _check_formats(entry: dict[str, Any], path: Path) -> None:
@@ -251,16 +392,14 @@ def _check_formats(entry: dict[str, Any], path: Path) -> None:
 def _check_types(entry: dict[str, Any], path: Path) -> None:
     """The types the page and the ranking rely on, so a damaged entry is named instead of crashing them."""
 
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
+    number = is_number
     expected = [("model", str, "a string"), ("weights_id", str, "a string"), ("date", str, "a string"),
                 ("weights", dict, "an object"), ("protocol", dict, "an object"), ("results", list, "a list")]
     for key, kind, what in expected:
         if not isinstance(entry[key], kind):
             raise LeaderboardError(f"Expected {key!r} to be {what} in leaderboard entry {path}, but got "
                                    f"{type(entry[key]).__name__}.")
-    if not isinstance(entry["n"], int) or isinstance(entry["n"], bool) or entry["n"] < 0:
+    if not is_integer(entry["n"]) or entry["n"] < 0:
         raise LeaderboardError(f"Expected 'n' to be an integer >= 0 in leaderboard entry {path}, but got "
                                f"{entry['n']!r:.80}.")
     if not isinstance(entry.get("display_name", ""), str):
@@ -282,6 +421,10 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
                                f"in leaderboard entry {path}, but got {shifts!r:.80}.")
     if not isinstance(protocol.get("dataset") or {}, dict) or not isinstance(entry.get("geometry") or {}, dict):
         raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
+    if not is_fast_record(protocol.get("fast")):
+        raise LeaderboardError(f"Expected protocol.fast to be null (the exact path) or an object with true/false "
+                               f"fold_batchnorm and compiled in leaderboard entry {path}, but got "
+                               f"{protocol.get('fast')!r:.80}.")
     transforms = []
     kind_reported = entry["kind"] == "reported"
     for i, row in enumerate(entry["results"]):
@@ -502,13 +645,36 @@ def load_entries(directory: str | os.PathLike[str] = "leaderboards", *, packaged
             )
         seen[key] = path
         entries.append(entry)
+    _check_weights_once(found)
     return entries
+
+
+def _check_weights_once(found: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """One network once per protocol: two measured entries of one protocol with the same weights file (sha256) are
+    the same weights ranked twice (under two names, or one name with edited fields)."""
+    seen: dict[tuple[str, str], Path] = {}
+    for path, entry in found:
+        sha = entry["weights"].get("sha256")
+        if entry["kind"] != "measured" or sha is None:
+            continue
+        key = (entry["protocol"]["fingerprint"], sha)
+        if key in seen:
+            raise LeaderboardError(
+                f"Expected each weights file once per protocol, but leaderboard entries {seen[key]} and {path} both "
+                f"have weights.sha256 {sha[:12]}... under protocol {key[0]}: the same network would be ranked twice. "
+                f"Remove one.")
+        seen[key] = path
 
 
 def _mean_drop(entry: dict[str, Any]) -> float | None:
     mean = entry.get("mean_drop") or {}
     if mean.get("top1") is not None:
         return float(mean["top1"])
+    return _rows_mean_drop(entry)
+
+
+def _rows_mean_drop(entry: dict[str, Any]) -> float | None:
+    """The mean top-1 drop over an entry's shift rows; what its ``mean_drop`` must say when it has one."""
     units: dict[str, list[float]] = {}  # an ImageNet-C tree is one row, as in the record's mean drop
     for r in entry["results"]:
         if not _is_baseline(r) and r["top1_drop"] is not None:

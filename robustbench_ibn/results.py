@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checks import check_finite
+from .checks import check_finite, is_hex, is_integer, is_number
 from .files import atomic_write_text, read_json
 from .labels import LabelSpace, label_space_from_dict
 from .metrics import prediction_uncertainty, topk_counts
@@ -27,6 +29,8 @@ from .metrics import prediction_uncertainty, topk_counts
 __all__ = [
     "BASELINE_DOMAIN",
     "BASELINE_SOURCE",
+    "ERROR_UNIT",
+    "FAST_FINGERPRINT_KEYS",
     "PROTOCOL_CHANGES",
     "PROTOCOL_VERSION",
     "REFERENCES_SINCE",
@@ -36,7 +40,10 @@ __all__ = [
     "EvalResult",
     "SourceResult",
     "fast_label",
+    "is_fast_record",
+    "check_record_derivations",
     "protocol_fingerprint",
+    "weights_problem",
 ]
 
 SCHEMA_VERSION = 2
@@ -67,6 +74,12 @@ BASELINE_DOMAIN = "clean"
 STAGES = ("crop", "image")
 TOPK = 5
 REFERENCES_SINCE = 4  # the first protocol whose domains record the reference of their drop
+ERROR_UNIT = "percent"
+"""The unit of every error and drop a record's rows hold (and every number derived from them): percent of the images,
+as :class:`~robustbench_ibn.metrics.TopkCounts` computes them from the stored predictions; never fractions."""
+FAST_FINGERPRINT_KEYS = ("fold_batchnorm", "compiled")
+"""The fields of a record's ``protocol.fast`` that enter its fingerprint
+(:meth:`robustbench_ibn.fast.FastPath.fingerprint`; the rest describes the run)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,18 @@ def protocol_fingerprint(sources: Mapping[str, Mapping[str, Any]], domains: Sequ
         **({"fast": dict(fast)} if fast is not None else {}),
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_fast_record(fast: Any) -> bool:
+    """Whether ``fast`` is what a record's ``protocol.fast`` may hold: null (the exact path) or an object whose
+    fingerprint fields (:data:`FAST_FINGERPRINT_KEYS`) are true/false.
+
+    Example:
+        >>> is_fast_record(None), is_fast_record({"fold_batchnorm": True, "compiled": False}), is_fast_record("yes")
+        (True, True, False)
+    """
+    return fast is None or (isinstance(fast, dict)
+                            and all(isinstance(fast.get(k), bool) for k in FAST_FINGERPRINT_KEYS))
 
 
 def fast_label(protocol: Mapping[str, Any]) -> str:
@@ -329,9 +354,11 @@ class EvalResult:
                    if older else "Re-run the evaluation with this version.")
             )
         sources, predictions = _check_record(record, path)
-        return cls(model=record["model"], weights=record["weights"], data_config=record["data_config"],
-                   sources=sources, domains=record["domains"], protocol=record["protocol"],
-                   environment=record["environment"], predictions=predictions, tied=record.get("tied", {}))
+        result = cls(model=record["model"], weights=record["weights"], data_config=record["data_config"],
+                     sources=sources, domains=record["domains"], protocol=record["protocol"],
+                     environment=record["environment"], predictions=predictions, tied=record.get("tied", {}))
+        check_record_derivations(result, record, path)
+        return result
 
 
 def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple[dict[str, SourceResult],
@@ -363,13 +390,20 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
     for key in ("weights", "data_config", "sources", "protocol", "environment"):
         if not isinstance(record.get(key), dict):
             raise bad(f"{key!r}", "an object", record.get(key))
-    if not isinstance(record["data_config"].get("crop"), int):
+    # The per-source fields but the per-image lists (labels are checked as integers below, images as strings).
+    check_finite({"sources": {key: {k: v for k, v in s.items() if k not in ("labels", "images")}
+                              if isinstance(s, dict) else s for key, s in record["sources"].items()}},
+                 f"result record {path}")
+    if not is_integer(record["data_config"].get("crop")):
         raise bad("data_config.crop", "an integer", record["data_config"].get("crop"))
     protocol = record["protocol"]
     if not isinstance(protocol.get("precision"), str):
         raise bad("protocol.precision", "a string", protocol.get("precision"))
-    if not isinstance(protocol.get("version"), int):
+    if not is_integer(protocol.get("version")):
         raise bad("protocol.version", "an integer", protocol.get("version"))
+    if not is_fast_record(protocol.get("fast")):
+        raise bad("protocol.fast", "null (the exact path) or an object with true/false "
+                  + " and ".join(FAST_FINGERPRINT_KEYS), protocol.get("fast"))
 
     sources: dict[str, SourceResult] = {}
     for key, source in record["sources"].items():
@@ -388,7 +422,7 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
         labels = integers(f"{where}.labels", raw_labels, (len(raw_labels),), -1 if unlabelled else 0,
                           -1 if unlabelled else high)
         n = source.get("n")
-        if not isinstance(n, int) or isinstance(n, bool) or n != len(labels):
+        if not is_integer(n) or n != len(labels):
             raise bad(f"{where}.n", f"the number of labels ({len(labels)})", n)
         images = source.get("images", [])
         if (not isinstance(images, list) or not all(isinstance(i, str) for i in images)
@@ -407,14 +441,12 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
         raise bad("'domains'", f"a list of objects with a string name and label, a source of {sorted(sources)}, a "
                   f"stage in {STAGES}, a shift (object or null) and paired (true/false)", domains)
     for i, d in enumerate(domains):
-        shift, number = d["shift"] or {}, (int, float)
+        shift = d["shift"] or {}
         severity = shift.get("severity")
         if d["shift"] is not None and not (isinstance(shift.get("name"), str) and (severity is None or (
                 isinstance(severity, dict) and isinstance(severity.get("family"), str)
-                and isinstance(severity.get("param"), str) and isinstance(severity.get("value"), number)
-                and not isinstance(severity.get("value"), bool)
-                and (severity.get("identity") is None or (isinstance(severity["identity"], number)
-                                                          and not isinstance(severity["identity"], bool)))))):
+                and isinstance(severity.get("param"), str) and is_number(severity.get("value"))
+                and (severity.get("identity") is None or is_number(severity["identity"]))))):
             raise bad(f"domains[{i}].shift", "null or a shift definition (a string name; severity null or "
                       "{family, param, value, identity: number or null})", d["shift"])
     names = [d["name"] for d in domains]
@@ -434,6 +466,109 @@ def _check_record(record: dict[str, Any], path: str | os.PathLike[str]) -> tuple
     predictions = {d["name"]: integers(f"predictions[{d['name']!r}]", raw[d["name"]],
                                        (len(sources[d["source"]].labels), TOPK), 0, 999) for d in domains}
     tied = record.get("tied", {})
-    if not isinstance(tied, dict) or not all(isinstance(v, int) and k in names for k, v in tied.items()):
+    if not isinstance(tied, dict) or not all(is_integer(v) and k in names for k, v in tied.items()):
         raise bad("'tied'", "an object of domain name -> number of images", tied)
     return sources, predictions
+
+
+# -- what a record states that its per-image data give again (hostile or edited records) ---------------------------
+_RANDOM_MARK = "RANDOM INIT"  # how text.random_weights_mark begins
+_DIGEST_SHOWN = re.compile(r"\(sha256 ([0-9a-f]+)\.\.\.\)\Z")  # how WeightsSource.describe ends with the digest
+_FILE_KINDS = ("path", "url")  # weights read from a file the suite hashed itself: the digest is always known
+_ROW_FIELDS = ("n", "top1_err", "top5_err", "top1_drop", "top5_drop")
+
+
+def weights_problem(weights: Mapping[str, Any]) -> str | None:
+    """What contradicts itself in a weights record (a result's or a leaderboard entry's ``weights``), or None.
+
+    Its fields say the same thing several times: a random init has an integer seed and no file (no sha256), weights
+    from a file or URL always have the file's sha256, only a random init has a seed, and the description
+    (:meth:`~robustbench_ibn.models.WeightsSource.describe`) names random init loudly and shows the digest's first
+    digits. A record edited to pass random weights for trained ones, or one file for another, breaks one of these.
+
+    Example:
+        >>> weights_problem({"kind": "path", "sha256": "ab" * 32, "seed": None, "description": "file w.pth"})
+        >>> weights_problem({"kind": "official", "sha256": None, "seed": 0, "description": "RANDOM INIT (seed 0)"})
+        "weights.kind is 'official' while weights.seed is 0: only a random init records a seed"
+    """
+    kind, sha, seed, text = (weights.get(k) for k in ("kind", "sha256", "seed", "description"))
+    if not isinstance(kind, str):
+        return f"weights.kind is {kind!r:.40}, not a string"
+    if sha is not None and not is_hex(sha, 64):
+        return f"weights.sha256 is {sha!r:.80}, not null or 64 hexadecimal digits"
+    if kind == "random":
+        if sha is not None:
+            return "weights.kind is 'random' (no file) while weights.sha256 is set"
+        if not is_integer(seed):
+            return f"weights.kind is 'random' while weights.seed is {seed!r:.40}, not the init seed (an integer)"
+    elif seed is not None:
+        return f"weights.kind is {kind!r:.40} while weights.seed is {seed!r:.40}: only a random init records a seed"
+    elif kind in _FILE_KINDS and sha is None:
+        return f"weights.kind is {kind!r} while weights.sha256 is null: the digest of a weights file is always recorded"
+    if isinstance(text, str):
+        if text.startswith(_RANDOM_MARK) != (kind == "random"):
+            return f"weights.description is {text!r:.60} while weights.kind is {kind!r:.40}"
+        shown = _DIGEST_SHOWN.search(text)
+        if shown and not (sha or "").startswith(shown[1]):
+            return f"weights.description shows sha256 {shown[1]}... while weights.sha256 is {sha!r:.80}"
+    return None
+
+
+def check_record_derivations(result: EvalResult, record: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a record whose stated identity disagrees with its own per-image data: what tables, entries and rankings
+    copy from it without computing it (every error and drop they show is recomputed from the predictions).
+
+    Recomputed and compared: each source's ``labels_sha256`` (from its labels) and ``sha256`` (from its stored
+    relative paths, when the record has them), the protocol fingerprint (from the sources, domains, precision,
+    version and fast path), the stored rows of ``results`` (from the predictions), and the weights record's
+    agreement with itself (:func:`weights_problem`). ``n`` is checked with the schema (the number of labels).
+
+    Raises:
+        ValueError: the field that disagrees, what it says and what it should say; the file is named.
+    """
+    from .data import images_sha256, labels_sha256  # data is heavier than what loading a record otherwise needs
+
+    def disagree(field: str, stated: Any, recomputed: Any, origin: str) -> ValueError:
+        return ValueError(f"Expected {field} in result record {path} to be {recomputed} ({origin}), but it is "
+                          f"{stated!r:.80}. The file was edited or damaged: re-run the evaluation, or use the record "
+                          f"robust-eval --output wrote.")
+
+    problem = weights_problem(result.weights)
+    if problem:
+        raise ValueError(f"Expected the weights record of result record {path} to agree with itself, but {problem}. "
+                         f"The file was edited or damaged: re-run the evaluation, or use the record robust-eval "
+                         f"--output wrote.")
+    for key, source in result.sources.items():
+        stated = source.record.get("labels_sha256")
+        if stated is not None and stated != labels_sha256(source.labels):
+            raise disagree(f"sources[{key!r}].labels_sha256", stated, labels_sha256(source.labels),
+                           "the digest of its labels")
+        stated = source.record.get("sha256")
+        if source.images and stated != images_sha256(source.images):
+            raise disagree(f"sources[{key!r}].sha256", stated, images_sha256(source.images),
+                           "the digest of its stored image paths")
+    protocol = result.protocol
+    if protocol.get("fingerprint") is not None:
+        fast = protocol.get("fast")
+        recomputed = protocol_fingerprint(
+            {key: s.record for key, s in result.sources.items()}, result.domains, protocol["precision"],
+            protocol["version"], fast=None if fast is None else {k: fast[k] for k in FAST_FINGERPRINT_KEYS})
+        if protocol["fingerprint"] != recomputed:
+            raise disagree("protocol.fingerprint", protocol["fingerprint"], recomputed,
+                           "the hash of its sources, domains, precision and protocol version")
+    stated_rows = record.get("results")
+    if stated_rows is None:
+        return
+    rows = result.results
+    if not isinstance(stated_rows, list) or len(stated_rows) != len(rows):
+        raise disagree("'results'", stated_rows if not isinstance(stated_rows, list) else f"{len(stated_rows)} rows",
+                       f"{len(rows)} rows, one per domain", "its domains")
+    for i, (stated, row) in enumerate(zip(stated_rows, rows)):
+        if not isinstance(stated, dict) or stated.get("transform") != row.transform:
+            raise disagree(f"results[{i}].transform", stated.get("transform") if isinstance(stated, dict) else stated,
+                           repr(row.transform), "the domains in order")
+        for name in _ROW_FIELDS:
+            value, expected = stated.get(name), getattr(row, name)
+            if not (is_number(value) and math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9)):
+                raise disagree(f"results[{i}].{name} ({row.transform})", value, f"{expected:.6g}",
+                               "recomputed from its per-image predictions")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,11 +95,23 @@ def test_coverage_of_uneven_severities():
     ({("fog", 1): 120.0}, None, "in percent \\(0..100\\), but got 120"),
     ({("fog", 1): float("nan")}, None, "but got nan"),
     ({("fog", 1): 50.0}, -1.0, "clean ImageNet val in percent"),
-    ({("fog", 1): 0.5, ("fog", 2): 0.6}, 0.2, "look like fractions; multiply them by 100"),
+    ({("fog", 1): 0.5, ("fog", 2): 0.6}, 0.2, "small percentages\\? Say which: unit='fraction'"),
 ])
 def test_bad_arguments(errors, clean, match):
     with pytest.raises(ValueError, match=match):
         corruption_scores(errors, clean_error=clean)
+
+
+def test_the_unit_tells_small_percentages_from_fractions():
+    errors = {("fog", 1): 0.5, ("fog", 2): 0.25}  # mean 0.375
+    percent = corruption_scores(errors, clean_error=0.1, unit="percent")
+    fraction = corruption_scores(errors, clean_error=0.1, unit="fraction")
+    assert percent.mean_error["fog"] == 0.375 and fraction.mean_error["fog"] == 37.5
+    assert fraction.ce["fog"] == pytest.approx(100 * percent.ce["fog"]) and fraction.clean_error == 10.0
+    with pytest.raises(ValueError, match=re.escape("fog severity 1 in a fraction (0..1), but got 50")):
+        corruption_scores({("fog", 1): 50}, unit="fraction")
+    with pytest.raises(ValueError, match="Expected unit to be one of"):
+        corruption_scores(errors, unit="%")
 
 
 def test_severity_span():

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robustbench_ibn.cli._common import parse_kwargs
-from robustbench_ibn.data import DataError, ImageNetVal, _read_labels, imagenet_classes
+from robustbench_ibn.data import DataError, ImageNetVal, _read_labels, imagenet_classes, images_sha256, labels_sha256
 from robustbench_ibn.leaderboard import LeaderboardError, entry_from_result, leaderboard_markdown, load_entries
 from robustbench_ibn.report import format_report
 from robustbench_ibn.labels import ImageNet1k
-from robustbench_ibn.results import EvalResult, SourceResult
+from robustbench_ibn.results import EvalResult, SourceResult, protocol_fingerprint
 from robustbench_ibn.transforms import TRANSFORMS, TransformError, resolve_transform_names
 from robustbench_ibn.transforms._base import expand_transform_range
 
@@ -143,26 +143,35 @@ def test_labels_files_only_raise_data_error(content: bytes, name: str, kaggle_he
 
 
 # -- result records and leaderboard entries -----------------------------------------------------------------
+# Integers of any size too: JSON has no limit, and float() of one beyond 1.8e308 raises (a drop of 10**400).
+HUGE = st.one_of(st.integers(), st.integers(308, 4000).map(lambda k: 10**k),
+                 st.integers(308, 4000).map(lambda k: -10**k))
 JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2000, 2000), st.floats(allow_nan=False), st.text(max_size=8)),
+    st.one_of(st.none(), st.booleans(), st.integers(-2000, 2000), HUGE, st.floats(allow_nan=False),
+              st.text(max_size=8)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=8,
 )
 
 
 def _result() -> EvalResult:
+    """A record consistent with itself (digests and fingerprint recomputed from its images, labels and domains), so
+    each damage below is the only thing wrong with it."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, 6)
-    dataset = {"n": 6, "sha256": "0" * 64, "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(),
-               "description": "six images"}
+    images = [f"n0/{i}.JPEG" for i in range(6)]
+    dataset = {"n": 6, "sha256": images_sha256(images), "labels_sha256": labels_sha256(labels), "kind": "imagenet-val",
+               "label_space": ImageNet1k().to_dict(), "description": "six images"}
+    domains = [{"name": "clean", "label": "origin", "source": "val", "stage": "crop", "shift": None, "paired": True},
+               {"name": "std2", "label": "std×2", "source": "val", "stage": "crop", "paired": True,
+                "shift": {"name": "std2", "label": "std×2", "version": 2, "params": {"factor": 2.0}}}]
     result = EvalResult(
         model="m", weights={"kind": "official", "sha256": "a" * 64, "description": "official m.pth"},
         data_config={"resize": 256, "crop": 224, "interpolation": "bilinear"},
-        sources={"val": SourceResult(dataset, labels, [f"n0/{i}.JPEG" for i in range(6)])},
-        domains=[{"name": "clean", "label": "origin", "source": "val", "stage": "crop", "shift": None, "paired": True},
-                 {"name": "std2", "label": "std×2", "source": "val", "stage": "crop", "paired": True,
-                  "shift": {"name": "std2", "label": "std×2", "version": 2, "params": {"factor": 2.0}}}],
-        protocol={"version": 2, "precision": "fp32", "fingerprint": "f" * 16},
+        sources={"val": SourceResult(dataset, labels, images)},
+        domains=domains,
+        protocol={"version": 2, "precision": "fp32",
+                  "fingerprint": protocol_fingerprint({"val": dataset}, domains, "fp32", 2)},
         environment={"date": "2024-01-01"},
         predictions={s: rng.integers(0, 1000, (6, 5)) for s in ("clean", "std2")},
     )
@@ -196,10 +205,21 @@ def _replace(value: Any, path: tuple, new: Any) -> Any:
     return value
 
 
+def test_the_undamaged_record_and_entry_load(tmp_path) -> None:
+    # Else every damage below would be refused for what the fixture itself got wrong, and the fuzzing test nothing.
+    (tmp_path / "r.json").write_text(json.dumps(RECORD))
+    assert EvalResult.load(tmp_path / "r.json").results[1].transform == "std2"
+    (tmp_path / "measured").mkdir()
+    (tmp_path / "measured" / "e.json").write_text(json.dumps(ENTRY))
+    assert load_entries(tmp_path, packaged=False)[0]["model"] == "m"
+
+
 @FUZZ
 @given(st.sampled_from(_paths(RECORD)), JSON)
 @example(("sources", "val", "n"), ":")  # once a ValueError from int() in the leaderboard entry
 @example(("domains", 1), {})
+@example(("domains", 1, "shift", "severity"), {"family": "std{factor}", "param": "factor", "value": 10**400})
+@example(("protocol", "fast"), "yes")  # once an AttributeError in the report's header
 def test_a_damaged_result_record_is_refused_or_still_reports(path: tuple, new: Any) -> None:
     damaged = _replace(RECORD, path, new)
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,6 +253,9 @@ PLACES = [(kind, place) for kind, entry in ENTRIES.items() for place in _paths(e
 @example(("measured", ("results", 1, "top5_drop")), None)
 @example(("reported", ("source", "notes")), True)
 @example(("reported", ("protocol", "transforms", 0)), "clean")  # bare names are what reported entries hold
+@example(("measured", ("results", 1, "top1_drop")), 10**400)  # once an OverflowError in the page's cell
+@example(("measured", ("mean_drop", "top1")), -10**400)  # ... and in the ranking
+@example(("measured", ("protocol", "fast")), "yes")
 def test_a_damaged_leaderboard_entry_is_refused_or_still_ranks(where: tuple, new: Any) -> None:
     kind, place = where
     damaged = _replace(ENTRIES[kind], place, new)

@@ -19,7 +19,7 @@ from robustbench_ibn.cli.eval import main
 from robustbench_ibn.cli.report import main as report_main
 from robustbench_ibn.plots import plot_drop_bars, plot_report, plot_severity_curves
 from robustbench_ibn.report import column_names, format_report, paired_tests, severity_curves, table1_frame
-from robustbench_ibn.data import DataConfig
+from robustbench_ibn.data import DataConfig, images_sha256, labels_sha256
 from robustbench_ibn.engine import Domain
 from robustbench_ibn.labels import ImageNet1k
 from robustbench_ibn.results import EvalResult, SourceResult, protocol_fingerprint
@@ -54,16 +54,18 @@ def make_result(
         preds[w5:w1, 2] = labels[w5:w1]  # top-1 wrong, top-5 right
         preds[w1:, 0] = labels[w1:]  # right
         predictions[name] = preds
-    dataset = {"n": n, "sha256": "ab" * 32, "labels_sha256": "cd" * 32, "layout": "imagefolder", "limit": None,
-               "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(), "root": "/data/val",
-               "description": f"ImageNet val /data/val: {n} images (synthetic)"}
-    source = SourceResult(dataset, labels, images if images is not None else [f"n0/{i}.JPEG" for i in range(n)])
+    images = images if images is not None else [f"n0/{i}.JPEG" for i in range(n)]
+    # Digests and fingerprint as a run computes them, so a saved copy loads as the run's own record would.
+    dataset = {"n": n, "sha256": images_sha256(images) if images else "ab" * 32, "labels_sha256": labels_sha256(labels),
+               "layout": "imagefolder", "limit": None, "kind": "imagenet-val", "label_space": ImageNet1k().to_dict(),
+               "root": "/data/val", "description": f"ImageNet val /data/val: {n} images (synthetic)"}
+    source = SourceResult(dataset, labels, images)
     records = []
     for name in domains:
         shift = create_transform(name)
         records.append(Domain(name, shift.label, "val", None if name == "clean" else shift).record())
     protocol = {"version": 2, "precision": "fp32", "memory_format": "channels_last", "topk": 5}
-    protocol["fingerprint"] = protocol_fingerprint({"val": dataset}, records, "fp32")
+    protocol["fingerprint"] = protocol_fingerprint({"val": dataset}, records, "fp32", protocol["version"])
     if random:
         weights = {"kind": "random", "location": None, "sha256": None, "seed": 0,
                    "description": "RANDOM INIT (seed 0) - not pretrained; numbers are meaningless as accuracy"}

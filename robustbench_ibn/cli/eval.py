@@ -229,10 +229,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             present(results, args, PROG)
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             kept = ", ".join(str(r.state_dir) for r in results if r.state_dir is not None)
-            what = f"cannot write the outputs: {err}." if isinstance(err, OSError) else str(err)
+            # Only a failed write is about space or paths; any other error says its own way out.
+            what, fix = ((f"cannot write the outputs: {err}.", "Free some space (or fix the path)")
+                         if isinstance(err, OSError) else (str(err), "Fix what it names"))
             raise RuntimeError(
-                f"{what} Nothing computed is lost: every batch is kept in {kept}. Free some space (or fix the "
-                f"path) and run the same command again: it writes the outputs without evaluating anything."
+                f"{what} Nothing computed is lost: every batch is kept in {kept}. {fix} and run the same command "
+                f"again: it writes the outputs without evaluating anything."
             ) from err
         for result in results:  # every output is written: the saved batches are no longer needed
             release_state(result)
