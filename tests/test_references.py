@@ -24,6 +24,7 @@ from robustbench_ibn.data import DataError
 from robustbench_ibn.datasets import DatasetDomain
 from robustbench_ibn.leaderboard import entry_from_result, leaderboard_markdown
 from robustbench_ibn.report import format_report
+from robustbench_ibn.results import protocol_fingerprint
 from test_datasets import REFERENCE, reference_rows
 from test_natural import builder
 
@@ -201,6 +202,14 @@ def test_a_protocol_3_record_reports_as_before_and_says_so(run, tmp_path):
     for name in references:
         del record["sources"][name], record["predictions"][name], record["tied"][name]
     record["protocol"]["version"] = 3
+    # what robust-eval wrote under protocol 3: the fingerprint of these domains at version 3, rows as v3 scored them
+    record["protocol"]["fingerprint"] = protocol_fingerprint(
+        record["sources"], record["domains"], record["protocol"]["precision"], 3)
+    rows = {r["transform"]: r for r in record["results"]}
+    record["results"] = [r for r in record["results"] if r["transform"] not in references]
+    for row in record["results"]:
+        for k in (1, 5):
+            row[f"top{k}_drop"] = row[f"top{k}_err"] - rows["clean"][f"top{k}_err"]
     (tmp_path / "v3.json").write_text(json.dumps(record))
     old = EvalResult.load(tmp_path / "v3.json")
     rows = {r.transform: r for r in old.results}
