@@ -103,7 +103,7 @@ class ImageNetCCorruption(Shift):
 
     def describe(self) -> str:
         return (f"ImageNet-C {self._kind} corruption {self.corruption} at severity {self.severity_level} on the fly "
-                f"(hendrycks/robustness make_imagenet_c.py) of the resize 256 + centre crop 224 crop, "
+                f"(hendrycks/robustness make_imagenet_c.py) of the resize 256 bilinear + centre crop 224 crop (the model gets its centre crop), "
                 f"{STORAGE[self.memory]}")
 
     def random_identity(self) -> list[Any]:
