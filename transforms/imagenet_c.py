@@ -138,7 +138,7 @@ def _stochastic() -> frozenset[str]:
 
 def _register() -> None:
     facts = imagenet_c_facts()
-    help_text = "severity 1-5 (ImageNet-C's levels)"
+    help_text = "ImageNet-C level 1-5"
     for corruption in facts.corruptions:
         for memory in (False, True):
             template = f"{PREFIX}.{corruption}.{{severity}}" + (MEMORY if memory else "")
