@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,11 @@ def test_sets_are_the_ops_seeded_per_image_and_the_twins_differ_by_the_jpeg_save
     assert torch.equal(torch.cat([noise.apply_batch(x[:3], keys[:3]), noise.apply_batch(x[3:], keys[3:])]), whole)
     assert not torch.equal(noise.apply_batch(x[:1], ["other/key.JPEG"]), whole[:1])
     assert not torch.equal(noise.seeded(6).apply_batch(x[:1], keys[:1]), whole[:1])
+    # The run's autocast (--precision bf16) is the model's: a blur's pixels stay those of fp32.
+    blur = create_transform("imagenet-c.defocus_blur.2")
+    fp32 = blur.apply_batch(x[:1], keys[:1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(blur.apply_batch(x[:1], keys[:1]), fp32)
 
 
 def _released_tree(data: Path, root: Path, sets: list[tuple[str, int]], seed: int) -> Path:
@@ -233,7 +239,7 @@ def test_same_predictions_across_batch_sizes_workers_ranks_and_resume(data, tmp_
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
     two = tmp_path / "two.json"
-    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn",
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn",
                            *cli(two, "--batch-size", "3", "--workers", "0", "--no-progress")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

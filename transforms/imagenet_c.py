@@ -120,9 +120,13 @@ class ImageNetCCorruption(Shift):
             raise TransformError(f"Expected {self.name or self.label} to get the {size}x{size} ImageNet-C crop, but "
                                  f"got {tuple(images.shape[-2:])}. The engine gives it that crop (crop_geometry).")
         generators = self.generators(keys) if self.stochastic else None
-        # The ops take 8-bit values k/255: the decoded crop is exactly that (a float copy of uint8 pixels).
-        out = corrupt(images.mul(255).round_().div_(255), self.corruption, self.severity_level, generators)
-        return out if self.memory else save_as_released(out)
+        # The run's autocast (--precision bf16/fp16) is for the model: the corruptions' blurs and warps stay in their
+        # own precision, so a set's pixels do not depend on the run's precision.
+        with torch.autocast(images.device.type, enabled=False):
+            # The ops take 8-bit values k/255: the decoded crop is exactly that (a float copy of uint8 pixels).
+            out = corrupt(images.float().mul(255).round_().div_(255), self.corruption, self.severity_level, generators)
+            out = out if self.memory else save_as_released(out)
+        return out.to(images.dtype)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Without image keys, an image's position in the batch identifies it.
