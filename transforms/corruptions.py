@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -86,20 +87,29 @@ def _gaussian_kernel(sigma: float, truncate: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def _separable(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor, mode: str) -> torch.Tensor:
-    """Correlate every channel of ``x`` [N, C, H, W] with ``kernel_h`` down the rows and ``kernel_w`` along them."""
-    n, c, h, w = x.shape
-    rh, rw = (kernel_h.numel() - 1) // 2, (kernel_w.numel() - 1) // 2
-    flat = _pad(x.reshape(n * c, 1, h, w), rh, rw, mode)
-    flat = F.conv2d(flat, kernel_w.to(x).view(1, 1, 1, -1))
-    flat = F.conv2d(flat, kernel_h.to(x).view(1, 1, -1, 1))
-    return flat.view(n, c, h, w)
+@functools.cache
+def _filter_matrix(n: int, sigma: float, truncate: float, mode: str) -> torch.Tensor:
+    """The [n, n] matrix of a 1-D Gaussian correlation with its border rule folded in (float64, CPU): a filter of
+    any width, even wider than the axis (elastic_transform's), is one matrix product per axis."""
+    kernel = _gaussian_kernel(sigma, truncate)
+    r = (kernel.numel() - 1) // 2
+    source = _pad_index(n, r, r, mode, torch.device("cpu"))  # padded position j reads source[j]
+    m = torch.zeros(n, n, dtype=torch.float64)
+    for o in range(n):
+        m[o].index_add_(0, source[o:o + 2 * r + 1], kernel)
+    return m
+
+
+def _device_matrix(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return m.to(device=like.device, dtype=like.dtype)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
-    """skimage.filters.gaussian (scipy.ndimage.gaussian_filter) over the two image axes of [N, C, H, W]."""
-    k = _gaussian_kernel(float(sigma), float(truncate))
-    return _separable(x, k, k, mode)
+    """skimage.filters.gaussian (scipy.ndimage.gaussian_filter) over the two image axes of [..., H, W]."""
+    mh = _device_matrix(_filter_matrix(x.shape[-2], float(sigma), float(truncate), mode), x)
+    mw = mh if x.shape[-1] == x.shape[-2] else _device_matrix(
+        _filter_matrix(x.shape[-1], float(sigma), float(truncate), mode), x)
+    return mh @ x @ mw.T
 
 
 def _to_uint8_levels(values_255: torch.Tensor) -> torch.Tensor:
@@ -128,10 +138,15 @@ def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     hi = torch.floor(h * 6)
     f = h * 6 - hi
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    sector = hi.remainder(6).long().unsqueeze(1)
-    table = torch.stack([torch.stack(c, 1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))],
-                        1)  # [N, 6, 3, H, W]
-    return table.gather(1, sector.unsqueeze(1).expand(-1, 1, 3, -1, -1)).squeeze(1)
+    sector = hi.remainder(6)
+
+    def pick(*per_sector: torch.Tensor) -> torch.Tensor:  # the channel's value in sectors 0..5
+        out = per_sector[5]
+        for k in range(4, -1, -1):
+            out = torch.where(sector == k, per_sector[k], out)
+        return out
+
+    return torch.stack((pick(v, q, p, p, t, v), pick(t, v, v, q, p, p), pick(p, p, t, v, v, q)), 1)
 
 
 # --- the corruptions: each maps (images in [0, 1], severity, per-image draws) to floats on the 0-255 scale -----------
@@ -177,11 +192,135 @@ def _gaussian_noise(x: torch.Tensor, severity: int, normal: torch.Tensor) -> tor
     return (x + normal * _GAUSSIAN_NOISE[severity - 1]).clamp_(0, 1) * 255
 
 
+def _gaussian_blur_corruption(x: torch.Tensor, severity: int) -> torch.Tensor:
+    sigma = (1, 2, 3, 4, 6)[severity - 1]
+    return _gaussian_blur(x, sigma).clamp_(0, 1) * 255
+
+
+@functools.cache
+def _disk(radius: int, alias_blur: float) -> torch.Tensor:
+    """The reference's defocus kernel: an aliased disk (at least 17 px wide) normalised to sum 1, then smoothed by
+    OpenCV's GaussianBlur (3x3, or 5x5 past radius 8; reflect-101 border) with sigma ``alias_blur``."""
+    half = max(radius, 8)
+    grid = torch.arange(-half, half + 1, dtype=torch.float64)
+    aliased = ((grid.view(-1, 1) ** 2 + grid.view(1, -1) ** 2) <= radius**2).double()
+    aliased /= aliased.sum()
+    ksize = 3 if radius <= 8 else 5
+    taps = torch.arange(ksize, dtype=torch.float64) - (ksize - 1) / 2
+    k = torch.exp(-(taps**2) / (2 * alias_blur**2))
+    k /= k.sum()
+    padded = _pad(aliased.float(), (ksize - 1) // 2, (ksize - 1) // 2, "mirror")
+    return F.conv2d(padded.view(1, 1, *padded.shape), (k.view(-1, 1) * k.view(1, -1)).float().view(1, 1, ksize, ksize))[0, 0]
+
+
+def _defocus_blur(x: torch.Tensor, severity: int) -> torch.Tensor:
+    radius, alias_blur = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))[severity - 1]
+    kernel = _disk(radius, alias_blur)
+    r = (kernel.shape[0] - 1) // 2
+    # OpenCV's filter2D (a correlation, reflect-101 border) as one FFT product on the padded image: the kernel is
+    # not separable, and at 17-21 px wide the FFT is cheaper than the direct sum.
+    padded = _pad(x, r, r, "mirror")
+    size = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernel.flip(0, 1).to(x), s=size)
+    out = torch.fft.irfft2(spectrum, s=size)[..., 2 * r:, 2 * r:]
+    return out.clamp_(0, 1) * 255
+
+
+def _zoom_taps(size: int, factor: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``size`` samples of scipy.ndimage.zoom(order=1) of the centred ``ceil(size / factor)`` crop:
+    lower source index, upper source index and the upper one's weight (the reference's ``clipped_zoom``)."""
+    crop = math.ceil(size / factor)
+    top = (size - crop) // 2
+    out = int(round(crop * factor))
+    coord = torch.arange(size, dtype=torch.float64, device=device) * ((crop - 1) / (out - 1))
+    low = coord.floor().clamp_(max=crop - 1)
+    return (low.long() + top, (low.long() + 1).clamp_(max=crop - 1) + top, coord - low)
+
+
+def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """The reference's ``clipped_zoom`` on [N, C, H, W]: bilinear zoom of the centre, cut to the top-left H x W."""
+    lo_h, hi_h, w_h = _zoom_taps(x.shape[-2], factor, x.device)
+    lo_w, hi_w, w_w = _zoom_taps(x.shape[-1], factor, x.device)
+    w_h, w_w = w_h.to(x.dtype).view(-1, 1), w_w.to(x.dtype)
+    rows = torch.lerp(x.index_select(-2, lo_h), x.index_select(-2, hi_h), w_h)
+    return torch.lerp(rows.index_select(-1, lo_w), rows.index_select(-1, hi_w), w_w)
+
+
+_ZOOM_FACTORS = tuple(tuple(float(z) for z in np.arange(1, stop, step))
+                      for stop, step in ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03)))
+
+
+def _zoom_blur(x: torch.Tensor, severity: int) -> torch.Tensor:
+    factors = _ZOOM_FACTORS[severity - 1]
+    out = torch.zeros_like(x)
+    for factor in factors:
+        out += _clipped_zoom(x, factor)
+    return ((x + out) / (len(factors) + 1)).clamp_(0, 1) * 255
+
+
+@functools.cache
+def _box_taps(size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's BOX resampling taps as its 8-bit path uses them: per output pixel, the source indices [out, K]
+    and the weights normalised then in fixed point with 22 fractional bits (Pillow's bounds and support)."""
+    scale = size_in / size_out
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    taps = []
+    for o in range(size_out):
+        center = (o + 0.5) * scale
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), size_in)
+        w = [1.0 if -0.5 < (i - center + 0.5) / filterscale <= 0.5 else 0.0 for i in range(lo, hi)]
+        total = sum(w) or 1.0
+        taps.append([(i, math.floor(wi / total * (1 << 22) + 0.5)) for i, wi in zip(range(lo, hi), w)])
+    k = max(len(t) for t in taps)
+    index = torch.tensor([[i for i, _ in t] + [t[0][0]] * (k - len(t)) for t in taps])
+    weight = torch.tensor([[wi for _, wi in t] + [0] * (k - len(t)) for t in taps], dtype=torch.float64)
+    return index, weight
+
+
+def _box_pass(levels: torch.Tensor, size_out: int) -> torch.Tensor:
+    """One Pillow 8-bit BOX pass along the last axis: ``clip((sum_i k_i x_i + 2**21) >> 22, 0, 255)``, exact in
+    float64 (every partial sum is an integer below 2**31)."""
+    index, weight = _box_taps(levels.shape[-1], size_out)
+    index, weight = index.to(levels.device), weight.to(levels)
+    acc = torch.full((*levels.shape[:-1], size_out), float(1 << 21), dtype=levels.dtype, device=levels.device)
+    for t in range(index.shape[1]):
+        acc += levels.index_select(-1, index[:, t]) * weight[:, t]
+    return torch.floor(acc / (1 << 22)).clamp_(0, 255)
+
+
+def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``Image.resize((width, height), Image.BOX)`` of 8-bit levels [N, C, H, W] (float64 integers), bit for bit:
+    horizontal pass, 8-bit intermediate, vertical pass, as Pillow runs it."""
+    if width != levels.shape[-1]:
+        levels = _box_pass(levels, width)
+    if height != levels.shape[-2]:
+        levels = _box_pass(levels.transpose(-1, -2), height).transpose(-1, -2)
+    return levels
+
+
+def _pixelate(x: torch.Tensor, severity: int) -> torch.Tensor:
+    c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
+    small = int(SIZE * c)
+    levels = x.mul(255).round_()
+    return _box_resize(_box_resize(levels, small, small), SIZE, SIZE)
+
+
+def _jpeg_compression(x: torch.Tensor, severity: int) -> torch.Tensor:
+    quality = (25, 18, 15, 10, 7)[severity - 1]
+    return jpeg_reencode(x, quality).mul_(255).round_()
+
+
 _OPS: dict[str, _Op] = {
     "brightness": _Op(_brightness, float64=True),
     "saturate": _Op(_saturate, float64=True),
     "contrast": _Op(_contrast, float64=True),
     "gaussian_noise": _Op(_gaussian_noise, _draw_normal),
+    "gaussian_blur": _Op(_gaussian_blur_corruption, float64=True),
+    "defocus_blur": _Op(_defocus_blur),
+    "zoom_blur": _Op(_zoom_blur),
+    "pixelate": _Op(_pixelate, float64=True),
+    "jpeg_compression": _Op(_jpeg_compression),
 }
 
 
