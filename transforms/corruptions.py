@@ -311,6 +311,322 @@ def _jpeg_compression(x: torch.Tensor, severity: int) -> torch.Tensor:
     return jpeg_reencode(x, quality).mul_(255).round_()
 
 
+_SHOT_NOISE = (60, 25, 12, 5, 3)
+_SPECKLE_NOISE = (0.15, 0.2, 0.35, 0.45, 0.6)
+_IMPULSE_NOISE = (0.03, 0.06, 0.09, 0.17, 0.27)
+
+
+def _draw_uniform(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"uniform": torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64)}
+
+
+@functools.cache
+def _poisson_table(rate_per_level: float) -> torch.Tensor:
+    """The Poisson CDFs of the 256 rates ``k / 255 * rate_per_level``, laid end to end as one increasing sequence
+    (row k offset by k) so that one searchsorted inverts all of them: [256 * K] float64."""
+    n = int(rate_per_level + 12 * math.sqrt(rate_per_level) + 20)  # the CDF is 1 to float64 precision by then
+    rates = torch.arange(256, dtype=torch.float64).div_(255).mul_(rate_per_level).view(-1, 1)
+    k = torch.arange(n, dtype=torch.float64)
+    log_pmf = k * torch.log(rates.clamp(min=1e-300)) - rates - torch.lgamma(k + 1)
+    pmf = torch.where(rates == 0, (k == 0).double(), torch.exp(log_pmf))
+    return (pmf.cumsum(1).clamp_(max=1.0) + torch.arange(256, dtype=torch.float64).view(-1, 1)).flatten()
+
+
+def _shot_noise(x: torch.Tensor, severity: int, uniform: torch.Tensor) -> torch.Tensor:
+    # Poisson(x * c) by inversion of its CDF at a uniform draw: the same distribution as numpy's sampler, with the
+    # uniforms drawn per image on the CPU and the inversion batched on the device.
+    c = _SHOT_NOISE[severity - 1]
+    table = _poisson_table(float(c)).to(x.device)
+    width = table.numel() // 256
+    level = x.mul(255).round_().double()
+    index = torch.searchsorted(table, (level + uniform).flatten()).view(x.shape).double()
+    counts = (index - level * width).clamp_(max=width)
+    return (counts / c).clamp_(0, 1).to(x.dtype) * 255
+
+
+def _speckle_noise(x: torch.Tensor, severity: int, normal: torch.Tensor) -> torch.Tensor:
+    return (x + x * normal * _SPECKLE_NOISE[severity - 1]).clamp_(0, 1) * 255
+
+
+def _draw_impulse(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    # skimage.util.random_noise(mode="s&p", amount=c): each value (pixel and channel) is replaced with probability
+    # c, by 1 or 0 with even odds.
+    flipped = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= _IMPULSE_NOISE[severity - 1]
+    salted = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= 0.5
+    return {"flipped": flipped, "salted": salted}
+
+
+def _impulse_noise(x: torch.Tensor, severity: int, flipped: torch.Tensor, salted: torch.Tensor) -> torch.Tensor:
+    return torch.where(flipped, salted.to(x.dtype), x) * 255
+
+
+# glass_blur ---------------------------------------------------------------------------------------------------------
+
+_GLASS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # sigma, max_delta, iterations
+
+
+def _draw_glass(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    _, d, iterations = _GLASS[severity - 1]
+    steps = SIZE - 2 * d  # rows (and columns) SIZE - d down to d + 1
+    return {"offsets": torch.randint(-d, d, (iterations, steps, steps, 2), generator=g)}  # (dx, dy) per step
+
+
+@functools.cache
+def _glass_wavefronts(d: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The reference's sequential pixel steps regrouped into wavefronts that give the same result (see _glass_blur):
+    the step order (indices into the row-major step grid), each step's pixel (flat index), and the wavefront sizes."""
+    steps = SIZE - 2 * d
+    j_h, j_w = torch.meshgrid(torch.arange(steps), torch.arange(steps), indexing="ij")
+    time = ((d + 1) * j_h + j_w).flatten()
+    order = torch.argsort(time, stable=True)
+    pixel = ((SIZE - d - j_h) * SIZE + (SIZE - d - j_w)).flatten()[order]
+    return order, pixel, torch.bincount(time).tolist()
+
+
+def _glass_sources(offsets: torch.Tensor) -> torch.Tensor:
+    """For each image, the source pixel (flat index) of every output pixel after the reference's local shuffle.
+
+    The reference walks rows ``SIZE - d .. d + 1`` and, within a row, columns ``SIZE - d .. d + 1`` (both downwards)
+    and at each pixel p runs ``x[p], x[q] = x[q], x[p]`` with q = p + (dy, dx), dx, dy in [-d, d - 1]. On numpy
+    views that line copies x[q] into x[p] and leaves x[q] as it was (the right-hand side is two views, and x[p]
+    already holds x[q] when the second assignment reads it): the released files hold that copy, so it is what we
+    compute. A step touches p and q only, both within d of p; two steps whose pixels are more than d apart (in rows
+    or in columns) commute. Step (row i, column j) of the walk goes in wavefront (d + 1) * i + j: every earlier
+    step that shares a pixel with it lands in an earlier wavefront and steps of one wavefront share none, so
+    running the wavefronts one after the other, each as one batched gather, gives exactly the sequential result
+    for the same draws (the same distribution, and the same pixels), in about (d + 2) * SIZE batched steps instead
+    of SIZE**2 scalar ones.
+    """
+    n, iterations = offsets.shape[:2]
+    d = int(SIZE - offsets.shape[2]) // 2
+    order, pixel, sizes = _glass_wavefronts(d)
+    order, pixel = order.to(offsets.device), pixel.to(offsets.device)
+    source = torch.arange(SIZE * SIZE, device=offsets.device).repeat(n, 1)
+    for it in range(iterations):
+        off = offsets[:, it].reshape(n, -1, 2)[:, order]
+        read = pixel + off[..., 1] * SIZE + off[..., 0]  # [n, steps]: q = p + dy * SIZE + dx
+        start = 0
+        for size in sizes:
+            p, q = pixel[start:start + size], read[:, start:start + size]
+            source[:, p] = source.gather(1, q)
+            start += size
+    return source
+
+
+def _glass_blur(x: torch.Tensor, severity: int, offsets: torch.Tensor) -> torch.Tensor:
+    sigma = _GLASS[severity - 1][0]
+    blurred = _to_uint8_levels(_gaussian_blur(x, sigma).clamp_(0, 1) * 255)  # np.uint8(gaussian(x) * 255)
+    n = x.shape[0]
+    source = _glass_sources(offsets).unsqueeze(1).expand(n, 3, -1)
+    shuffled = blurred.reshape(n, 3, -1).gather(2, source).view_as(x)
+    return _gaussian_blur(shuffled / 255, sigma).clamp_(0, 1) * 255
+
+
+# motion_blur, snow (imagecorruptions' shift-and-add form of ImageMagick's motion blur) ------------------------------
+
+_MOTION = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))  # radius, sigma
+
+
+def _draw_angle(low: float, high: float) -> Callable[[int, torch.Generator], dict[str, torch.Tensor]]:
+    def draw(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"angle": torch.rand((), generator=g, dtype=torch.float64) * (high - low) + low}
+
+    return draw
+
+
+def _motion_kernel_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
+    """imagecorruptions' ``_motion_blur`` on [N, C, H, W] with one angle (degrees) per image: the sum over
+    ``i < 2 * radius + 1`` of a one-sided Gaussian weight times the image shifted by ``i`` pixels along the angle,
+    the edge repeated."""
+    n, c, h, w = x.shape
+    width = 2 * radius + 1
+    i = torch.arange(width, dtype=torch.float64, device=x.device)
+    kernel = torch.exp(-(i**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    rad = torch.deg2rad(angle.to(x.device, torch.float64)).view(-1, 1)
+    dy = -torch.ceil(i * torch.sin(rad) - 0.5).long()  # [n, width]
+    dx = -torch.ceil(i * torch.cos(rad) - 0.5).long()
+    rows = torch.arange(h, device=x.device).view(1, -1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, -1)
+    flat = x.reshape(n, c, h * w)
+    out = torch.zeros_like(flat)
+    for t in range(width):
+        src = (rows - dy[:, t].view(-1, 1, 1)).clamp_(0, h - 1) * w + (cols - dx[:, t].view(-1, 1, 1)).clamp_(0, w - 1)
+        out += kernel[t] * flat.gather(2, src.view(n, 1, h * w).expand(n, c, -1))
+    return out.view(n, c, h, w)
+
+
+def _motion_blur(x: torch.Tensor, severity: int, angle: torch.Tensor) -> torch.Tensor:
+    radius, sigma = _MOTION[severity - 1]
+    return _motion_kernel_blur(x * 255, radius, sigma, angle).clamp_(0, 255)
+
+
+_SNOW = ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+         (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55))
+# loc, scale, zoom, threshold, blur radius, blur sigma, image weight
+
+
+def _draw_snow(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    loc, scale = _SNOW[severity - 1][:2]
+    return {"flakes": torch.randn(1, SIZE, SIZE, generator=g) * scale + loc, **_draw_angle(-135, -45)(severity, g)}
+
+
+def _snow(x: torch.Tensor, severity: int, flakes: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    _, _, zoom, threshold, radius, sigma, weight = _SNOW[severity - 1]
+    layer = _clipped_zoom(flakes, zoom)
+    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0, 1)
+    layer = _motion_kernel_blur(layer, radius, sigma, angle)
+    layer = layer.mul(255).round_().div_(255)  # the reference rounds the blurred layer to 8 bits
+    gray = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, True)
+    x = weight * x + (1 - weight) * torch.maximum(x, gray * 1.5 + 0.5)
+    return (x + layer + layer.flip(-2, -1)).clamp_(0, 1) * 255
+
+
+# frost --------------------------------------------------------------------------------------------------------------
+
+_FROST = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))  # image weight, frost weight
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+
+
+@functools.cache
+def _frost_picture(index: int) -> torch.Tensor:
+    """One of the frost pictures shipped with the package (robustbench_ibn/frost), RGB uint8 [3, H, W]."""
+    from importlib import resources
+
+    from PIL import Image
+
+    ref = resources.files("robustbench_ibn").joinpath("frost", FROST_FILES[index])
+    with resources.as_file(ref) as path, Image.open(path) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+
+
+def _draw_frost(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    # make_imagenet_c.py draws the picture with randint(5): frost6 is never used; then a crop of the picture as it
+    # is (imagecorruptions instead draws among all six and enlarges each by 1.1 first).
+    picture = _frost_picture(int(torch.randint(5, (), generator=g)))
+    top = int(torch.randint(picture.shape[1] - SIZE, (), generator=g))
+    left = int(torch.randint(picture.shape[2] - SIZE, (), generator=g))
+    return {"frost": picture[:, top:top + SIZE, left:left + SIZE]}
+
+
+def _frost(x: torch.Tensor, severity: int, frost: torch.Tensor) -> torch.Tensor:
+    a, b = _FROST[severity - 1]
+    return (a * x.mul(255).round_() + b * frost.to(x.dtype)).clamp_(0, 255)
+
+
+# fog ----------------------------------------------------------------------------------------------------------------
+
+_FOG = ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))  # strength, wibble decay
+_PLASMA = 256  # the reference's fractal map size (the next power of two above 224)
+
+
+def _draw_plasma(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    # One uniform in [0, 1) per fractal sample: 3 n**2 per level, n = 1, 2, ..., 128.
+    return {"plasma": torch.rand(3 * sum(4**k for k in range(8)), generator=g, dtype=torch.float64)}
+
+
+def _plasma_fractal(uniform: torch.Tensor, decay: float) -> torch.Tensor:
+    """The reference's diamond-square height map [N, 256, 256] in [0, 1] from [N, 65535] uniforms; as in the
+    reference, a level's perturbation is ``wibble * U(-wibble, wibble)``."""
+    n = uniform.shape[0]
+    m = torch.zeros(n, _PLASMA, _PLASMA, dtype=torch.float64, device=uniform.device)
+    step, wibble, used = _PLASMA, 100.0, 0
+
+    def noise(shape: tuple[int, int]) -> torch.Tensor:
+        nonlocal used
+        count = shape[0] * shape[1]
+        u = uniform[:, used:used + count].reshape(n, *shape)
+        used += count
+        return wibble * (u * (2 * wibble) - wibble)
+
+    while step >= 2:
+        half = step // 2
+        corner = m[:, ::step, ::step]
+        square = corner + corner.roll(-1, 1)
+        square = square + square.roll(-1, 2)
+        m[:, half::step, half::step] = square / 4 + noise(square.shape[1:])
+        centre, corner = m[:, half::step, half::step], m[:, ::step, ::step]
+        left = centre + centre.roll(1, 1) + corner + corner.roll(-1, 2)
+        m[:, ::step, half::step] = left / 4 + noise(left.shape[1:])
+        top = centre + centre.roll(1, 2) + corner + corner.roll(-1, 1)
+        m[:, half::step, ::step] = top / 4 + noise(top.shape[1:])
+        step, wibble = half, wibble / decay
+    m -= m.amin((1, 2), keepdim=True)
+    return m / m.amax((1, 2), keepdim=True)
+
+
+def _fog(x: torch.Tensor, severity: int, plasma: torch.Tensor) -> torch.Tensor:
+    strength, decay = _FOG[severity - 1]
+    peak = x.amax((1, 2, 3), keepdim=True)
+    fog = _plasma_fractal(plasma, decay)[:, :SIZE, :SIZE].unsqueeze(1).to(x.dtype)
+    return ((x + strength * fog) * peak / (peak + strength)).clamp_(0, 1) * 255
+
+
+# elastic_transform (make_imagenet_c.py's: a random affine, then a smooth random displacement) ------------------------
+
+_ELASTIC = tuple((244 * a, 244 * s, 244 * f) for a, s, f in
+                 ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)))
+# displacement scale, its smoothing sigma, affine corner jitter (the reference's 244 stands for 224; kept)
+
+
+def _draw_elastic(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    jitter = _ELASTIC[severity - 1][2]
+    return {"corners": (torch.rand(3, 2, generator=g, dtype=torch.float64) * 2 - 1) * jitter,
+            "field": torch.rand(2, SIZE, SIZE, generator=g, dtype=torch.float64) * 2 - 1}
+
+
+def _wrap(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """Integer sample indices outside [0, n) mapped inside by a border rule (see :func:`_pad_index`)."""
+    if mode == "reflect":
+        i = i.remainder(2 * n)
+        return torch.where(i >= n, 2 * n - 1 - i, i)
+    period = 2 * n - 2
+    i = i.remainder(period)
+    return torch.where(i >= n, period - i, i)
+
+
+def _bilinear(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sample [N, C, H, W] at float coordinates [N, H, W] (row, column), bilinear, with a border rule."""
+    n, c, h, w = x.shape
+    r0, c0 = rows.floor(), cols.floor()
+    fr, fc = (rows - r0).to(x.dtype).unsqueeze(1), (cols - c0).to(x.dtype).unsqueeze(1)
+    r0, c0 = r0.long(), c0.long()
+    flat = x.reshape(n, c, h * w)
+
+    def at(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        index = (_wrap(r, h, mode) * w + _wrap(q, w, mode)).view(n, 1, -1).expand(n, c, -1)
+        return flat.gather(2, index).view(n, c, h, w)
+
+    top = torch.lerp(at(r0, c0), at(r0, c0 + 1), fc)
+    bottom = torch.lerp(at(r0 + 1, c0), at(r0 + 1, c0 + 1), fc)
+    return torch.lerp(top, bottom, fr)
+
+
+def _elastic_transform(x: torch.Tensor, severity: int, corners: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    alpha, sigma, _ = _ELASTIC[severity - 1]
+    n = x.shape[0]
+    # The affine that moves three fixed points (x, y) by the drawn jitter, applied as OpenCV's warpAffine does
+    # (each output pixel reads the input at the inverse map; bilinear, reflect-101 border).
+    half, third = SIZE // 2, SIZE // 3
+    src = torch.tensor([[half + third, half + third], [half + third, half - third], [half - third, half - third]],
+                       dtype=torch.float64, device=x.device)
+    dst = src + corners
+    ones = torch.ones(n, 3, 1, dtype=torch.float64, device=x.device)
+    forward = torch.linalg.solve(torch.cat([src.expand(n, 3, 2), ones], 2), dst).transpose(1, 2)  # [n, 2, 3]
+    full = torch.cat([forward, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64, device=x.device).expand(n, 1, 3)],
+                     1)
+    inverse = torch.linalg.inv(full)[:, :2]
+    yy, xx = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64, device=x.device),
+                            torch.arange(SIZE, dtype=torch.float64, device=x.device), indexing="ij")
+    grid = torch.stack([xx, yy, torch.ones_like(xx)]).view(3, -1)
+    source = (inverse @ grid).view(n, 2, SIZE, SIZE)
+    warped = _bilinear(x, source[:, 1], source[:, 0], "mirror")
+    # The displacement: uniform noise smoothed by a wide Gaussian (reflect border, truncated at 3 sigma), scaled.
+    displacement = _gaussian_blur(field.to(x.dtype), sigma, mode="reflect", truncate=3.0) * alpha
+    out = _bilinear(warped, yy + displacement[:, 1], xx + displacement[:, 0], "reflect")
+    return out.clamp_(0, 1) * 255
+
+
 _OPS: dict[str, _Op] = {
     "brightness": _Op(_brightness, float64=True),
     "saturate": _Op(_saturate, float64=True),
@@ -321,6 +637,15 @@ _OPS: dict[str, _Op] = {
     "zoom_blur": _Op(_zoom_blur),
     "pixelate": _Op(_pixelate, float64=True),
     "jpeg_compression": _Op(_jpeg_compression),
+    "shot_noise": _Op(_shot_noise, _draw_uniform),
+    "impulse_noise": _Op(_impulse_noise, _draw_impulse),
+    "speckle_noise": _Op(_speckle_noise, _draw_normal),
+    "glass_blur": _Op(_glass_blur, _draw_glass),
+    "motion_blur": _Op(_motion_blur, _draw_angle(-45, 45)),
+    "snow": _Op(_snow, _draw_snow),
+    "frost": _Op(_frost, _draw_frost),
+    "fog": _Op(_fog, _draw_plasma),
+    "elastic_transform": _Op(_elastic_transform, _draw_elastic),
 }
 
 
