@@ -296,8 +296,8 @@ def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
 
     A domain is an ImageNet-C set when its source's record is of kind ``imagenet-c`` (its options name the
     corruption and severity) and it has no shift; the sets of one tree share the domain name's prefix
-    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). The on-the-fly sets (shifts ``imagenet-c.<corruption>.<severity>``,
-    :func:`on_the_fly_set`) make trees of their own, one per storage (:data:`ON_THE_FLY`: on-disk emulation or in
+    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). The on-the-fly sets (shifts
+    ``imagenet-c.<corruption>.<severity>``, :func:`on_the_fly_set`) make trees of their own, one per storage (:data:`ON_THE_FLY`: on-disk emulation or in
     memory), never the released files' tree. Their top-1 errors and the clean val error go through
     :func:`corruption_scores`, so a run's mCE is the published formula of its stored predictions.
 

@@ -446,8 +446,9 @@ def _check_geometry(domain: Domain, source: ImageSource, model: PreparedModel) -
         raise TransformError(f"Expected {shift_context(domain.shift)} on crops of resize {wanted[0]} {wanted[2]} + "  # type: ignore[arg-type]
                              f"centre crop {wanted[1]} for a model crop of at most {wanted[1]}, but its source "
                              f"{domain.source!r} has resize {got[0]} {got[2]} + crop {got[1]} and model "
-                             f"{model.name!r} crops {model.data_config.crop}. Build the plan with build_plan(), which "
-                             f"decodes the shift's geometry for it.")
+                             f"{model.name!r} crops {model.data_config.crop}. evaluate() (build_plan) decodes that geometry "
+                             f"for it; elsewhere (a Plan of your own, the feature-divergence analysis) use a model of "
+                             f"that geometry.")
 
 
 def _fast_key(run: Run) -> dict[str, Any]:

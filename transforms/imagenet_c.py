@@ -20,7 +20,6 @@ and the image path); an in-memory set draws what its on-disk twin draws, so the 
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +27,9 @@ import torch
 
 from ..datasets.facts import imagenet_c_facts
 from ._base import GROUPS, Shift, TransformError, check_images, register_transform
+from .corruptions import STOCHASTIC, corrupt, save_as_released
 
-__all__ = ["GEOMETRY", "JPEG_QUALITY", "ImageNetCCorruption", "imagenet_c_name", "parse_imagenet_c_name"]
+__all__ = ["GEOMETRY", "JPEG_QUALITY", "ImageNetCCorruption", "imagenet_c_name"]
 
 PREFIX = "imagenet-c"
 MEMORY = ".memory"  # the suffix of the in-memory sets' names
@@ -47,22 +47,6 @@ def imagenet_c_name(corruption: str, severity: int, memory: bool = False) -> str
         ('imagenet-c.fog.3', 'imagenet-c.fog.3.memory')
     """
     return f"{PREFIX}.{corruption}.{severity}" + (MEMORY if memory else "")
-
-
-def parse_imagenet_c_name(name: str) -> tuple[str, int, bool] | None:
-    """``(corruption, severity, in memory)`` of an on-the-fly set's name; ``None`` for any other name.
-
-    Example:
-        >>> parse_imagenet_c_name("imagenet-c.gaussian_noise.3.memory"), parse_imagenet_c_name("rgb+50")
-        (('gaussian_noise', 3, True), None)
-    """
-    memory = name.endswith(MEMORY)
-    parts = (name[:-len(MEMORY)] if memory else name).split(".")
-    if len(parts) != 3 or parts[0] != PREFIX or parts[1] not in imagenet_c_facts().corruptions:
-        return None
-    if not parts[2].isdigit() or int(parts[2]) not in imagenet_c_facts().severities:
-        return None
-    return parts[1], int(parts[2]), memory
 
 
 def _check_severity(corruption: str, severity: Any, memory: bool) -> int:
@@ -89,11 +73,10 @@ class ImageNetCCorruption(Shift):
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise TransformError(f"Expected an ImageNet-C corruption ({', '.join(facts.corruptions)}), but got "
                                  f"{corruption!r}.{hint}")
-        self.corruption, self.severity_level, self.memory = corruption, _check_severity(corruption, severity, memory), memory
-        self.stochastic = corruption in _stochastic()
-        kind = "extra" if corruption in facts.extras else "benchmark"
-        self.label = f"C {corruption} {self.severity_level}" + (" (in memory)" if memory else "")
-        self._kind = kind
+        self.corruption, self.memory = corruption, memory
+        self.severity_level = _check_severity(corruption, severity, memory)
+        self.stochastic = corruption in STOCHASTIC
+        self.label = f"ImageNet-C {corruption} {self.severity_level}" + (" (in memory)" if memory else "")
 
     def params(self) -> dict[str, Any]:
         resize, crop, interpolation = GEOMETRY
@@ -102,9 +85,10 @@ class ImageNetCCorruption(Shift):
                 "geometry": f"resize {resize} {interpolation} + centre crop {crop}, then centre crop to the model's"}
 
     def describe(self) -> str:
-        return (f"ImageNet-C {self._kind} corruption {self.corruption} at severity {self.severity_level} on the fly "
-                f"(hendrycks/robustness make_imagenet_c.py) of the resize 256 bilinear + centre crop 224 crop (the model gets its centre crop), "
-                f"{STORAGE[self.memory]}")
+        kind = "extra" if self.corruption in imagenet_c_facts().extras else "benchmark"
+        return (f"ImageNet-C {kind} corruption {self.corruption} at severity {self.severity_level} on the fly "
+                f"(hendrycks/robustness make_imagenet_c.py) of the resize 256 bilinear + centre crop 224 crop "
+                f"(the model gets its centre crop), {STORAGE[self.memory]}")
 
     def random_identity(self) -> list[Any]:
         # The on-disk set and its in-memory twin draw the same numbers: they differ by the JPEG save alone.
@@ -112,8 +96,6 @@ class ImageNetCCorruption(Shift):
                                                                         "severity": self.severity_level}]
 
     def apply_batch(self, images: torch.Tensor, keys: Sequence[str]) -> torch.Tensor:
-        from .corruptions import corrupt, save_as_released  # the pure ops (parity-tested against the reference)
-
         check_images(images, self.label)
         size = GEOMETRY[1]
         if tuple(images.shape[-2:]) != (size, size):
@@ -133,13 +115,6 @@ class ImageNetCCorruption(Shift):
         return self.apply_batch(images, [f"#{i}" for i in range(images.shape[0])])
 
 
-@functools.cache
-def _stochastic() -> frozenset[str]:
-    from .corruptions import STOCHASTIC
-
-    return frozenset(STOCHASTIC)
-
-
 def _register() -> None:
     facts = imagenet_c_facts()
     help_text = "ImageNet-C level 1-5"
@@ -157,7 +132,8 @@ def _register() -> None:
                 imagenet_c_name(corruption, s, memory) for s in facts.severities)
     for memory in (False, True):
         suffix = MEMORY if memory else ""
-        GROUPS[PREFIX + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.benchmark for s in facts.severities)
+        GROUPS[PREFIX + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.benchmark
+                                        for s in facts.severities)
         GROUPS[f"{PREFIX}-extra" + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.extras
                                                    for s in facts.severities)
 
