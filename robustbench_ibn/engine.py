@@ -654,14 +654,18 @@ def classify(net: nn.Module, images: torch.Tensor, where: str, space: LabelSpace
     return top5.cpu().numpy().astype(np.int16), tied.cpu().numpy()
 
 
-def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction)."""
+def _classify_unit(run: Run, unit: Unit, loaded: Loaded, bar: tqdm | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction). With many
+    domains (ImageNet-C's 75 sets) ``bar``'s postfix names the one being computed, so a long batch shows progress."""
     pass_ = run.passes[unit.pass_index]
     n, ok = unit.size, loaded.ok
     predictions = {d.name: np.full((n, TOPK), -1, dtype=np.int16) for d in pass_.domains}
     tied = {d.name: np.zeros(n, dtype=bool) for d in pass_.domains}
     space = run.source(pass_).label_space
-    for domain, x in domain_inputs(run, unit, loaded):
+    for k, (domain, x) in enumerate(domain_inputs(run, unit, loaded)):
+        if bar is not None and len(pass_.domains) > 1:
+            bar.set_postfix_str(f"{pass_.describe()}: {domain.name} ({k + 1}/{len(pass_.domains)})")
         how = f"under shift {domain.name!r}" if domain.paired else f"on domain {domain.name!r}"
         where = f"model {run.model.name!r} {how} on the batch starting with {loaded.keys[ok[0]]!r}"
         predictions[domain.name][ok], tied[domain.name][ok] = classify(run.net, x, where, space)
@@ -774,7 +778,7 @@ def run_passes(run: Run) -> dict[str, dict[str, str]]:
                 if len(run.passes) > 1:  # which source (ImageNet-C: which of its sets) is being decoded
                     bar.set_postfix_str(pass_.describe(), refresh=False)
                 note_bad_images(run, pass_, loaded, bad)
-                predictions, tied = _classify_unit(run, unit, loaded)
+                predictions, tied = _classify_unit(run, unit, loaded, bar)
                 # With "error" a unit holding an unreadable image is not saved: once the file is replaced, the same
                 # command evaluates just that unit again.
                 if all(not e for e in loaded.errors) or run.config.on_bad_image == "skip":
