@@ -627,6 +627,111 @@ def _elastic_transform(x: torch.Tensor, severity: int, corners: torch.Tensor, fi
     return out.clamp_(0, 1) * 255
 
 
+# spatter ------------------------------------------------------------------------------------------------------------
+
+_SPATTER = ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
+            (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1))
+# loc, scale, smoothing sigma, threshold, strength (water) or mask sigma (mud), mud?
+_TG22 = 13573  # OpenCV Canny's tan(22.5 degrees) in 15-bit fixed point
+
+
+def _draw_liquid(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    loc, scale = _SPATTER[severity - 1][:2]
+    return {"liquid": torch.randn(1, SIZE, SIZE, generator=g, dtype=torch.float64) * scale + loc}
+
+
+def _correlate3(x: torch.Tensor, kernel: list[list[float]], mode: str) -> torch.Tensor:
+    """A 3x3 correlation of [N, 1, H, W] (OpenCV's filter2D orientation) with a border rule."""
+    k = torch.tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, 3, 3)
+    return F.conv2d(_pad(x, 1, 1, mode), k)
+
+
+def _canny(levels: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor:
+    """OpenCV's Canny (3x3 Sobel with a replicated border, L1 magnitude, its fixed-point direction test, 8-connected
+    hysteresis) on 8-bit levels [N, 1, H, W]; True at edge pixels."""
+    dx = _correlate3(levels, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "nearest")
+    dy = _correlate3(levels, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "nearest")
+    mag = dx.abs() + dy.abs()
+    m = F.pad(mag, (1, 1, 1, 1))  # the magnitude is 0 outside the image
+
+    def at(r: int, c: int) -> torch.Tensor:  # the neighbour at row offset r, column offset c
+        h, w = mag.shape[-2:]
+        return m[..., 1 + r:1 + r + h, 1 + c:1 + c + w]
+
+    ax, ay = dx.abs(), dy.abs() * (1 << 15)
+    tg22x = ax * _TG22
+    tg67x = tg22x + ax * (1 << 16)
+    same_sign = (dx * dy) >= 0
+    horizontal = (mag > at(0, -1)) & (mag >= at(0, 1))
+    vertical = (mag > at(-1, 0)) & (mag >= at(1, 0))
+    diagonal = torch.where(same_sign, (mag > at(-1, -1)) & (mag > at(1, 1)), (mag > at(-1, 1)) & (mag > at(1, -1)))
+    peak = torch.where(ay < tg22x, horizontal, torch.where(ay > tg67x, vertical, diagonal)) & (mag > low)
+    edges = peak & (mag > high)
+    while True:
+        grown = peak & (F.max_pool2d(edges.to(levels.dtype), 3, 1, 1) > 0)
+        if torch.equal(grown, edges):
+            return edges
+        edges = grown
+
+
+_CHAMFER = [(dr, dc, w) for dr in range(-2, 3) for dc in range(-2, 3)
+            for w in [{1: 1.0, 2: 1.4, 5: 2.1969}.get(dr * dr + dc * dc)] if w is not None]
+# OpenCV's 5x5 mask for DIST_L2: 1 for the 4 neighbours, 1.4 for the diagonals, 2.1969 for the knight moves
+
+
+def _distance_to(edges: torch.Tensor, cap: float) -> torch.Tensor:
+    """OpenCV's distanceTransform(DIST_L2, 5) to the nearest edge pixel, capped at ``cap``: the chamfer distance,
+    found by relaxing every pixel against its 16 mask neighbours; every step adds at least 1, so ``ceil(cap)``
+    rounds settle every distance below the cap."""
+    d = torch.where(edges, 0.0, float(cap)).float()  # a distance at the cap stays there: no need for infinity
+    h, w = d.shape[-2:]
+    for _ in range(math.ceil(cap)):
+        p = F.pad(d, (2, 2, 2, 2), value=float(cap))
+        for dr, dc, wt in _CHAMFER:
+            torch.minimum(d, p[..., 2 + dr:2 + dr + h, 2 + dc:2 + dc + w] + wt, out=d)
+    return d.double()
+
+
+def _equalize_hist(levels: torch.Tensor) -> torch.Tensor:
+    """OpenCV's equalizeHist, per image, of 8-bit levels [N, 1, H, W] (float integers)."""
+    n = levels.shape[0]
+    flat = levels.reshape(n, -1).long()
+    hist = torch.zeros(n, 256, dtype=torch.float64, device=levels.device).scatter_add_(
+        1, flat, torch.ones_like(flat, dtype=torch.float64))
+    first = (hist > 0).double().argmax(1, keepdim=True)
+    total = flat.shape[1]
+    below = torch.arange(256, device=levels.device).view(1, -1) <= first
+    cumulative = torch.where(below, torch.zeros_like(hist), hist).cumsum(1)
+    first_count = hist.gather(1, first)
+    scale = 255.0 / (total - first_count).clamp(min=1)
+    lut = torch.round(cumulative * scale).clamp_(0, 255)  # cvRound: half to even, as torch.round
+    lut = torch.where(first_count == total, first.double().expand(-1, 256), lut)
+    return lut.gather(1, flat).view_as(levels)
+
+
+def _spatter(x: torch.Tensor, severity: int, liquid: torch.Tensor) -> torch.Tensor:
+    _, _, sigma, threshold, strength, mud = _SPATTER[severity - 1]
+    liquid = _gaussian_blur(liquid.to(x.dtype), sigma)
+    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+    if mud:
+        mask = _gaussian_blur((liquid > threshold).to(x.dtype), strength)
+        mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask)
+        colour = torch.tensor([63, 42, 20], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255 * mask
+        return (x * (1 - mask) + colour).clamp_(0, 1) * 255
+    # Water: the outline of the drops (Canny), the distance to it (capped at 20), box-blurred, equalised, embossed
+    # and blurred again, as make_imagenet_c.py does with OpenCV, weighting the drops' own intensity.
+    drops = liquid.mul(255).floor_().clamp_(0, 255)  # (liquid * 255).astype(np.uint8)
+    dist = _distance_to(_canny(drops.double()), 20.0).to(x.dtype)
+    dist = _correlate3(dist, [[1 / 9] * 3] * 3, "mirror").add_(_FLOOR_SLACK).floor_()  # cv2.blur, then uint8
+    dist = _equalize_hist(dist)
+    dist = _correlate3(dist, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], "mirror").clamp_(0, 255)  # filter2D to uint8
+    dist = _correlate3(dist, [[1 / 9] * 3] * 3, "mirror")
+    m = drops * dist
+    m = m / m.amax((2, 3), keepdim=True).clamp(min=1e-12) * strength
+    colour = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
+    return (x + m * colour).clamp_(0, 1) * 255
+
+
 _OPS: dict[str, _Op] = {
     "brightness": _Op(_brightness, float64=True),
     "saturate": _Op(_saturate, float64=True),
@@ -646,6 +751,7 @@ _OPS: dict[str, _Op] = {
     "frost": _Op(_frost, _draw_frost),
     "fog": _Op(_fog, _draw_plasma),
     "elastic_transform": _Op(_elastic_transform, _draw_elastic),
+    "spatter": _Op(_spatter, _draw_liquid),
 }
 
 
