@@ -118,6 +118,12 @@ class ImageNetCCorruption(Shift):
 def _register() -> None:
     facts = imagenet_c_facts()
     help_text = "ImageNet-C level 1-5"
+    for memory in (False, True):  # the groups --list-transforms names first, then one per corruption
+        suffix = MEMORY if memory else ""
+        GROUPS[PREFIX + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.benchmark
+                                        for s in facts.severities)
+        GROUPS[f"{PREFIX}-extra" + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.extras
+                                                   for s in facts.severities)
     for corruption in facts.corruptions:
         for memory in (False, True):
             template = f"{PREFIX}.{corruption}.{{severity}}" + (MEMORY if memory else "")
@@ -130,12 +136,6 @@ def _register() -> None:
                                param_help=help_text + (", in memory" if memory else ""))(build)
             GROUPS[f"{PREFIX}.{corruption}" + (MEMORY if memory else "")] = tuple(
                 imagenet_c_name(corruption, s, memory) for s in facts.severities)
-    for memory in (False, True):
-        suffix = MEMORY if memory else ""
-        GROUPS[PREFIX + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.benchmark
-                                        for s in facts.severities)
-        GROUPS[f"{PREFIX}-extra" + suffix] = tuple(imagenet_c_name(c, s, memory) for c in facts.extras
-                                                   for s in facts.severities)
 
 
 _register()

@@ -112,6 +112,7 @@ def _print_models(pattern: str) -> None:
 def _print_transforms(pattern: str) -> None:
     import fnmatch
 
+    from ..text import listing
     from ..transforms import (GROUPS, TABLE1, TRANSFORMS, TransformError, create_transform, list_transforms,
                               transform_spec)
 
@@ -140,11 +141,9 @@ def _print_transforms(pattern: str) -> None:
         header = ("name", "e.g.", "label", "parameter", "definition")
         for row in [header, *rows]:
             print("  ".join(f"{cell:{w}s}" for cell, w in zip(row, widths)) + "  " + row[4])
-    groups = [name for name in GROUPS if fnmatch.fnmatchcase(name, pattern)]
+    groups = [f"{name} ({len(GROUPS[name])} shifts)" for name in GROUPS if fnmatch.fnmatchcase(name, pattern)]
     if groups:
-        shown = ", ".join(f"{g} ({len(GROUPS[g])})" for g in groups if g.count(".") == (1 if "memory" in g else 0))
-        print(f"# groups for --transforms: {shown}; imagenet-c.<corruption>[.memory] its 5 severities "
-              f"({len(groups)} groups match)")
+        print(f"# groups for --transforms: {listing(groups, 4)}")
     missing = [n for n in TABLE1 if n not in TRANSFORMS]
     if missing and pattern == "*":
         print(f"# not available in this installation: {', '.join(missing)} (part of 'all')")
