@@ -279,19 +279,19 @@ def _box_taps(size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _box_pass(levels: torch.Tensor, size_out: int) -> torch.Tensor:
-    """One Pillow 8-bit BOX pass along the last axis: ``clip((sum_i k_i x_i + 2**21) >> 22, 0, 255)``, exact in
-    float64 (every partial sum is an integer below 2**31)."""
+    """One Pillow 8-bit BOX pass along the last axis of int32 levels: ``clip((sum_i k_i x_i + 2**21) >> 22, 0,
+    255)``, in int32 as Pillow computes it (every partial sum is below 2**31)."""
     index, weight = _box_taps(levels.shape[-1], size_out)
-    index, weight = index.to(levels.device), weight.to(levels)
-    acc = torch.full((*levels.shape[:-1], size_out), float(1 << 21), dtype=levels.dtype, device=levels.device)
+    index, weight = index.to(levels.device), weight.to(device=levels.device, dtype=torch.int32)
+    acc = torch.full((*levels.shape[:-1], size_out), 1 << 21, dtype=torch.int32, device=levels.device)
     for t in range(index.shape[1]):
         acc += levels.index_select(-1, index[:, t]) * weight[:, t]
-    return torch.floor(acc / (1 << 22)).clamp_(0, 255)
+    return acc.bitwise_right_shift_(22).clamp_(0, 255)
 
 
 def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``Image.resize((width, height), Image.BOX)`` of 8-bit levels [N, C, H, W] (float64 integers), bit for bit:
-    horizontal pass, 8-bit intermediate, vertical pass, as Pillow runs it."""
+    """``Image.resize((width, height), Image.BOX)`` of 8-bit levels [N, C, H, W] (int32), bit for bit: horizontal
+    pass, 8-bit intermediate, vertical pass, as Pillow runs it."""
     if width != levels.shape[-1]:
         levels = _box_pass(levels, width)
     if height != levels.shape[-2]:
@@ -302,8 +302,8 @@ def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def _pixelate(x: torch.Tensor, severity: int) -> torch.Tensor:
     c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
     small = int(SIZE * c)
-    levels = x.mul(255).round_()
-    return _box_resize(_box_resize(levels, small, small), SIZE, SIZE)
+    levels = x.mul(255).round_().to(torch.int32)
+    return _box_resize(_box_resize(levels, small, small), SIZE, SIZE).to(x.dtype)
 
 
 def _jpeg_compression(x: torch.Tensor, severity: int) -> torch.Tensor:
@@ -351,8 +351,8 @@ def _speckle_noise(x: torch.Tensor, severity: int, normal: torch.Tensor) -> torc
 def _draw_impulse(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     # skimage.util.random_noise(mode="s&p", amount=c): each value (pixel and channel) is replaced with probability
     # c, by 1 or 0 with even odds.
-    flipped = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= _IMPULSE_NOISE[severity - 1]
-    salted = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= 0.5
+    flipped = torch.rand(3, SIZE, SIZE, generator=g) <= _IMPULSE_NOISE[severity - 1]
+    salted = torch.rand(3, SIZE, SIZE, generator=g) <= 0.5
     return {"flipped": flipped, "salted": salted}
 
 
@@ -442,18 +442,18 @@ def _motion_kernel_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch
     width = 2 * radius + 1
     i = torch.arange(width, dtype=torch.float64, device=x.device)
     kernel = torch.exp(-(i**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    rad = torch.deg2rad(angle.to(x.device, torch.float64)).view(-1, 1)
-    dy = -torch.ceil(i * torch.sin(rad) - 0.5).long()  # [n, width]
-    dx = -torch.ceil(i * torch.cos(rad) - 0.5).long()
-    rows = torch.arange(h, device=x.device).view(1, -1, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, -1)
-    flat = x.reshape(n, c, h * w)
-    out = torch.zeros_like(flat)
-    for t in range(width):
-        src = (rows - dy[:, t].view(-1, 1, 1)).clamp_(0, h - 1) * w + (cols - dx[:, t].view(-1, 1, 1)).clamp_(0, w - 1)
-        out += kernel[t] * flat.gather(2, src.view(n, 1, h * w).expand(n, c, -1))
-    return out.view(n, c, h, w)
+    kernel = (kernel / kernel.sum()).tolist()
+    rad = torch.deg2rad(angle.to(torch.float64)).view(-1, 1).cpu()
+    dy = (-torch.ceil(i.cpu() * torch.sin(rad) - 0.5)).long().tolist()  # [n][width] shifts, known on the CPU
+    dx = (-torch.ceil(i.cpu() * torch.cos(rad) - 0.5)).long().tolist()
+    # shifted[y, x] = image[clamp(y - dy), clamp(x - dx)]: a window of the edge-padded image
+    padded = _pad(x, width, width, "nearest")
+    out = torch.zeros_like(x)
+    for b in range(n):
+        for t in range(width):
+            top, left = width - dy[b][t], width - dx[b][t]
+            out[b].add_(padded[b, :, top:top + h, left:left + w], alpha=float(kernel[t]))
+    return out
 
 
 def _motion_blur(x: torch.Tensor, severity: int, angle: torch.Tensor) -> torch.Tensor:
@@ -737,10 +737,10 @@ _OPS: dict[str, _Op] = {
     "saturate": _Op(_saturate, float64=True),
     "contrast": _Op(_contrast, float64=True),
     "gaussian_noise": _Op(_gaussian_noise, _draw_normal),
-    "gaussian_blur": _Op(_gaussian_blur_corruption, float64=True),
+    "gaussian_blur": _Op(_gaussian_blur_corruption),
     "defocus_blur": _Op(_defocus_blur),
     "zoom_blur": _Op(_zoom_blur),
-    "pixelate": _Op(_pixelate, float64=True),
+    "pixelate": _Op(_pixelate),
     "jpeg_compression": _Op(_jpeg_compression),
     "shot_noise": _Op(_shot_noise, _draw_uniform),
     "impulse_noise": _Op(_impulse_noise, _draw_impulse),
