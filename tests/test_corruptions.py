@@ -11,6 +11,7 @@ from __future__ import annotations
 import doctest
 import io
 
+import imagecorruptions as ic  # the reference: the 'corruptions' extra, part of 'test'
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,6 @@ from robustbench_ibn.datasets.facts import imagenet_c_facts
 from robustbench_ibn.transforms import corruptions
 from robustbench_ibn.transforms.corruptions import CORRUPTIONS, STOCHASTIC, corrupt, save_as_released
 
-ic = pytest.importorskip("imagecorruptions", reason="the parity tests need the 'corruptions' extra")
 
 N_IMAGES = 4
 
@@ -94,6 +94,8 @@ def test_random_corruptions_need_one_cpu_generator_per_image() -> None:
         corrupt(x, "shot_noise", 1)
     with pytest.raises(ValueError, match=r"per image \(2\) .* but got 1 of types \['Generator'\]"):
         corrupt(x, "shot_noise", 1, generators(range(1)))
+    with pytest.raises(ValueError, match=r"but got one torch.Generator, not a sequence"):
+        corrupt(x, "shot_noise", 1, torch.Generator())
 
 
 # --- deterministic corruptions: pixel parity at every severity --------------------------------------------------
@@ -117,8 +119,8 @@ def test_pixelate_is_pillows_box_down_and_box_up(crops: torch.Tensor) -> None:
     is Pillow's BOX path bit for bit."""
     for severity, c in enumerate((0.6, 0.5, 0.4, 0.3, 0.25), 1):
         small = int(224 * c)
-        expected = np.stack([np.asarray(Image.fromarray(a).resize((small, small), Image.BOX).resize((224, 224), Image.BOX))
-                             for a in hwc(crops)])
+        expected = np.stack([np.asarray(Image.fromarray(a).resize((small, small), Image.BOX)
+                                        .resize((224, 224), Image.BOX)) for a in hwc(crops)])
         assert np.array_equal(hwc(corrupt(crops, "pixelate", severity)), expected)
 
 
@@ -204,7 +206,8 @@ def test_glass_blur_wavefronts_are_the_sequential_shuffle() -> None:
     for the same offsets, at a small size for speed (the order argument does not depend on the size)."""
     size, d = 40, 2
     for seed in range(3):
-        offsets = torch.randint(-d, d, (2, size - 2 * d, size - 2 * d, 2), generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        offsets = torch.randint(-d, d, (2, size - 2 * d, size - 2 * d, 2), generator=g)
         x = np.arange(size * size).reshape(size, size, 1).repeat(3, 2)
         for it in range(2):
             for i, h in enumerate(range(size - d, d, -1)):
@@ -311,9 +314,9 @@ def test_glass_and_motion_blur_statistics_match_the_reference(crops: torch.Tenso
             ours = hwc(corrupt(crops, name, severity, generators(range(len(crops))))).astype(float)
             ref = reference(crops, name, severity).astype(float)
             base = hwc(crops).astype(float)
-            # frost, motion blur and spatter draw few numbers that matter (a picture and crop, an angle, a few drops
-            # per image), so four images give noisier figures; frost also differs by design (make_imagenet_c.py's pictures
-            # unscaled, imagecorruptions' enlarged by 1.1).
+            # frost, motion blur and spatter draw few numbers that matter (a picture and crop, an angle, a few
+            # drops per image), so four images give noisier figures; frost also differs by design
+            # (make_imagenet_c.py's pictures unscaled, imagecorruptions' enlarged by 1.1, and frost6 too).
             tol = {"frost": 0.15, "snow": 0.05, "motion_blur": 0.05, "spatter": 0.05}.get(name, 0.03)
             assert abs(ours.mean() - ref.mean()) / ref.mean() <= tol, (name, severity, ours.mean(), ref.mean())
             assert abs(ours.std() - ref.std()) / ref.std() <= 2 * tol, (name, severity, ours.std(), ref.std())

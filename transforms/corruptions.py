@@ -210,7 +210,8 @@ def _disk(radius: int, alias_blur: float) -> torch.Tensor:
     k = torch.exp(-(taps**2) / (2 * alias_blur**2))
     k /= k.sum()
     padded = _pad(aliased.float(), (ksize - 1) // 2, (ksize - 1) // 2, "mirror")
-    return F.conv2d(padded.view(1, 1, *padded.shape), (k.view(-1, 1) * k.view(1, -1)).float().view(1, 1, ksize, ksize))[0, 0]
+    smoothing = (k.view(-1, 1) * k.view(1, -1)).float().view(1, 1, ksize, ksize)
+    return F.conv2d(padded.view(1, 1, *padded.shape), smoothing)[0, 0]
 
 
 def _defocus_blur(x: torch.Tensor, severity: int) -> torch.Tensor:
@@ -649,6 +650,7 @@ def _correlate3(x: torch.Tensor, kernel: list[list[float]], mode: str) -> torch.
 def _canny(levels: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor:
     """OpenCV's Canny (3x3 Sobel with a replicated border, L1 magnitude, its fixed-point direction test, 8-connected
     hysteresis) on 8-bit levels [N, 1, H, W]; True at edge pixels."""
+    levels = levels.float()  # Sobel sums of 8-bit levels are integers below 2**11: exact in float32
     dx = _correlate3(levels, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "nearest")
     dy = _correlate3(levels, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "nearest")
     mag = dx.abs() + dy.abs()
@@ -658,24 +660,28 @@ def _canny(levels: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor
         h, w = mag.shape[-2:]
         return m[..., 1 + r:1 + r + h, 1 + c:1 + c + w]
 
-    ax, ay = dx.abs(), dy.abs() * (1 << 15)
+    ax, ay = dx.abs().int(), dy.abs().int() << 15  # the direction test in OpenCV's integers
     tg22x = ax * _TG22
-    tg67x = tg22x + ax * (1 << 16)
+    tg67x = tg22x + (ax << 16)
     same_sign = (dx * dy) >= 0
     horizontal = (mag > at(0, -1)) & (mag >= at(0, 1))
     vertical = (mag > at(-1, 0)) & (mag >= at(1, 0))
     diagonal = torch.where(same_sign, (mag > at(-1, -1)) & (mag > at(1, 1)), (mag > at(-1, 1)) & (mag > at(1, -1)))
     peak = torch.where(ay < tg22x, horizontal, torch.where(ay > tg67x, vertical, diagonal)) & (mag > low)
     edges = peak & (mag > high)
-    while True:
-        grown = peak & (F.max_pool2d(edges.to(levels.dtype), 3, 1, 1) > 0)
+    candidates = peak.float()
+    while True:  # grow the strong edges along the candidates, 8 steps between checks
+        grown = edges.float()
+        for _ in range(8):
+            grown = F.max_pool2d(grown, 3, 1, 1).mul_(candidates)
+        grown = grown > 0
         if torch.equal(grown, edges):
             return edges
         edges = grown
 
 
-_CHAMFER = [(dr, dc, w) for dr in range(-2, 3) for dc in range(-2, 3)
-            for w in [{1: 1.0, 2: 1.4, 5: 2.1969}.get(dr * dr + dc * dc)] if w is not None]
+_CHAMFER = ((1.0, ((-1, 0), (1, 0), (0, -1), (0, 1))), (1.4, ((-1, -1), (-1, 1), (1, -1), (1, 1))),
+            (2.1969, ((-2, -1), (-2, 1), (2, -1), (2, 1), (-1, -2), (1, -2), (-1, 2), (1, 2))))
 # OpenCV's 5x5 mask for DIST_L2: 1 for the 4 neighbours, 1.4 for the diagonals, 2.1969 for the knight moves
 
 
@@ -687,8 +693,12 @@ def _distance_to(edges: torch.Tensor, cap: float) -> torch.Tensor:
     h, w = d.shape[-2:]
     for _ in range(math.ceil(cap)):
         p = F.pad(d, (2, 2, 2, 2), value=float(cap))
-        for dr, dc, wt in _CHAMFER:
-            torch.minimum(d, p[..., 2 + dr:2 + dr + h, 2 + dc:2 + dc + w] + wt, out=d)
+        for weight, offsets in _CHAMFER:
+            nearest = None
+            for dr, dc in offsets:
+                window = p[..., 2 + dr:2 + dr + h, 2 + dc:2 + dc + w]
+                nearest = window.clone() if nearest is None else torch.minimum(nearest, window, out=nearest)
+            torch.minimum(d, nearest.add_(weight), out=d)
     return d.double()
 
 
@@ -735,7 +745,7 @@ def _spatter(x: torch.Tensor, severity: int, liquid: torch.Tensor) -> torch.Tens
 _OPS: dict[str, _Op] = {
     "brightness": _Op(_brightness, float64=True),
     "saturate": _Op(_saturate, float64=True),
-    "contrast": _Op(_contrast, float64=True),
+    "contrast": _Op(_contrast),
     "gaussian_noise": _Op(_gaussian_noise, _draw_normal),
     "gaussian_blur": _Op(_gaussian_blur_corruption),
     "defocus_blur": _Op(_defocus_blur),
@@ -773,10 +783,14 @@ def _check(images: torch.Tensor, corruption: str, severity: int) -> None:
 def _draws(corruption: str, severity: int, generators: Sequence[torch.Generator] | None, n: int,
            device: torch.device) -> dict[str, torch.Tensor]:
     """Every image's random numbers, drawn on the CPU from its own generator, stacked and moved to ``device``."""
-    if generators is None or len(generators) != n or not all(isinstance(g, torch.Generator) for g in generators):
-        got = "none" if generators is None else f"{len(generators)} of types {sorted({type(g).__name__ for g in generators})}"
-        raise ValueError(f"Expected one CPU torch.Generator per image ({n}) for the stochastic corruption {corruption}, "
-                         f"but got {got}. Pass generators=[torch.Generator().manual_seed(s) for s in seeds].")
+    if (generators is None or isinstance(generators, torch.Generator) or len(generators) != n
+            or not all(isinstance(g, torch.Generator) for g in generators)):
+        got = ("none" if generators is None else "one torch.Generator, not a sequence"
+               if isinstance(generators, torch.Generator)
+               else f"{len(generators)} of types {sorted({type(g).__name__ for g in generators})}")
+        raise ValueError(f"Expected one CPU torch.Generator per image ({n}) for the stochastic corruption "
+                         f"{corruption}, but got {got}. Pass generators=[torch.Generator().manual_seed(s) for s in "
+                         f"seeds].")
     if any(g.device.type != "cpu" for g in generators):
         raise ValueError(f"Expected CPU generators for {corruption} (the draws are made on the CPU so that they do not "
                          f"depend on the device), but got {sorted({str(g.device) for g in generators})}.")
