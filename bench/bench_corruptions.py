@@ -17,13 +17,12 @@ the timing, as does ours. Absolute times on a shared machine drift; the ratios a
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from _common import machine, progress, targets_table
+from _common import machine, progress, targets_table, timed
 
 SPEEDUP_TARGET = 3.0  # each corruption at least 3x faster than the reference, per image
 SHARE_TARGET = 0.25  # all 19 together under 25% of the 19 forwards they feed
@@ -37,16 +36,6 @@ def crops(n: int) -> torch.Tensor:
     dataset = ImageNetVal(SAMPLE_VAL)
     step = max(len(dataset) // n, 1)
     return torch.stack([dataset[i * step][0] for i in range(n)]).float().div(255)
-
-
-def best(fn: Callable[[], object], device: torch.device, times: list[float]) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times.append(time.perf_counter() - start)
 
 
 def main() -> None:
@@ -97,9 +86,9 @@ def main() -> None:
         ref_t: list[float] = []
         our_t: list[float] = []
         for _ in range(args.repeats):
-            best(reference(name), device, ref_t)
-            best(ours(name), device, our_t)
-            best(forward, device, forward_times)
+            ref_t.append(timed(reference(name), device))
+            our_t.append(timed(ours(name), device))
+            forward_times.append(timed(forward, device))
         rows.append((name, min(ref_t) / n, min(our_t) / n))
     fwd = min(forward_times) / n
 

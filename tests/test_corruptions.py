@@ -11,6 +11,7 @@ from __future__ import annotations
 import doctest
 import io
 
+import imagecorruptions as ic  # the reference: the 'corruptions' extra, part of 'test'
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,6 @@ from robustbench_ibn.datasets.facts import imagenet_c_facts
 from robustbench_ibn.transforms import corruptions
 from robustbench_ibn.transforms.corruptions import CORRUPTIONS, STOCHASTIC, corrupt, save_as_released
 
-ic = pytest.importorskip("imagecorruptions", reason="the parity tests need the 'corruptions' extra")
 
 N_IMAGES = 4
 
@@ -94,6 +94,8 @@ def test_random_corruptions_need_one_cpu_generator_per_image() -> None:
         corrupt(x, "shot_noise", 1)
     with pytest.raises(ValueError, match=r"per image \(2\) .* but got 1 of types \['Generator'\]"):
         corrupt(x, "shot_noise", 1, generators(range(1)))
+    with pytest.raises(ValueError, match=r"but got one torch.Generator, not a sequence"):
+        corrupt(x, "shot_noise", 1, torch.Generator())
 
 
 # --- deterministic corruptions: pixel parity at every severity --------------------------------------------------
@@ -117,8 +119,8 @@ def test_pixelate_is_pillows_box_down_and_box_up(crops: torch.Tensor) -> None:
     is Pillow's BOX path bit for bit."""
     for severity, c in enumerate((0.6, 0.5, 0.4, 0.3, 0.25), 1):
         small = int(224 * c)
-        expected = np.stack([np.asarray(Image.fromarray(a).resize((small, small), Image.BOX).resize((224, 224), Image.BOX))
-                             for a in hwc(crops)])
+        expected = np.stack([np.asarray(Image.fromarray(a).resize((small, small), Image.BOX)
+                                        .resize((224, 224), Image.BOX)) for a in hwc(crops)])
         assert np.array_equal(hwc(corrupt(crops, "pixelate", severity)), expected)
 
 
@@ -204,7 +206,8 @@ def test_glass_blur_wavefronts_are_the_sequential_shuffle() -> None:
     for the same offsets, at a small size for speed (the order argument does not depend on the size)."""
     size, d = 40, 2
     for seed in range(3):
-        offsets = torch.randint(-d, d, (2, size - 2 * d, size - 2 * d, 2), generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        offsets = torch.randint(-d, d, (2, size - 2 * d, size - 2 * d, 2), generator=g)
         x = np.arange(size * size).reshape(size, size, 1).repeat(3, 2)
         for it in range(2):
             for i, h in enumerate(range(size - d, d, -1)):
@@ -306,16 +309,49 @@ def test_glass_and_motion_blur_statistics_match_the_reference(crops: torch.Tenso
     """Mean/std of the output and mean |change|, against the reference's own sampler; and motion blur's extent: the
     mean |change| grows with the kernel as the reference's does."""
     np.random.seed(0)
-    for name in ("glass_blur", "motion_blur", "snow", "spatter", "fog", "frost"):
+    for name in ("glass_blur", "motion_blur", "snow", "spatter", "frost"):
         for severity in (2, 4):
             ours = hwc(corrupt(crops, name, severity, generators(range(len(crops))))).astype(float)
             ref = reference(crops, name, severity).astype(float)
             base = hwc(crops).astype(float)
-            tol = {"fog": 0.15, "frost": 0.15, "snow": 0.05}.get(name, 0.03)
+            # frost, motion blur and spatter draw few numbers that matter (a picture and crop, an angle, a few
+            # drops per image), so four images give noisier figures; frost also differs by design
+            # (make_imagenet_c.py's pictures unscaled, imagecorruptions' enlarged by 1.1, and frost6 too).
+            tol = {"frost": 0.15, "snow": 0.05, "motion_blur": 0.05, "spatter": 0.05}.get(name, 0.03)
             assert abs(ours.mean() - ref.mean()) / ref.mean() <= tol, (name, severity, ours.mean(), ref.mean())
             assert abs(ours.std() - ref.std()) / ref.std() <= 2 * tol, (name, severity, ours.std(), ref.std())
             change_ours, change_ref = np.abs(ours - base).mean(), np.abs(ref - base).mean()
             assert abs(change_ours / change_ref - 1) <= 3 * tol, (name, severity, change_ours, change_ref)
+
+
+def test_fog_fractal_distribution_matches_the_reference() -> None:
+    """The fog's height map is dominated by its coarsest random values, so one image says little: the mean and the
+    spread of 48 maps per severity, ours against the reference's plasma_fractal with numpy's sampler."""
+    np.random.seed(2)
+    for severity in (1, 5):
+        decay = corruptions._FOG[severity - 1][1]
+        plasma = torch.stack([draws("fog", severity, seed)["plasma"] for seed in range(48)])
+        ours = corruptions._plasma_fractal(plasma, decay)[:, :224, :224].numpy()
+        ref = np.stack([ic.corruptions.plasma_fractal(256, decay)[:224, :224] for _ in range(48)])
+        for stat in (lambda m: m.mean((1, 2)), lambda m: m.std((1, 2))):
+            a, b = stat(ours), stat(ref)
+            assert abs(a.mean() - b.mean()) <= 0.04 and abs(a.std() - b.std()) <= 0.04, (severity, a.mean(), b.mean())
+
+
+def test_motion_blur_kernel_extent_matches_the_reference() -> None:
+    """A single white pixel, motion-blurred: the streak's length in pixels (those at 1 level or more) per severity,
+    ours against the reference's, each with its own random angle."""
+    np.random.seed(1)
+    point = torch.zeros(1, 3, 224, 224)
+    point[..., 112, 112] = 1.0
+    for severity in range(1, 6):
+        for seed in range(3):
+            ours = int((hwc(corrupt(point, "motion_blur", severity, generators((seed,))))[0, ..., 0] > 0).sum())
+            ref = int((reference(point, "motion_blur", severity)[0, ..., 0] > 0).sum())
+            radius, sigma = corruptions._MOTION[severity - 1]
+            k = np.exp(-np.arange(2 * radius + 1) ** 2 / (2 * sigma**2))
+            taps = int((k / k.sum() * 255 >= 1).sum())  # the taps that reach one level (some share a pixel)
+            assert abs(ours - ref) <= 3 and taps - 4 <= ours <= taps, (severity, ours, ref, taps)
 
 
 # --- seeding --------------------------------------------------------------------------------------------------
@@ -337,25 +373,27 @@ def test_the_same_generators_give_the_same_pixels_whatever_the_batch_split(crops
 
 @pytest.mark.slow
 def test_lite0_top1_error_is_close_on_both_versions(lite0, sample_val) -> None:
-    """EfficientNet-Lite0's top-1 error on 30 images under every random corruption at severity 3, ours against the
-    reference's own sampler: within 4 images of 30 for each corruption, within 1.5 images on average."""
+    """EfficientNet-Lite0's top-1 errors on 24 images at severity 3 under four random corruptions whose sampler is
+    ours (Poisson by inversion, the wavefront glass shuffle, the motion angle, spatter's drops), ours against the
+    reference with its own numpy sampler: within 3 images of 24 for each, and the mean absolute gap at most 1.5
+    images. (frost and elastic_transform follow make_imagenet_c.py, which the package does
+    not: they are checked against its formulas above.)"""
     from robustbench_ibn.data import ImageNetVal
 
+    names = ("shot_noise", "glass_blur", "motion_blur", "spatter")
     dataset = ImageNetVal(sample_val)
-    idx = range(5, 500, 500 // 30)
+    idx = range(7, 500, 500 // 24)[:24]
     x = torch.stack([dataset[i][0] for i in idx]).float().div(255)
     labels = torch.tensor([dataset.samples[i][1] for i in idx])
     cfg = lite0.data_config
     mean, std = torch.tensor(cfg.mean).view(1, 3, 1, 1), torch.tensor(cfg.std).view(1, 3, 1, 1)
-
-    def errors(images: torch.Tensor) -> int:
-        with torch.inference_mode():
-            return int((lite0((images - mean) / std).argmax(1) != labels).sum())
-
     np.random.seed(0)
-    gaps = {}
-    for name in sorted(STOCHASTIC):
-        ours = errors(corrupt(x, name, 3, generators(range(len(x)))))
-        ref = errors(torch.from_numpy(reference(x, name, 3)).permute(0, 3, 1, 2).float().div(255))
-        gaps[name] = ours - ref
-    assert max(abs(g) for g in gaps.values()) <= 4 and abs(sum(gaps.values())) / len(gaps) <= 1.5, gaps
+    batches = []
+    for name in names:
+        batches.append(corrupt(x, name, 3, generators(range(len(x)))))
+        batches.append(torch.from_numpy(reference(x, name, 3)).permute(0, 3, 1, 2).float().div(255))
+    with torch.inference_mode():
+        wrong = (lite0((torch.cat(batches) - mean) / std).argmax(1) != labels.repeat(len(batches))).view(-1, len(x))
+    errors = wrong.sum(1).tolist()
+    gaps = {name: errors[2 * i] - errors[2 * i + 1] for i, name in enumerate(names)}
+    assert max(abs(g) for g in gaps.values()) <= 3 and sum(abs(g) for g in gaps.values()) / len(gaps) <= 1.5, gaps

@@ -210,7 +210,8 @@ def _disk(radius: int, alias_blur: float) -> torch.Tensor:
     k = torch.exp(-(taps**2) / (2 * alias_blur**2))
     k /= k.sum()
     padded = _pad(aliased.float(), (ksize - 1) // 2, (ksize - 1) // 2, "mirror")
-    return F.conv2d(padded.view(1, 1, *padded.shape), (k.view(-1, 1) * k.view(1, -1)).float().view(1, 1, ksize, ksize))[0, 0]
+    smoothing = (k.view(-1, 1) * k.view(1, -1)).float().view(1, 1, ksize, ksize)
+    return F.conv2d(padded.view(1, 1, *padded.shape), smoothing)[0, 0]
 
 
 def _defocus_blur(x: torch.Tensor, severity: int) -> torch.Tensor:
@@ -279,19 +280,19 @@ def _box_taps(size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _box_pass(levels: torch.Tensor, size_out: int) -> torch.Tensor:
-    """One Pillow 8-bit BOX pass along the last axis: ``clip((sum_i k_i x_i + 2**21) >> 22, 0, 255)``, exact in
-    float64 (every partial sum is an integer below 2**31)."""
+    """One Pillow 8-bit BOX pass along the last axis of int32 levels: ``clip((sum_i k_i x_i + 2**21) >> 22, 0,
+    255)``, in int32 as Pillow computes it (every partial sum is below 2**31)."""
     index, weight = _box_taps(levels.shape[-1], size_out)
-    index, weight = index.to(levels.device), weight.to(levels)
-    acc = torch.full((*levels.shape[:-1], size_out), float(1 << 21), dtype=levels.dtype, device=levels.device)
+    index, weight = index.to(levels.device), weight.to(device=levels.device, dtype=torch.int32)
+    acc = torch.full((*levels.shape[:-1], size_out), 1 << 21, dtype=torch.int32, device=levels.device)
     for t in range(index.shape[1]):
         acc += levels.index_select(-1, index[:, t]) * weight[:, t]
-    return torch.floor(acc / (1 << 22)).clamp_(0, 255)
+    return acc.bitwise_right_shift_(22).clamp_(0, 255)
 
 
 def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``Image.resize((width, height), Image.BOX)`` of 8-bit levels [N, C, H, W] (float64 integers), bit for bit:
-    horizontal pass, 8-bit intermediate, vertical pass, as Pillow runs it."""
+    """``Image.resize((width, height), Image.BOX)`` of 8-bit levels [N, C, H, W] (int32), bit for bit: horizontal
+    pass, 8-bit intermediate, vertical pass, as Pillow runs it."""
     if width != levels.shape[-1]:
         levels = _box_pass(levels, width)
     if height != levels.shape[-2]:
@@ -302,8 +303,8 @@ def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def _pixelate(x: torch.Tensor, severity: int) -> torch.Tensor:
     c = (0.6, 0.5, 0.4, 0.3, 0.25)[severity - 1]
     small = int(SIZE * c)
-    levels = x.mul(255).round_()
-    return _box_resize(_box_resize(levels, small, small), SIZE, SIZE)
+    levels = x.mul(255).round_().to(torch.int32)
+    return _box_resize(_box_resize(levels, small, small), SIZE, SIZE).to(x.dtype)
 
 
 def _jpeg_compression(x: torch.Tensor, severity: int) -> torch.Tensor:
@@ -351,8 +352,8 @@ def _speckle_noise(x: torch.Tensor, severity: int, normal: torch.Tensor) -> torc
 def _draw_impulse(severity: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     # skimage.util.random_noise(mode="s&p", amount=c): each value (pixel and channel) is replaced with probability
     # c, by 1 or 0 with even odds.
-    flipped = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= _IMPULSE_NOISE[severity - 1]
-    salted = torch.rand(3, SIZE, SIZE, generator=g, dtype=torch.float64) <= 0.5
+    flipped = torch.rand(3, SIZE, SIZE, generator=g) <= _IMPULSE_NOISE[severity - 1]
+    salted = torch.rand(3, SIZE, SIZE, generator=g) <= 0.5
     return {"flipped": flipped, "salted": salted}
 
 
@@ -442,18 +443,18 @@ def _motion_kernel_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch
     width = 2 * radius + 1
     i = torch.arange(width, dtype=torch.float64, device=x.device)
     kernel = torch.exp(-(i**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
-    kernel = (kernel / kernel.sum()).to(x.dtype)
-    rad = torch.deg2rad(angle.to(x.device, torch.float64)).view(-1, 1)
-    dy = -torch.ceil(i * torch.sin(rad) - 0.5).long()  # [n, width]
-    dx = -torch.ceil(i * torch.cos(rad) - 0.5).long()
-    rows = torch.arange(h, device=x.device).view(1, -1, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, -1)
-    flat = x.reshape(n, c, h * w)
-    out = torch.zeros_like(flat)
-    for t in range(width):
-        src = (rows - dy[:, t].view(-1, 1, 1)).clamp_(0, h - 1) * w + (cols - dx[:, t].view(-1, 1, 1)).clamp_(0, w - 1)
-        out += kernel[t] * flat.gather(2, src.view(n, 1, h * w).expand(n, c, -1))
-    return out.view(n, c, h, w)
+    kernel = (kernel / kernel.sum()).tolist()
+    rad = torch.deg2rad(angle.to(torch.float64)).view(-1, 1).cpu()
+    dy = (-torch.ceil(i.cpu() * torch.sin(rad) - 0.5)).long().tolist()  # [n][width] shifts, known on the CPU
+    dx = (-torch.ceil(i.cpu() * torch.cos(rad) - 0.5)).long().tolist()
+    # shifted[y, x] = image[clamp(y - dy), clamp(x - dx)]: a window of the edge-padded image
+    padded = _pad(x, width, width, "nearest")
+    out = torch.zeros_like(x)
+    for b in range(n):
+        for t in range(width):
+            top, left = width - dy[b][t], width - dx[b][t]
+            out[b].add_(padded[b, :, top:top + h, left:left + w], alpha=float(kernel[t]))
+    return out
 
 
 def _motion_blur(x: torch.Tensor, severity: int, angle: torch.Tensor) -> torch.Tensor:
@@ -649,6 +650,7 @@ def _correlate3(x: torch.Tensor, kernel: list[list[float]], mode: str) -> torch.
 def _canny(levels: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor:
     """OpenCV's Canny (3x3 Sobel with a replicated border, L1 magnitude, its fixed-point direction test, 8-connected
     hysteresis) on 8-bit levels [N, 1, H, W]; True at edge pixels."""
+    levels = levels.float()  # Sobel sums of 8-bit levels are integers below 2**11: exact in float32
     dx = _correlate3(levels, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "nearest")
     dy = _correlate3(levels, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "nearest")
     mag = dx.abs() + dy.abs()
@@ -658,24 +660,28 @@ def _canny(levels: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor
         h, w = mag.shape[-2:]
         return m[..., 1 + r:1 + r + h, 1 + c:1 + c + w]
 
-    ax, ay = dx.abs(), dy.abs() * (1 << 15)
+    ax, ay = dx.abs().int(), dy.abs().int() << 15  # the direction test in OpenCV's integers
     tg22x = ax * _TG22
-    tg67x = tg22x + ax * (1 << 16)
+    tg67x = tg22x + (ax << 16)
     same_sign = (dx * dy) >= 0
     horizontal = (mag > at(0, -1)) & (mag >= at(0, 1))
     vertical = (mag > at(-1, 0)) & (mag >= at(1, 0))
     diagonal = torch.where(same_sign, (mag > at(-1, -1)) & (mag > at(1, 1)), (mag > at(-1, 1)) & (mag > at(1, -1)))
     peak = torch.where(ay < tg22x, horizontal, torch.where(ay > tg67x, vertical, diagonal)) & (mag > low)
     edges = peak & (mag > high)
-    while True:
-        grown = peak & (F.max_pool2d(edges.to(levels.dtype), 3, 1, 1) > 0)
+    candidates = peak.float()
+    while True:  # grow the strong edges along the candidates, 8 steps between checks
+        grown = edges.float()
+        for _ in range(8):
+            grown = F.max_pool2d(grown, 3, 1, 1).mul_(candidates)
+        grown = grown > 0
         if torch.equal(grown, edges):
             return edges
         edges = grown
 
 
-_CHAMFER = [(dr, dc, w) for dr in range(-2, 3) for dc in range(-2, 3)
-            for w in [{1: 1.0, 2: 1.4, 5: 2.1969}.get(dr * dr + dc * dc)] if w is not None]
+_CHAMFER = ((1.0, ((-1, 0), (1, 0), (0, -1), (0, 1))), (1.4, ((-1, -1), (-1, 1), (1, -1), (1, 1))),
+            (2.1969, ((-2, -1), (-2, 1), (2, -1), (2, 1), (-1, -2), (1, -2), (-1, 2), (1, 2))))
 # OpenCV's 5x5 mask for DIST_L2: 1 for the 4 neighbours, 1.4 for the diagonals, 2.1969 for the knight moves
 
 
@@ -687,8 +693,12 @@ def _distance_to(edges: torch.Tensor, cap: float) -> torch.Tensor:
     h, w = d.shape[-2:]
     for _ in range(math.ceil(cap)):
         p = F.pad(d, (2, 2, 2, 2), value=float(cap))
-        for dr, dc, wt in _CHAMFER:
-            torch.minimum(d, p[..., 2 + dr:2 + dr + h, 2 + dc:2 + dc + w] + wt, out=d)
+        for weight, offsets in _CHAMFER:
+            nearest = None
+            for dr, dc in offsets:
+                window = p[..., 2 + dr:2 + dr + h, 2 + dc:2 + dc + w]
+                nearest = window.clone() if nearest is None else torch.minimum(nearest, window, out=nearest)
+            torch.minimum(d, nearest.add_(weight), out=d)
     return d.double()
 
 
@@ -735,12 +745,12 @@ def _spatter(x: torch.Tensor, severity: int, liquid: torch.Tensor) -> torch.Tens
 _OPS: dict[str, _Op] = {
     "brightness": _Op(_brightness, float64=True),
     "saturate": _Op(_saturate, float64=True),
-    "contrast": _Op(_contrast, float64=True),
+    "contrast": _Op(_contrast),
     "gaussian_noise": _Op(_gaussian_noise, _draw_normal),
-    "gaussian_blur": _Op(_gaussian_blur_corruption, float64=True),
+    "gaussian_blur": _Op(_gaussian_blur_corruption),
     "defocus_blur": _Op(_defocus_blur),
     "zoom_blur": _Op(_zoom_blur),
-    "pixelate": _Op(_pixelate, float64=True),
+    "pixelate": _Op(_pixelate),
     "jpeg_compression": _Op(_jpeg_compression),
     "shot_noise": _Op(_shot_noise, _draw_uniform),
     "impulse_noise": _Op(_impulse_noise, _draw_impulse),
@@ -773,10 +783,14 @@ def _check(images: torch.Tensor, corruption: str, severity: int) -> None:
 def _draws(corruption: str, severity: int, generators: Sequence[torch.Generator] | None, n: int,
            device: torch.device) -> dict[str, torch.Tensor]:
     """Every image's random numbers, drawn on the CPU from its own generator, stacked and moved to ``device``."""
-    if generators is None or len(generators) != n or not all(isinstance(g, torch.Generator) for g in generators):
-        got = "none" if generators is None else f"{len(generators)} of types {sorted({type(g).__name__ for g in generators})}"
-        raise ValueError(f"Expected one CPU torch.Generator per image ({n}) for the stochastic corruption {corruption}, "
-                         f"but got {got}. Pass generators=[torch.Generator().manual_seed(s) for s in seeds].")
+    if (generators is None or isinstance(generators, torch.Generator) or len(generators) != n
+            or not all(isinstance(g, torch.Generator) for g in generators)):
+        got = ("none" if generators is None else "one torch.Generator, not a sequence"
+               if isinstance(generators, torch.Generator)
+               else f"{len(generators)} of types {sorted({type(g).__name__ for g in generators})}")
+        raise ValueError(f"Expected one CPU torch.Generator per image ({n}) for the stochastic corruption "
+                         f"{corruption}, but got {got}. Pass generators=[torch.Generator().manual_seed(s) for s in "
+                         f"seeds].")
     if any(g.device.type != "cpu" for g in generators):
         raise ValueError(f"Expected CPU generators for {corruption} (the draws are made on the CPU so that they do not "
                          f"depend on the device), but got {sorted({str(g.device) for g in generators})}.")
