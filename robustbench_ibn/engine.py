@@ -361,6 +361,14 @@ def geometry_source(val: ImageSource, shift: Shift) -> tuple[str, ImageSource]:
     Raises:
         TransformError: a model crop larger than the shift's (the files' path refuses it too), or a source that
             cannot be decoded in another geometry.
+
+    Example:
+        >>> from robustbench_ibn.data import DataConfig
+        >>> from robustbench_ibn.transforms import create_transform
+        >>> val = ImageNetVal("../shared/data/imagenet-sample/val").with_config(DataConfig(interpolation="bicubic"))  # doctest: +SKIP
+        >>> key, source = geometry_source(val, create_transform("imagenet-c.fog.3"))  # doctest: +SKIP
+        >>> key, source.config.interpolation  # doctest: +SKIP
+        ('val@256-224-bilinear', 'bilinear')
     """
     resize, crop, interpolation = shift.crop_geometry  # type: ignore[misc]
     c = val.config

@@ -13,6 +13,7 @@ MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.cli._co
            "robustbench_ibn.plots", "robustbench_ibn.report", "robustbench_ibn.runner", "robustbench_ibn.state",
            "robustbench_ibn.text", "robustbench_ibn.transforms._base", "robustbench_ibn.transforms.cyclegan",
            "robustbench_ibn.transforms.functional",
+           "robustbench_ibn.transforms.imagenet_c",
            "robustbench_ibn.transforms.photometric"]
 
 
