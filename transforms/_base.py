@@ -443,11 +443,11 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
                 param, value = next(iter(values.items()))
                 allowed = TRANSFORMS.meta(template).get("values")
                 if allowed is not None and (value not in allowed or isinstance(value, float)):
-                    spec = transform_spec(template)
+                    family = transform_spec(template)
                     raise TransformError(f"Expected {param} of {template} to be one of "
                                          f"{', '.join(positional(v) for v in allowed)}, but got {value!r} in "
-                                         f"{name!r}. Use one of {spec.member(allowed[0])} .. "
-                                         f"{spec.member(allowed[-1])}.")
+                                         f"{name!r}. Use one of {family.member(allowed[0])} .. "
+                                         f"{family.member(allowed[-1])}.")
                 first = members.setdefault((template, value), name)  # 50 == 50.0, and hash alike
                 if first != name:
                     raise TransformError(f"Expected each shift once, but {first!r} and {name!r} are the same shift "
