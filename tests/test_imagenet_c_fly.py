@@ -61,6 +61,8 @@ def test_names_groups_and_errors(capsys):
     assert resolve_transform_names("imagenet-c.fog.memory")[1:] == [f"imagenet-c.fog.{s}.memory" for s in range(1, 6)]
     assert resolve_transform_names("imagenet-c.fog,imagenet-c.fog.2") == ["clean", *(f"imagenet-c.fog.{s}"
                                                                                    for s in range(1, 6))]
+    assert resolve_transform_names("imagenet-c.fog.2:4:2.memory")[1:] == ["imagenet-c.fog.2.memory",
+                                                                           "imagenet-c.fog.4.memory"]
     # The catalogue's own names keep their meaning.
     assert [type(create_transform(n)) for n in ("contrast0.5", "jpeg85", "noise20")] == [Contrast, JpegReencode,
                                                                                           GaussianNoise]

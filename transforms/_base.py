@@ -352,6 +352,14 @@ def list_transforms(
 _RANGE = re.compile(r"(?P<prefix>.*?)(?P<start>\d+(?:\.\d*)?|\.\d+):(?P<stop>\d+(?:\.\d*)?|\.\d+)"
                     r":(?P<step>\d+(?:\.\d*)?|\.\d+)(?P<suffix>.*)\Z", re.ASCII | re.DOTALL)
 MAX_RANGE_MEMBERS = 1000
+_WHOLE_RANGE = re.compile(r"(?P<prefix>.*?)(?<![0-9])(?P<start>\d+(?:\.\d+)?):(?P<stop>\d+(?:\.\d+)?)"
+                          r":(?P<step>\d+(?:\.\d+)?)(?P<suffix>.*)\Z", re.ASCII | re.DOTALL)
+
+
+def _range_member(match: re.Match[str]) -> bool:
+    """Whether a range's first member, as ``match`` reads the range, is a family member."""
+    first = f"{match['prefix']}{format(decimal.Decimal(match['start']).normalize(), 'f')}{match['suffix']}"
+    return first in TRANSFORMS and TRANSFORMS.family_param(first) is not None
 
 
 def expand_transform_range(item: str) -> list[str]:
@@ -366,6 +374,11 @@ def expand_transform_range(item: str) -> list[str]:
     """
     usage = "a family name with START:STOP:STEP in place of its number, e.g. rgb+10:100:10 or std1.2:2.0:0.2"
     match = _RANGE.match(item.strip())
+    # "imagenet-c.fog.1:3:1" reads as "imagenet-c.fog" + ".1" first; the whole-number reading wins when only it
+    # names a family ("imagenet-c.fog." + "1", suffix ".memory" kept whole).
+    whole = _WHOLE_RANGE.match(item.strip())
+    if whole is not None and _range_member(whole) and (match is None or not _range_member(match)):
+        match = whole
     if match is None:
         raise TransformError(f"Expected a severity range ({usage}), but got {item!r}.")
     start, stop, step = (decimal.Decimal(match[k]) for k in ("start", "stop", "step"))
