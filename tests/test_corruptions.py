@@ -306,12 +306,11 @@ def test_shot_noise_is_poisson() -> None:
         assert abs(counts.mean() / mean - 1) < 0.01 and abs(counts.var() / var - 1) < 0.02, (c, counts.mean(), mean)
 
 
-def test_glass_and_motion_blur_statistics_match_the_reference(crops: torch.Tensor) -> None:
-    """Mean/std of the output and mean |change|, against the reference's own sampler; and motion blur's extent: the
-    mean |change| grows with the kernel as the reference's does."""
+def test_blur_and_weather_statistics_match_the_reference(crops: torch.Tensor) -> None:
+    """Mean/std of the output and mean |change| at severity 3, against the reference's own sampler."""
     np.random.seed(0)
     for name in ("glass_blur", "motion_blur", "snow", "spatter", "frost"):
-        for severity in (2, 4):
+        for severity in (3,):
             ours = hwc(corrupt(crops, name, severity, generators(range(len(crops))))).astype(float)
             ref = reference(crops, name, severity).astype(float)
             base = hwc(crops).astype(float)
