@@ -25,6 +25,16 @@ from robustbench_ibn.transforms.corruptions import CORRUPTIONS, STOCHASTIC, corr
 N_IMAGES = 4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread here, as the reference runs: on a loaded 2-core machine every small op of a 2-thread pool
+    waits for a descheduled thread, which makes these tests several times slower for no information."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def crops(sample_val) -> torch.Tensor:
     """Six real crops (Resize 256 + CenterCrop 224, as robustbench_ibn.data makes them), float k/255."""
@@ -373,14 +383,14 @@ def test_the_same_generators_give_the_same_pixels_whatever_the_batch_split(crops
 
 @pytest.mark.slow
 def test_lite0_top1_error_is_close_on_both_versions(lite0, sample_val) -> None:
-    """EfficientNet-Lite0's top-1 errors on 24 images at severity 3 under four random corruptions whose sampler is
-    ours (Poisson by inversion, the wavefront glass shuffle, the motion angle, spatter's drops), ours against the
-    reference with its own numpy sampler: within 3 images of 24 for each, and the mean absolute gap at most 1.5
-    images. (frost and elastic_transform follow make_imagenet_c.py, which the package does
+    """EfficientNet-Lite0's top-1 errors on 24 images at severity 3 under three random corruptions whose sampling
+    is ours (the wavefront glass shuffle, the motion angle, spatter's drops; shot noise's Poisson draws are checked
+    by their moments above), ours against the reference with its own numpy sampler: within 3 images of 24 for
+    each, and the mean absolute gap at most 1.5 images. (frost and elastic_transform follow make_imagenet_c.py, which the package does
     not: they are checked against its formulas above.)"""
     from robustbench_ibn.data import ImageNetVal
 
-    names = ("shot_noise", "glass_blur", "motion_blur", "spatter")
+    names = ("glass_blur", "motion_blur", "spatter")
     dataset = ImageNetVal(sample_val)
     idx = range(7, 500, 500 // 24)[:24]
     x = torch.stack([dataset[i][0] for i in idx]).float().div(255)
