@@ -60,7 +60,7 @@ NOT_RUN = {
     ("docs/natural-shifts.md", "from robustbench_ibn import evaluate"):
         "ImageNet val, the natural-shift datasets, official weights",
     ("docs/imagenet-c.md", "robust-eval --model efficientnet_lite0 --transforms imagenet-c --data "
-                           "../shared/data/imagenet-sample/val --limit 50"): "half an hour of CPU (75 sets x 50 images)",
+                           "../shared/data/imagenet-sample/val --limit 50"): "minutes of CPU (75 sets x 50 images)",
     ("docs/performance.md", ".venv/bin/python bench/bench_eval.py"): "minutes per bench",
     ("docs/performance.md", ".venv/bin/python bench/bench_fast.py --repeats 2 --rounds 4"): "minutes per bench",
 }
