@@ -7,8 +7,12 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_VAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample" / "val"
 _START = time.perf_counter()
@@ -28,6 +32,19 @@ def sample_tree(n: int, dest: Path) -> Path:
 def progress(message: str) -> None:
     """``[  12.3 s] message`` on stderr: what the benchmark is doing now (results go to stdout)."""
     print(f"[{time.perf_counter() - _START:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes, the device's queued work included (CUDA is synchronized around it)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def machine() -> str:

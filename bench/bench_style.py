@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table
+from _common import SAMPLE_VAL, machine, progress, sample_tree, targets_table, timed
 
 STYLES = SAMPLE_VAL.parents[1] / "styles"
 BATCHES = (1, 8, 32)
@@ -49,16 +49,6 @@ def random_adain_files(folder: Path) -> Path:
     torch.save(NormalisedVGG().state_dict(), folder / "vgg_normalised.pth")
     torch.save(AdaINDecoder().state_dict(), folder / "decoder.pth")
     return folder
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def per_image(run: Callable[[torch.Tensor, slice], object], crops: torch.Tensor, batch: int,

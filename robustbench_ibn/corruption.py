@@ -25,8 +25,8 @@ from .datasets.facts import imagenet_c_facts
 from .results import ERROR_UNIT
 from .text import listing
 
-__all__ = ["UNITS", "CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage",
-           "imagenet_c_runs", "imagenet_c_trees", "severity_span"]
+__all__ = ["ON_THE_FLY", "UNITS", "CorruptionRun", "CorruptionScores", "Coverage", "corruption_scores", "coverage",
+           "imagenet_c_runs", "imagenet_c_trees", "on_the_fly_set", "severity_span"]
 
 
 def severity_span(severities: Iterable[int]) -> str:
@@ -214,7 +214,8 @@ def corruption_scores(errors: Mapping[tuple[str, int], float], clean_error: floa
     checked = {(c, s): scale * _check_error(e, f"{c} severity {s}", scale) for (c, s), e in errors.items()}
     clean = None if clean_error is None else scale * _check_error(clean_error, "clean ImageNet val", scale)
     values = list(checked.values()) + ([clean] if clean is not None else [])
-    if unit is None and values and max(values) < 1:
+    # all zero (a perfect model on a few images) reads the same in either unit
+    if unit is None and values and 0 < max(values) < 1:
         raise ValueError(f"Expected top-1 errors in percent, but every value is below 1 (largest {max(values)}): "
                          "fractions, or small percentages? Say which: unit='fraction' (or multiply them by 100), or "
                          "unit='percent'.")
@@ -267,11 +268,15 @@ def imagenet_c_trees(result: Any) -> dict[str, dict[tuple[str, int], str]]:
     for domain in result.domains:
         record = result.sources[domain["source"]].record
         options = record.get("options") or {}
-        if record.get("kind") != "imagenet-c" or domain["shift"] is not None or "corruption" not in options:
+        fly = on_the_fly_set(domain)
+        if fly is not None:
+            key, name = fly[:2], ON_THE_FLY[fly[2]][0]
+        elif record.get("kind") != "imagenet-c" or domain["shift"] is not None or "corruption" not in options:
             continue
-        key = (str(options["corruption"]), int(options["severity"]))
-        suffix = f"/{key[0]}/{key[1]}"
-        name = domain["name"][:-len(suffix)] if domain["name"].endswith(suffix) else domain["name"]
+        else:
+            key = (str(options["corruption"]), int(options["severity"]))
+            suffix = f"/{key[0]}/{key[1]}"
+            name = domain["name"][:-len(suffix)] if domain["name"].endswith(suffix) else domain["name"]
         if key in found.setdefault(name, {}):
             raise ValueError(f"Expected each ImageNet-C set once in tree {name}, but {key[0]} severity {key[1]} is "
                              f"domains {found[name][key]} and {domain['name']}.")
@@ -279,12 +284,36 @@ def imagenet_c_trees(result: Any) -> dict[str, dict[tuple[str, int], str]]:
     return found
 
 
+# The trees of the on-the-fly sets (transforms/imagenet_c.py), by storage: name and label. Their names are not the
+# released files' tree name (``imagenet-c``), so reports and leaderboards never put their mCE in the same column.
+ON_THE_FLY = {False: ("imagenet-c-on-the-fly", "ImageNet-C on the fly (on-disk emulation, JPEG q85)"),
+              True: ("imagenet-c-on-the-fly-in-memory", "ImageNet-C on the fly (in memory)")}
+
+
+def on_the_fly_set(domain: Mapping[str, Any]) -> tuple[str, int, bool] | None:
+    """``(corruption, severity, in memory)`` of a result's domain that is an on-the-fly ImageNet-C set (a shift
+    ``imagenet-c.<corruption>.<severity>[.memory]``); ``None`` for any other domain.
+
+    Example:
+        >>> on_the_fly_set({"name": "imagenet-c.fog.3", "shift": {"name": "imagenet-c.fog.3",
+        ...                 "params": {"corruption": "fog", "severity": 3, "storage": "jpeg-q85"}}})
+        ('fog', 3, False)
+    """
+    shift = domain.get("shift") or {}
+    params = shift.get("params") or {}
+    if not str(shift.get("name", "")).startswith("imagenet-c.") or "corruption" not in params:
+        return None
+    return str(params["corruption"]), int(params["severity"]), params.get("storage") == "in-memory"
+
+
 def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
     """The ImageNet-C trees of an :class:`~robustbench_ibn.results.EvalResult`, scored (in evaluation order).
 
     A domain is an ImageNet-C set when its source's record is of kind ``imagenet-c`` (its options name the
     corruption and severity) and it has no shift; the sets of one tree share the domain name's prefix
-    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). Their top-1 errors and the clean val error go through
+    (``imagenet-c/fog/3`` belongs to ``imagenet-c``). The on-the-fly sets (shifts
+    ``imagenet-c.<corruption>.<severity>``, :func:`on_the_fly_set`) make trees of their own, one per storage (:data:`ON_THE_FLY`: on-disk emulation or in
+    memory), never the released files' tree. Their top-1 errors and the clean val error go through
     :func:`corruption_scores`, so a run's mCE is the published formula of its stored predictions.
 
     Raises:
@@ -293,7 +322,8 @@ def imagenet_c_runs(result: Any) -> list[CorruptionRun]:
     rows = {r.transform: r for r in result.results}
     found = imagenet_c_trees(result)
     clean = rows["clean"].top1_err
-    return [CorruptionRun(name, "ImageNet-C" if name == "imagenet-c" else name, sets,
+    labels = {"imagenet-c": "ImageNet-C", **dict(ON_THE_FLY.values())}
+    return [CorruptionRun(name, labels.get(name, name), sets,
                           corruption_scores({key: rows[d].top1_err for key, d in sets.items()}, clean_error=clean,
                                             unit=ERROR_UNIT))
             for name, sets in found.items()]

@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import center_crop
 from tqdm import tqdm
 
 from .checks import MAX_SEED
@@ -79,6 +80,7 @@ __all__ = [
     "finalize",
     "fit_sources",
     "gather",
+    "geometry_source",
     "image_stamp",
     "iterate_batches",
     "logits_of",
@@ -399,10 +401,53 @@ def build_plan(sources: Mapping[str, ImageSource], shifts: Mapping[str, Shift],
     if names:
         raise ValueError(f"Expected domain names other than the shifts' names, but {', '.join(sorted(names))} is both "
                          "a shift and a source; give the source another name (a label).")
-    domains = [Domain(name, shift.label or name, BASELINE_SOURCE, None if name == BASELINE_DOMAIN else shift)
-               for name, shift in shifts.items()]
-    domains += [Domain(key, (labels or {}).get(key, key), key) for key in sources if key != BASELINE_SOURCE]
-    return Plan(dict(sources), tuple(domains))
+    sources = dict(sources)
+    domains = []
+    for name, shift in shifts.items():
+        key = BASELINE_SOURCE
+        if name != BASELINE_DOMAIN and shift.crop_geometry is not None:
+            key, source = geometry_source(sources[BASELINE_SOURCE], shift)
+            sources.setdefault(key, source)
+        domains.append(Domain(name, shift.label or name, key, None if name == BASELINE_DOMAIN else shift))
+    domains += [Domain(key, (labels or {}).get(key, key), key) for key in sources
+                if key != BASELINE_SOURCE and not any(d.source == key for d in domains)]
+    return Plan(sources, tuple(domains))
+
+
+def geometry_source(val: ImageSource, shift: Shift) -> tuple[str, ImageSource]:
+    """The key and source of the crops a shift with a :attr:`~Shift.crop_geometry` acts on: ``val`` itself when the
+    model's geometry is the shift's, else the same images decoded in the shift's geometry (``val@256-224-bilinear``),
+    whose shifted crops the engine centre-crops to the model's crop (:func:`domain_inputs`). What the released
+    ImageNet-C files give a model of another geometry: they are 224-px crops, centre-cropped to its crop.
+
+    Raises:
+        TransformError: a model crop larger than the shift's (the files' path refuses it too), or a source that
+            cannot be decoded in another geometry.
+
+    Example:
+        >>> from robustbench_ibn.data import DataConfig
+        >>> from robustbench_ibn.transforms import create_transform
+        >>> val = ImageNetVal("../shared/data/imagenet-sample/val").with_config(DataConfig(interpolation="bicubic"))  # doctest: +SKIP
+        >>> key, source = geometry_source(val, create_transform("imagenet-c.fog.3"))  # doctest: +SKIP
+        >>> key, source.config.interpolation  # doctest: +SKIP
+        ('val@256-224-bilinear', 'bilinear')
+    """
+    resize, crop, interpolation = shift.crop_geometry  # type: ignore[misc]
+    c = val.config
+    if (c.resize, c.crop, c.interpolation) == (resize, crop, interpolation):
+        return BASELINE_SOURCE, val
+    if c.crop > crop:
+        raise TransformError(
+            f"{shift_context(shift)} is defined on the {crop}-px crop (resize {resize} {interpolation} + centre crop "
+            f"{crop}, as its released files were made), but the model's crop is {c.crop} px: a crop of the {crop}-px "
+            f"image cannot be {c.crop} px, and the released files' path refuses such a model too. Evaluate it with a "
+            f"model whose crop is at most {crop}.")
+    if not isinstance(val, ImageNetVal):
+        raise TransformError(f"{shift_context(shift)} needs ImageNet val decoded in its own geometry (resize {resize} "
+                             f"{interpolation} + centre crop {crop}), but the given source is a "
+                             f"{type(val).__name__}; pass an ImageNet-val folder.")
+    return (f"{BASELINE_SOURCE}@{resize}-{crop}-{interpolation}",
+            val.with_config(replace(c, resize=resize, crop=crop, interpolation=interpolation)))
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -444,6 +489,7 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
         run.net = run.fast.module
     for domain in plan.domains:  # a plug-in shift with parameters or buffers computes where the images are
         if domain.shift is not None:
+            _check_geometry(domain, plan.sources[domain.source], model)
             domain.shift.to(device)
     if started is not None:
         run.started = started
@@ -457,6 +503,22 @@ def start_run(plan: Plan, model: PreparedModel, config: RunConfig, *, shard: boo
         root = Path(config.state_dir) if config.state_dir is not None else default_state_root()
         run.state = RunState(root / key, [p.names for p in passes], rank=rank)
     return run
+
+
+def _check_geometry(domain: Domain, source: ImageSource, model: PreparedModel) -> None:
+    """A shift defined on a crop of its own (:attr:`~Shift.crop_geometry`) gets that crop, and a model crop it can
+    be centre-cropped to; anything else would measure another thing under the shift's name."""
+    wanted = domain.shift.crop_geometry if domain.shift is not None else None
+    if wanted is None:
+        return
+    got = (source.config.resize, source.config.crop, source.config.interpolation)
+    if got != tuple(wanted) or model.data_config.crop > wanted[1]:
+        raise TransformError(f"Expected {shift_context(domain.shift)} on crops of resize {wanted[0]} {wanted[2]} + "  # type: ignore[arg-type]
+                             f"centre crop {wanted[1]} for a model crop of at most {wanted[1]}, but its source "
+                             f"{domain.source!r} has resize {got[0]} {got[2]} + crop {got[1]} and model "
+                             f"{model.name!r} crops {model.data_config.crop}. evaluate() (build_plan) decodes that geometry "
+                             f"for it; elsewhere (a Plan of your own, the feature-divergence analysis) use a model of "
+                             f"that geometry.")
 
 
 def _fast_key(run: Run) -> dict[str, Any]:
@@ -603,7 +665,14 @@ def domain_inputs(run: Run, unit: Unit, loaded: Loaded) -> Iterator[tuple[Domain
         for domain in pass_.domains:  # one decode serves every crop-stage domain
             # Each shift gets a copy: one that modifies its input in place (x.add_(...)) must not shift the images
             # of the domains after it. A copy of the batch costs little next to the forward pass it feeds.
-            yield domain, x if domain.shift is None else _apply_shift(run, domain, x.clone(), keys)
+            if domain.shift is None:
+                yield domain, x
+                continue
+            out = _apply_shift(run, domain, x.clone(), keys)
+            crop = run.model.data_config.crop
+            # A shift on a crop of its own geometry (ImageNet-C's 224 px): the model's centre crop of it, as
+            # torchvision's CenterCrop takes it of a released file.
+            yield domain, out if out.shape[-1] == crop else center_crop(out, [crop, crop])
     else:
         yield pass_.domains[0], _image_stage_crops(run, pass_.domains[0], run.source(pass_), list(loaded.pixels), keys)
 
@@ -672,14 +741,18 @@ def top5(logits: torch.Tensor, where: str, space: LabelSpace) -> tuple[np.ndarra
     return top5.cpu().numpy().astype(np.int16), tied.cpu().numpy()
 
 
-def _classify_unit(run: Run, unit: Unit, loaded: Loaded) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction)."""
+def _classify_unit(run: Run, unit: Unit, loaded: Loaded, bar: tqdm | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every domain's top-5 and tied flags for one unit; undecodable images keep -1 (no prediction). With many
+    domains (ImageNet-C's 75 sets) ``bar``'s postfix names the one being computed, so a long batch shows progress."""
     pass_ = run.passes[unit.pass_index]
     n, ok = unit.size, loaded.ok
     predictions = {name: np.full((n, TOPK), -1, dtype=np.int16) for name in pass_.names}
     tied = {name: np.zeros(n, dtype=bool) for name in pass_.names}
     space = run.source(pass_).label_space
-    for domain, x in domain_inputs(run, unit, loaded):
+    for k, (domain, x) in enumerate(domain_inputs(run, unit, loaded)):
+        if bar is not None and len(pass_.domains) > 1:
+            bar.set_postfix_str(f"{pass_.describe()}: {domain.name} ({k + 1}/{len(pass_.domains)})")
         how = f"under shift {domain.name!r}" if domain.paired else f"on domain {domain.name!r}"
         where = f"model {run.model.name!r} {how} on the batch starting with {loaded.keys[ok[0]]!r}"
         logits = logits_of(run.net, x, where)
@@ -804,7 +877,7 @@ def run_passes(run: Run) -> dict[str, dict[str, str]]:
                 if len(run.passes) > 1:  # which source (ImageNet-C: which of its sets) is being decoded
                     bar.set_postfix_str(pass_.describe(), refresh=False)
                 note_bad_images(run, pass_, loaded, bad)
-                predictions, tied = _classify_unit(run, unit, loaded)
+                predictions, tied = _classify_unit(run, unit, loaded, bar)
                 # With "error" a unit holding an unreadable image is not saved: once the file is replaced, the same
                 # command evaluates just that unit again.
                 if all(not e for e in loaded.errors) or run.config.on_bad_image == "skip":

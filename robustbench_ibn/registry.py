@@ -154,7 +154,8 @@ class Registry(Generic[F]):
         # Families are compared with their placeholder filled by the number the user typed, so "rbg+50" suggests
         # "rgb+50" rather than the bare template; without a number, by their name without the placeholder, so
         # "adian" suggests the template "adain{alpha}".
-        number = re.search(_NUMBER, name)
+        # The number as typed: digits first (in "imagenet-c.fog.3" it is "3", not ".3"), a bare ".5" otherwise.
+        number = re.search(r"[0-9]+(?:\.[0-9]+)?", name) or re.search(_NUMBER, name)
         candidates = {}  # what is compared -> what is suggested
         for n in self._entries:
             if n in self._families:

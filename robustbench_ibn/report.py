@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from .corruption import CorruptionRun, imagenet_c_runs
+from .corruption import ON_THE_FLY, CorruptionRun, imagenet_c_runs
 from .datasets.facts import imagenet_c_facts
 from .metrics import BOOTSTRAP_METHOD, curve_auc, doubling_severity, mcnemar, topk_correct
 from .options import REPORT_FORMATS
@@ -422,16 +422,27 @@ def _curve_frame(results: Sequence[EvalResult], curves: list[list[dict[str, Any]
                         columns=["family", "severities", "AUC top-1", "mean top-1 err", "top-1 err doubles at"])
 
 
+ON_THE_FLY_TREES = {name for name, _ in ON_THE_FLY.values()}
+
+
 def _data_lines(result: EvalResult, prefix: str = "data") -> list[str]:
     """``data: <baseline description>``, then ``data <key>: ...`` for every other source."""
     lines = [f"{prefix}: {result.dataset.get('description', result.dataset.get('root'))}"]
     trees = {d: run for run in imagenet_c_runs(result) for d in run.domains.values()}
     source_of = {d["source"]: d["name"] for d in result.domains}
     shown = set()
+    for run in imagenet_c_runs(result):  # the on-the-fly sets: shifts of the images above, in their own geometry
+        if run.name in ON_THE_FLY_TREES:
+            shown.add(run.name)
+            first = next(d for d in result.domains if d["name"] == next(iter(run.domains.values())))
+            lines.append(f"{prefix} {run.name}: {len(run.domains)} sets ({len(run.scores.coverage.severities)} "
+                         f"corruptions) of the images above; first set: {first['shift']['description']}")
     for key, s in result.sources.items():
         if key == result.baseline_source:
             continue
         run = trees.get(source_of.get(key, ""))
+        if run is not None and run.name in ON_THE_FLY_TREES:
+            continue
         if run is None:
             lines.append(f"{prefix} {key}: {s.record.get('description', s.record.get('root'))}")
         elif run.name not in shown:  # one line per ImageNet-C tree, not one per set

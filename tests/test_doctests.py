@@ -15,6 +15,7 @@ MODULES = ["robustbench_ibn", "robustbench_ibn.checks", "robustbench_ibn.cli._co
            "robustbench_ibn.text", "robustbench_ibn.transforms._base", "robustbench_ibn.transforms._stylize",
            "robustbench_ibn.transforms.cyclegan",
            "robustbench_ibn.transforms.functional",
+           "robustbench_ibn.transforms.imagenet_c",
            "robustbench_ibn.transforms.photometric"]
 
 

@@ -64,6 +64,8 @@ NOT_RUN = {
                                      "runs/field.png --plot-kind field"): "ImageNet val and ImageNet-R, official weights",
     ("docs/effective-robustness.md", "from robustbench_ibn import EvalResult"):
         "a minute of CPU; it rewrites the figure in docs/",
+    ("docs/imagenet-c.md", "robust-eval --model efficientnet_lite0 --transforms imagenet-c --data "
+                           "../shared/data/imagenet-sample/val --limit 50"): "minutes of CPU (75 sets x 50 images)",
     ("docs/performance.md", ".venv/bin/python bench/bench_eval.py"): "minutes per bench",
     ("docs/performance.md", ".venv/bin/python bench/bench_fast.py --repeats 2 --rounds 4"): "minutes per bench",
 }

@@ -6,6 +6,7 @@ device to the preprocessed crop before normalization. Register your own with
 """
 
 from ._base import (
+    GROUPS,
     TABLE1,
     TRANSFORMS,
     Shift,
@@ -27,8 +28,10 @@ from .color import ColorTemperature, Contrast, Gamma, Greyscale, HueRotation, Sa
 from .degradation import GaussianNoise, JpegReencode  # isort: skip
 from .cyclegan import CycleGANStyle, OfficialCycleGANStyle  # registers monet, monet-official, ...  # isort: skip
 from .adain import AdaINStyle  # registers adain{alpha}  # isort: skip
+from .imagenet_c import ImageNetCCorruption  # registers imagenet-c.<corruption>.{severity}, its groups  # isort: skip
 
 __all__ = [
+    "GROUPS",
     "TABLE1",
     "TRANSFORMS",
     "AdaINStyle",
@@ -41,6 +44,7 @@ __all__ = [
     "GaussianNoise",
     "Greyscale",
     "HueRotation",
+    "ImageNetCCorruption",
     "JpegReencode",
     "OfficialCycleGANStyle",
     "Saturation",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import difflib
 import hashlib
 import inspect
 import json
@@ -23,6 +24,7 @@ __all__ = [
     "Shift",
     "TRANSFORMS",
     "TABLE1",
+    "GROUPS",
     "TransformError",
     "TransformSpec",
     "transform_spec",
@@ -41,6 +43,9 @@ __all__ = [
 # pipeline (the whole image squashed to 256x256, truncated to 8 bits, then the model's resize and crop), as the
 # authors most likely made their Monet set with the official tool; protocol 3 (results.PROTOCOL_CHANGES).
 TABLE1: tuple[str, ...] = ("rgb+50", "r+50", "std1.5", "monet-official")
+# Names that --transforms expands into several shifts (as ``all`` into TABLE1), filled by the modules that register
+# the members: ``imagenet-c`` is its 75 benchmark sets (transforms/imagenet_c.py).
+GROUPS: dict[str, tuple[str, ...]] = {}
 _PLACEHOLDER = re.compile(r"\{[a-z_][a-z0-9_]*\}")  # a family template's parameter, as the registry writes it
 
 
@@ -75,6 +80,10 @@ class Shift(nn.Module):
             registered it (set by :func:`create_transform`; named in every error about the shift).
         severity: for a family member, ``{"family": "rgb+{k}", "param": "k", "value": 50, "identity": 0}``
             (set by :func:`create_transform`), so sweeps and reports can group members by family.
+        crop_geometry: ``None`` (a crop-stage shift acts on the model's own crop), or the ``(resize, crop,
+            interpolation)`` of the crop the shift is defined on (ImageNet-C's ``(256, 224, "bilinear")``): for a
+            model of another geometry the engine decodes that crop for it and centre-crops the shifted images to the
+            model's crop (a larger model crop is refused).
     """
 
     label: str = ""
@@ -85,6 +94,7 @@ class Shift(nn.Module):
     seed: int = 0
     origin: str = ""
     severity: dict[str, Any] | None = None
+    crop_geometry: tuple[int, int, str] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,11 +162,15 @@ class Shift(nn.Module):
             >>> torch.equal(a, b)
             True
         """
-        identity = [int(self.seed), self.name or type(self).__qualname__, self.params(), str(key)]
+        identity = [int(self.seed), *self.random_identity(), str(key)]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
         generator = torch.Generator(device=device if device is not None else "cpu")
         generator.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return generator
+
+    def random_identity(self) -> list[Any]:
+        """What, besides the run seed and the image key, seeds :meth:`generator_for`: the name and parameters."""
+        return [self.name or type(self).__qualname__, self.params()]
 
     def generators(self, keys: Sequence[str], device: torch.device | str | None = None) -> list[torch.Generator]:
         """One :meth:`generator_for` per image key, in order."""
@@ -248,6 +262,7 @@ def register_transform(
     example: float | None = None,
     param_help: str = "",
     weights_key: str | None = None,
+    values: Sequence[float] | None = None,
     override: bool = False,
 ) -> Callable[[Callable[..., Shift]], Callable[..., Shift]]:
     """Register a shift builder. ``name`` may be a family with one numeric placeholder: ``"rgb+{k}"``.
@@ -257,6 +272,8 @@ def register_transform(
     offset, ``1`` for a factor; leave ``None`` if there is none), ``example`` a representative value,
     ``param_help`` what the value means. ``weights_key`` names another shift whose ``--transform-weights``
     entry also serves this one when it has none of its own (``monet-official`` runs ``monet``'s generator file).
+    ``values``: the only parameter values a family takes (ImageNet-C's severities 1-5), checked when ``--transforms``
+    is resolved; ``None``: any number.
 
     Example:
         >>> from robustbench_ibn.transforms import TRANSFORMS, create_transform
@@ -281,7 +298,8 @@ def register_transform(
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"Expected {what} of {key!r} to be a number >= 0 (names carry no sign), but got {value!r}.")
         TRANSFORMS.add(key, fn, override=override,
-                       meta={**described, "param_help": param_help, "weights_key": weights_key})
+                       meta={**described, "param_help": param_help, "weights_key": weights_key,
+                             "values": None if values is None else tuple(values)})
         return fn
 
     return decorator
@@ -334,6 +352,14 @@ def list_transforms(
 _RANGE = re.compile(r"(?P<prefix>.*?)(?P<start>\d+(?:\.\d*)?|\.\d+):(?P<stop>\d+(?:\.\d*)?|\.\d+)"
                     r":(?P<step>\d+(?:\.\d*)?|\.\d+)(?P<suffix>.*)\Z", re.ASCII | re.DOTALL)
 MAX_RANGE_MEMBERS = 1000
+_WHOLE_RANGE = re.compile(r"(?P<prefix>.*?)(?<![0-9])(?P<start>\d+(?:\.\d+)?):(?P<stop>\d+(?:\.\d+)?)"
+                          r":(?P<step>\d+(?:\.\d+)?)(?P<suffix>.*)\Z", re.ASCII | re.DOTALL)
+
+
+def _range_member(match: re.Match[str]) -> bool:
+    """Whether a range's first member, as ``match`` reads the range, is a family member."""
+    first = f"{match['prefix']}{format(decimal.Decimal(match['start']).normalize(), 'f')}{match['suffix']}"
+    return first in TRANSFORMS and TRANSFORMS.family_param(first) is not None
 
 
 def expand_transform_range(item: str) -> list[str]:
@@ -348,6 +374,11 @@ def expand_transform_range(item: str) -> list[str]:
     """
     usage = "a family name with START:STOP:STEP in place of its number, e.g. rgb+10:100:10 or std1.2:2.0:0.2"
     match = _RANGE.match(item.strip())
+    # "imagenet-c.fog.1:3:1" reads as "imagenet-c.fog" + ".1" first; the whole-number reading wins when only it
+    # names a family ("imagenet-c.fog." + "1", suffix ".memory" kept whole).
+    whole = _WHOLE_RANGE.match(item.strip())
+    if whole is not None and _range_member(whole) and (match is None or not _range_member(match)):
+        match = whole
     if match is None:
         raise TransformError(f"Expected a severity range ({usage}), but got {item!r}.")
     start, stop, step = (decimal.Decimal(match[k]) for k in ("start", "stop", "step"))
@@ -385,8 +416,15 @@ def expand_transform_range(item: str) -> list[str]:
 def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     """Expand a ``--transforms`` value into the ordered list of shifts to run, ``clean`` first.
 
-    ``all`` is Table 1's set, ``none`` no shift (``clean`` only); ``FAMILY START:STOP:STEP`` (``rgb+10:100:10``) is
-    a severity sweep (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
+    ``all`` is Table 1's set, ``none`` no shift (``clean`` only), a name of :data:`GROUPS` its members (``imagenet-c``:
+    the 75 benchmark sets of ImageNet-C); ``FAMILY START:STOP:STEP`` (``rgb+10:100:10``) is a severity sweep
+    (:func:`expand_transform_range`). Unknown names and missing pieces raise *before* any work is done.
+
+    Example:
+        >>> resolve_transform_names("imagenet-c.fog")[1:3]
+        ['imagenet-c.fog.1', 'imagenet-c.fog.2']
+        >>> len(resolve_transform_names("imagenet-c")), len(resolve_transform_names("imagenet-c-extra.memory"))
+        (76, 21)
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     if not any(item.strip() for item in items):  # "" or ",,": never silently the clean images alone
@@ -399,7 +437,8 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
     for item in (i.strip() for i in items):
         if not item:
             continue
-        expanded = list(TABLE1) if item == "all" else expand_transform_range(item) if ":" in item else [item]
+        expanded = (list(TABLE1) if item == "all" else list(GROUPS[item]) if item in GROUPS
+                    else expand_transform_range(item) if ":" in item else [item])
         for name in expanded:
             if name not in TRANSFORMS:
                 if name in TABLE1:
@@ -409,18 +448,36 @@ def resolve_transform_names(spec: str | Sequence[str]) -> list[str]:
                         f"{option('transforms', 'all')} cannot run completely. Run the other rows with "
                         f"{option('transforms', available)}."
                     )
-                raise TransformError(TRANSFORMS.unknown_message(name))
+                raise TransformError(_unknown_message(name))
             if name in names:
                 continue
             template, values = TRANSFORMS.parse(name)
             if values:  # rgb+50 and rgb+50.0 build the same shift: two rows of it would be refused by every report
                 param, value = next(iter(values.items()))
+                allowed = TRANSFORMS.meta(template).get("values")
+                if allowed is not None and (value not in allowed or isinstance(value, float)):
+                    family = transform_spec(template)
+                    raise TransformError(f"Expected {param} of {template} to be one of "
+                                         f"{', '.join(positional(v) for v in allowed)}, but got {value!r} in "
+                                         f"{name!r}. Use one of {family.member(allowed[0])} .. "
+                                         f"{family.member(allowed[-1])}.")
                 first = members.setdefault((template, value), name)  # 50 == 50.0, and hash alike
                 if first != name:
                     raise TransformError(f"Expected each shift once, but {first!r} and {name!r} are the same shift "
                                          f"({template} with {param}={value:g}): give it once.")
             names.append(name)
     return names
+
+
+def _unknown_message(name: str) -> str:
+    """The registry's did-you-mean, with the closest group names (``imagenet-c.fog``) when they are closer."""
+    message = TRANSFORMS.unknown_message(name)
+    close = ", ".join(difflib.get_close_matches(name, list(GROUPS), n=2, cutoff=0.8))
+    if not close or name[-1:].isdigit():  # a member's name: the registry's members are the closer names
+        return message
+    if "Did you mean: " in message:
+        return message.replace("Did you mean: ", f"Did you mean: {close}, ", 1)
+    return message.replace(f"{name!r}.", f"{name!r}. Did you mean: {close}?", 1)
 
 
 def transform_takes(name: str, argument: str) -> bool:

@@ -33,11 +33,15 @@ _PIL_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
 
-def jpeg_reencode(images: torch.Tensor, quality: int, subsampling: str = JPEG_SUBSAMPLING) -> torch.Tensor:
+def jpeg_reencode(images: torch.Tensor, quality: int, subsampling: str = JPEG_SUBSAMPLING, *, optimize: bool = False,
+                  to_8bit: str = "round") -> torch.Tensor:
     """Encode every image as a baseline JPEG at ``quality`` (1-100) with Pillow/libjpeg, decode it back.
 
-    Pixels are rounded to 8 bits first (exact for the runner's decoded crops); the codec runs on the CPU
-    and the result returns to the input's device and dtype.
+    Pixels are rounded to 8 bits first (exact for the runner's decoded crops), or truncated with
+    ``to_8bit="truncate"`` (``np.uint8`` of a float array, as ImageNet-C's files were saved; a value within 1/1000 of
+    a level below an integer counts as that integer, so ``k / 255`` floats keep ``k``); ``optimize`` asks libjpeg for
+    optimal Huffman tables (smaller files, the same pixels). The codec runs on the CPU and the result returns to the
+    input's device and dtype.
 
     Example:
         >>> x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -49,12 +53,17 @@ def jpeg_reencode(images: torch.Tensor, quality: int, subsampling: str = JPEG_SU
         raise ValueError(f"Expected a JPEG quality that is an integer in [1, 100], but got {quality}.")
     if subsampling not in _PIL_SUBSAMPLING:
         raise ValueError(f"Expected subsampling to be one of {sorted(_PIL_SUBSAMPLING)}, but got {subsampling!r}.")
-    pixels = images.detach().mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if to_8bit not in ("round", "truncate"):
+        raise ValueError(f"Expected to_8bit to be 'round' or 'truncate', but got {to_8bit!r}.")
+    levels = images.detach().mul(255)
+    levels = levels.round_() if to_8bit == "round" else levels.add_(1e-3).floor_()
+    pixels = levels.clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     decoded = []
     for array in pixels:
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(array), "RGB").save(
-            buffer, format="JPEG", quality=int(quality), subsampling=_PIL_SUBSAMPLING[subsampling], optimize=False
+            buffer, format="JPEG", quality=int(quality), subsampling=_PIL_SUBSAMPLING[subsampling],
+            optimize=bool(optimize),
         )
         buffer.seek(0)
         with Image.open(buffer) as image:

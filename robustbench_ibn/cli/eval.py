@@ -110,7 +110,11 @@ def _print_models(pattern: str) -> None:
 
 
 def _print_transforms(pattern: str) -> None:
-    from ..transforms import TABLE1, TRANSFORMS, TransformError, create_transform, list_transforms, transform_spec
+    import fnmatch
+
+    from ..text import listing
+    from ..transforms import (GROUPS, TABLE1, TRANSFORMS, TransformError, create_transform, list_transforms,
+                              transform_spec)
 
     rows = []
     for name in list_transforms(pattern):
@@ -137,6 +141,9 @@ def _print_transforms(pattern: str) -> None:
         header = ("name", "e.g.", "label", "parameter", "definition")
         for row in [header, *rows]:
             print("  ".join(f"{cell:{w}s}" for cell, w in zip(row, widths)) + "  " + row[4])
+    groups = [f"{name} ({len(GROUPS[name])} shifts)" for name in GROUPS if fnmatch.fnmatchcase(name, pattern)]
+    if groups:
+        print(f"# groups for --transforms: {listing(groups, 4)}")
     missing = [n for n in TABLE1 if n not in TRANSFORMS]
     if missing and pattern == "*":
         print(f"# not available in this installation: {', '.join(missing)} (part of 'all')")
