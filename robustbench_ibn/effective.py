@@ -425,10 +425,14 @@ _V2_SETTING = {"matched-frequency": "imagenetv2-matched-frequency-format-val",
 # pattern to _SHIFT_PATTERNS. ``grey1`` is the greyscale image (BT.601 weights, kornia on the float crop; the
 # testbed converts with PIL, which rounds to 8 bits: differences at that rounding only).
 SHIFT_SETTINGS: dict[str, str] = {"grey1": "greyscale"}
-# The on-the-fly ImageNet-C sets' names, ``imagenet-c.<corruption>.<severity>.memory``: the pure in-memory image,
-# the testbed's ``_in-memory`` column. Their JPEG-saved twins (``imagenet-c.<c>.<s>``) emulate the released files
-# but are not them: no column (the released files, read as a ``--domain imagenet-c``, are ``_on-disk``).
-_SHIFT_PATTERNS = ((re.compile(r"imagenet-c\.(?P<c>[a-z_]+)\.(?P<s>[1-5])\.memory"), "imagenet-c.{c}.{s}_in-memory"),)
+# No on-the-fly ImageNet-C set maps to a testbed column. The testbed's ``_in-memory`` columns were measured with
+# its own torch re-implementation of the corruptions (imagenet-testbed src/eval_settings/image_utils.py: pixelate
+# by area/nearest resampling, glass blur with a 5-tap kernel of twice the sigma and 10 cached shuffles, its own
+# motion-blur kernel, frost from 6 pictures, OpenCV's JPEG), not with make_imagenet_c.py, which ours follow: the
+# same name, other images, and accuracies that can differ by points. The JPEG-saved twins emulate the released
+# files but are not them. The released files, read as a ``--domain imagenet-c``, are ``_on-disk``. A pattern
+# here (regex over the shift name -> setting template) is the hook for a shift that truly is a testbed setting.
+_SHIFT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = ()
 _VAL_NAME = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 
 
@@ -436,8 +440,8 @@ def domain_setting(result: Any, domain: str) -> str | None:
     """The testbed setting a run's domain is an instance of, or None (Table 1's shifts, a plain folder, ...).
 
     A natural-shift source maps by its kind (ImageNet-V2 by its variant, ImageNet-C's released files to
-    ``imagenet-c.<corruption>.<severity>_on-disk``); a shift of the val images by its name (:data:`SHIFT_SETTINGS`,
-    the in-memory ImageNet-C sets to ``_in-memory``).
+    ``imagenet-c.<corruption>.<severity>_on-disk``); a shift of the val images by its name (:data:`SHIFT_SETTINGS`;
+    the on-the-fly ImageNet-C sets map to none, see ``_SHIFT_PATTERNS``).
     """
     d = next(d for d in result.domains if d["name"] == domain)
     if d["shift"] is not None:

@@ -8,7 +8,7 @@ A :class:`Plan` holds the sources and the domains in evaluation order; the engin
 * one pass per source without an image-stage shift: each image is decoded once (in the loader's workers)
   and every crop-stage domain of that source, clean included, is applied to the same batch on the device;
 * one pass per image-stage domain: workers decode and run :meth:`Shift.prepare_image`; the main process
-  moves the batch to the device, runs :meth:`Shift.apply_batch`, checks the output (first batch), turns each
+  moves the batch to the device, runs :meth:`Shift.apply_batch`, checks the output (all of it on the first batch, finiteness on every batch), turns each
   image back into a PIL image, applies the source's preprocessing and classifies the crops.
 
 Each pass follows a fixed batch grid over its source; a (pass, batch) :class:`~robustbench_ibn.state.Unit` is
@@ -633,6 +633,11 @@ def _apply_shift(run: Run, domain: Domain, x: torch.Tensor, keys: Sequence[str])
     if domain.name not in run.checked:  # plug-ins are checked on their first batch
         check_shift_output(domain.shift, x, out)
         run.checked.add(domain.name)
+    elif not bool(torch.isfinite(out).all()):
+        # Every later batch too (one reduction, little next to the forward pass): at the image stage a NaN becomes a
+        # black 8-bit pixel that no later check would see, and a later batch of an expensive generator can overflow.
+        raise TransformError(f"Expected {shift_context(domain.shift)} to return finite values, but got NaN or Inf on "
+                             f"the batch starting with {keys[0]!r}.")
     return out
 
 

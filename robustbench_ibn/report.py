@@ -209,8 +209,8 @@ def effective_frame(results: Sequence[EvalResult], points: Sequence[Sequence[Any
     """The effective-robustness table: one row per (model, domain that is a testbed setting), ``None`` if none.
 
     ``points``: one :func:`~robustbench_ibn.effective.field_points` list per result. The sets of an ImageNet-C tree
-    are one row (their mean; every set is in the CSV and JSON), and so are the in-memory ImageNet-C sets of a run. A run that does not cover the full official sets
-    has every number marked ``not comparable: ...`` in the last column.
+    are one row (their mean; every set is in the CSV and JSON). A run that does not cover the full official sets has
+    every number marked ``not comparable: ...`` in the last column.
     """
     import math
 
@@ -223,8 +223,6 @@ def effective_frame(results: Sequence[EvalResult], points: Sequence[Sequence[Any
         for p in model_points:
             if p.domain in member:
                 trees.setdefault(member[p.domain].label, []).append(p)
-            elif p.setting.endswith("_in-memory"):  # the on-the-fly sets of a run: one row too
-                trees.setdefault("ImageNet-C in memory", []).append(p)
             else:
                 rows.append((p.label, [p]))
         rows += [(f"{label} (mean of {len(group)} sets)", group) for label, group in trees.items()]

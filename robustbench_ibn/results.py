@@ -8,6 +8,7 @@ predictions, the sources' labels and their label spaces.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -305,9 +306,10 @@ class EvalResult:
         """The record without per-image data: what ``--format json`` prints.
 
         ``uncertainty`` holds the bootstrap intervals (``n_boot`` resamples, ``seed``) of every row of
-        ``results``, the flip rates and the mean drop (:meth:`uncertainty`).
+        ``results``, the flip rates and the mean drop (:meth:`uncertainty`). The dict is the caller's own: its nested
+        fields are copies, so editing it never changes this result (or a record written from it later).
         """
-        return {
+        return copy.deepcopy({
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "weights": self.weights,
@@ -319,7 +321,7 @@ class EvalResult:
             "tied": self.tied,
             "results": [r.to_dict() for r in self.results],
             "uncertainty": self.uncertainty(n_boot=n_boot, seed=seed),
-        }
+        })
 
     def to_dict(self) -> dict[str, Any]:
         """The full record, per-image labels, images and predictions included (JSON-serializable)."""

@@ -74,12 +74,27 @@ class ImageHalfStep(Shift):
         return (images + 0.5 / 255).clamp(0, 1)
 
 
+class ImageNaNLater(Shift):
+    """Fine on the first batch, NaN on the images of every later one (an overflowing generator)."""
+
+    stage = "image"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.batches += 1
+        return images if self.batches == 1 else torch.full_like(images, float("nan"))
+
+
 @pytest.fixture
 def image_shifts():
     with TRANSFORMS.snapshot():
         register_transform("img_identity")(ImageIdentity)
         register_transform("img_negative")(ImageInvert)
         register_transform("img_halfstep")(ImageHalfStep)
+        register_transform("img_nan_later")(ImageNaNLater)
         yield
 
 
@@ -109,6 +124,12 @@ def test_an_image_stage_shift_acts_on_the_decoded_image_before_the_geometry(data
 def test_an_image_stage_output_must_hold_8_bit_values(data, image_shifts):
     with pytest.raises(TransformError, match=r"image-stage shift\) to return 8-bit values k/255 .* 0\.5/255"):
         evaluate(Spy(), data, "img_halfstep", data_config=PIXELS, **RUN)
+
+
+def test_a_non_finite_image_stage_output_after_the_first_batch_stops_the_run(data, image_shifts):
+    # cast to 8 bits, NaN would be a black image scored as any other
+    with pytest.raises(TransformError, match=r"img_nan_later.* finite values, but got NaN or Inf on the batch starting"):
+        evaluate(Spy(), data, "img_nan_later", data_config=PIXELS, batch_size=2, **RUN)
 
 
 # -- several sources --------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_the_record_keeps_references_and_a_damaged_one_is_refused(run, tmp_path)
 def test_a_protocol_3_record_reports_as_before_and_says_so(run, tmp_path):
     """A v3 record (no reference domains, drops against 1000-way clean) keeps its old drops, marked where shown."""
     result, _ = run
-    record = json.loads(json.dumps(result.to_dict()))  # a copy: to_dict shares the result's own dicts
+    record = result.to_dict()  # the caller's own copy: editing it below must leave the result as it was
     references = [d["name"] for d in record["domains"] if d.get("restricts")]
     record["domains"] = [{k: v for k, v in d.items() if k not in ("reference", "restricts")}
                          for d in record["domains"] if d["name"] not in references]
@@ -224,6 +224,7 @@ def test_a_protocol_3_record_reports_as_before_and_says_so(run, tmp_path):
     page = leaderboard_markdown([entry_from_result(old, n_boot=20)])
     assert "(protocol v3: the drops of ImageNet-R, ImageNet-A, ObjectNet are against origin scored 1000-way" in page
     assert result.drops_note() is None
+    assert result.protocol["version"] == 4 and all("reference" in d for d in result.domains)
 
 
 def test_limit_and_skipped_images_restrict_the_reference_as_val(sample_val, trees, wnid_index, spaces, tmp_path):
