@@ -507,7 +507,8 @@ def test_two_ranks_equal_one_process_with_dataset_domains(trees, tmp_path):
     done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn",
                            *_cli(trees, two, *extra)], capture_output=True, text=True, env=_env(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert list(_predictions(one)) == ["labels", "clean", "rgb+50", "std1.5", "imagenet-r", "objectnet"]
+    assert list(_predictions(one)) == ["labels", "clean", "rgb+50", "std1.5", "val-on-imagenet-r-classes", "imagenet-r",
+                                       "val-on-objectnet-classes", "objectnet"]
     assert _predictions(two) == _predictions(one)
     assert json.loads(two.read_text())["results"] == json.loads(one.read_text())["results"]
 
