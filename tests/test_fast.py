@@ -221,15 +221,28 @@ def test_an_untraceable_model_is_an_error_not_a_silent_no_op() -> None:
 # --- the trained network ------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def lite0_subset(sample_val: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 of the 500 shared images (the first 200 classes): the fast path's runs compared with lite0_run's."""
+    return few_images(sample_val, 200, tmp_path_factory.mktemp("lite0_subset"))
+
+
+def _exact(lite0_run, run, domain: str) -> np.ndarray:
+    """lite0_run's predictions of ``domain`` for ``run``'s images, in ``run``'s order (checked to be all there)."""
+    row = {image: i for i, image in enumerate(lite0_run.images)}
+    assert len(run.images) == 200 and all(image in row for image in run.images)
+    return lite0_run.predictions[domain][[row[image] for image in run.images]]
+
+
 @pytest.mark.slow
-def test_folded_lite0_gives_the_same_top1_on_the_shared_images(lite0, lite0_run, sample_val: Path) -> None:
+def test_folded_lite0_gives_the_same_top1_on_the_shared_images(lite0, lite0_run, lite0_subset: Path) -> None:
     result = fold_batchnorm(lite0)
     # Every BatchNorm follows a TF-"same"-padded convolution, which the model module declares foldable.
     assert (len(result.folded), result.kept) == (49, ())
-    run = evaluate(result.module, sample_val, "none", data_config=lite0.data_config, batch_size=50, progress=False)
-    same = np.mean(run.predictions["clean"][:, 0] == lite0_run.predictions["clean"][:, 0])
-    # Measured: all 500 top-1 predictions (and top-5 sets) identical to the exact path.
-    assert same >= 0.998
+    run = evaluate(result.module, lite0_subset, "none", data_config=lite0.data_config, batch_size=50, progress=False)
+    same = np.mean(run.predictions["clean"][:, 0] == _exact(lite0_run, run, "clean")[:, 0])
+    # Measured: all 500 top-1 predictions (and top-5 sets) identical to the exact path (200 of them checked here).
+    assert same >= 0.995
 
 
 # --- compile ------------------------------------------------------------------------------------------------------
@@ -358,9 +371,9 @@ def test_the_feature_divergence_refuses_the_fast_path(data: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lite0_fast_run(sample_val: Path):
-    """The trained Lite0 on the 500 shared images under every shift of lite0_run, with the fast path (inductor)."""
-    return evaluate("efficientnet_lite0", sample_val, LITE0_SHIFTS, batch_size=50, progress=False, fast=True)
+def lite0_fast_run(lite0_subset: Path):
+    """The trained Lite0 on 200 of the shared images under every shift of lite0_run, with the fast path (inductor)."""
+    return evaluate("efficientnet_lite0", lite0_subset, LITE0_SHIFTS, batch_size=50, progress=False, fast=True)
 
 
 @pytest.mark.slow
@@ -373,10 +386,10 @@ def test_fast_lite0_agrees_with_the_exact_path_and_is_never_ranked_with_it(lite0
     if shutil.which("g++") or shutil.which("clang++"):
         assert record["compiled"], record["not_compiled_because"]
     assert fast_run.protocol["fingerprint"] != lite0_run.protocol["fingerprint"]
-    exact = np.stack([lite0_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
+    exact = np.stack([_exact(lite0_run, fast_run, d)[:, 0] for d in ("clean", *LITE0_SHIFTS)])
     quick = np.stack([fast_run.predictions[d][:, 0] for d in ("clean", *LITE0_SHIFTS)])
-    # The issue's target, 99.9% of the 2000 top-1 predictions (at most 2 changed); bench/bench_fast.py measures the
-    # same comparison (docs/performance.md).
+    # The issue's target, 99.9% of the top-1 predictions: here 800 (200 images x 4 domains), so none may change;
+    # bench/bench_fast.py measures the same comparison on all 2000 (docs/performance.md: 0 changed).
     agreement = np.mean(quick == exact)
     print(f"fast vs exact top-1 agreement: {agreement:.4f} ({int((quick != exact).sum())} of {quick.size} changed)")
     assert agreement >= 0.999
@@ -384,7 +397,7 @@ def test_fast_lite0_agrees_with_the_exact_path_and_is_never_ranked_with_it(lite0
 
 @pytest.mark.slow
 def test_an_interrupted_fast_run_of_the_trained_network_resumes_to_the_same_predictions(
-        lite0_fast_run, sample_val: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+        lite0_fast_run, lite0_subset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """The clean images only (resume across shifts is tested on the exact path): killed in batch 4, resumed, the
     same compiled kernels give every prediction of the uninterrupted fast run."""
     calls = {"n": 0}
@@ -398,26 +411,26 @@ def test_an_interrupted_fast_run_of_the_trained_network_resumes_to_the_same_pred
 
     run = dict(batch_size=50, progress=False, fast=True, state_dir=tmp_path)
     monkeypatch.setattr(engine, "logits_of", stop_in_batch_4)
-    with pytest.raises(Interrupted, match="interrupted: 150 of 500 images saved"):
-        evaluate("efficientnet_lite0", sample_val, "none", **run)
+    with pytest.raises(Interrupted, match="interrupted: 150 of 200 images saved"):
+        evaluate("efficientnet_lite0", lite0_subset, "none", **run)
     monkeypatch.setattr(engine, "logits_of", logits_of)
     capsys.readouterr()
-    resumed = evaluate("efficientnet_lite0", sample_val, "none", **run)
-    assert "resuming, 150 of 500 images already done" in capsys.readouterr().err
+    resumed = evaluate("efficientnet_lite0", lite0_subset, "none", **run)
+    assert "resuming, 150 of 200 images already done" in capsys.readouterr().err
     assert list(resumed.predictions) == ["clean"]
     assert np.array_equal(resumed.predictions["clean"], lite0_fast_run.predictions["clean"])
     assert resumed.protocol["fast"] == lite0_fast_run.protocol["fast"] and resumed.protocol["fast"]["compiled"]
 
 
 @pytest.mark.slow
-def test_two_ranks_with_fast_give_the_predictions_of_one(lite0_fast_run, sample_val: Path, tmp_path: Path) -> None:
+def test_two_ranks_with_fast_give_the_predictions_of_one(lite0_fast_run, lite0_subset: Path, tmp_path: Path) -> None:
     """torchrun, 2 ranks (gloo), each compiling; the clean images only (the shifts are tested above)."""
     out = tmp_path / "two.json"
     env = {**os.environ, "ROBUSTBENCH_IBN_CACHE": str(tmp_path / "cache"),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the threads of the 1-rank run: the same kernels
     done = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robustbench_ibn", "--model",
-         "efficientnet_lite0", "--transforms", "none", "--data", str(sample_val), "--batch-size", "50", "--workers",
+         "efficientnet_lite0", "--transforms", "none", "--data", str(lite0_subset), "--batch-size", "50", "--workers",
          "0", "--no-progress", "--fast", "--format", "json", "--output", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
