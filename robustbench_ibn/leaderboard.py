@@ -415,10 +415,11 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
     reported = entry["kind"] == "reported"  # reported entries may list bare names
     if not isinstance(shifts, list) or not all(
             (reported and isinstance(t, str))
-            or (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("label"), str))
+            or (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("label"), str)
+                and isinstance(t.get("source", ""), str))
             for t in shifts):
         raise LeaderboardError(f"Expected protocol.transforms to be a list of objects with a string name and label "
-                               f"in leaderboard entry {path}, but got {shifts!r:.80}.")
+                               f"(and source, when given) in leaderboard entry {path}, but got {shifts!r:.80}.")
     if not isinstance(protocol.get("dataset") or {}, dict) or not isinstance(entry.get("geometry") or {}, dict):
         raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
     if not is_fast_record(protocol.get("fast")):
@@ -428,7 +429,6 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
     transforms = []
     kind_reported = entry["kind"] == "reported"
     for i, row in enumerate(entry["results"]):
-        # A published top-5 may be missing: then its drop is null too (reported entries).
         # A published top-5 may be missing, its reference's too: then the top-5 drop is null (reported entries). A
         # reported row without a published reference in its label space has no drop at all (reference null).
         top5_drop = isinstance(row, dict) and (number(row.get("top5_drop")) or row.get("top5_drop") is None and (
@@ -771,8 +771,8 @@ def _old_drops(entry: dict[str, Any]) -> str:
         return ""
     kinds = set(kinds_taking("subset_policy"))
     sources = protocol.get("sources") or {}
-    labels = [t["label"] for t in protocol.get("transforms", [])
-              if isinstance(sources.get(t.get("source")), dict) and sources[t["source"]].get("kind") in kinds]
+    labels = [t["label"] for t in protocol.get("transforms", []) if isinstance(t, dict)  # reported: bare names
+              and isinstance(sources.get(t.get("source")), dict) and sources[t["source"]].get("kind") in kinds]
     if not labels:
         return ""
     return (f" (protocol v{protocol['version']}: the drops of {', '.join(_md(x) for x in labels)} are against origin "
