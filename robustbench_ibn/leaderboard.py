@@ -420,8 +420,10 @@ def _check_types(entry: dict[str, Any], path: Path) -> None:
             for t in shifts):
         raise LeaderboardError(f"Expected protocol.transforms to be a list of objects with a string name and label "
                                f"(and source, when given) in leaderboard entry {path}, but got {shifts!r:.80}.")
-    if not isinstance(protocol.get("dataset") or {}, dict) or not isinstance(entry.get("geometry") or {}, dict):
-        raise LeaderboardError(f"Expected protocol.dataset and geometry to be objects in leaderboard entry {path}.")
+    if not all(isinstance(x or {}, dict) for x in (protocol.get("dataset"), protocol.get("sources"),
+                                                   entry.get("geometry"))):
+        raise LeaderboardError(f"Expected protocol.dataset, protocol.sources and geometry to be objects in leaderboard "
+                               f"entry {path}.")
     if not is_fast_record(protocol.get("fast")):
         raise LeaderboardError(f"Expected protocol.fast to be null (the exact path) or an object with true/false "
                                f"fold_batchnorm and compiled in leaderboard entry {path}, but got "

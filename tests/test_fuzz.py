@@ -251,6 +251,7 @@ PLACES = [(kind, place) for kind, entry in ENTRIES.items() for place in _paths(e
 @example(("measured", ("mean_drop", "top1")), [])
 @example(("measured", ("protocol", "transforms", 1)), {})
 @example(("measured", ("protocol", "transforms", 1, "source")), [])  # once a TypeError in the protocol-3 note
+@example(("measured", ("protocol", "sources")), 1)  # ... and an AttributeError
 @example(("measured", ("results", 1, "top5_drop")), None)
 @example(("reported", ("source", "notes")), True)
 @example(("reported", ("protocol", "transforms", 0)), "clean")  # bare names are what reported entries hold
